@@ -1,0 +1,78 @@
+"""The ASGI application: routers, the error mapper and the request-id middleware."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from calsync import __version__
+from calsync.api import errors, external, own
+from calsync.service.runtime import Runtime
+
+EXTERNAL_PREFIXES = ("/bookings/v2/external-calendars", "/v2/external-calendars")
+log = logging.getLogger("calsync.access")
+
+
+class RequestIdMiddleware:
+    """Every response carries ``X-Wix-Request-Id``; unexpected errors become a bare 500
+    envelope (never a stack trace); one access log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(12)
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-wix-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            if not status["sent"]:
+                body = b'{"message":"internal error","details":{}}'
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope.get("method", ""),
+                    "path": scope.get("path", ""),
+                    "status": status["code"],
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(title="calsync", version=__version__, docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
+    for prefix in EXTERNAL_PREFIXES:
+        app.include_router(external.router, prefix=prefix)
+    app.include_router(own.router)
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,46 @@
+"""Running one API call: read the request, authenticate, do the work off the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from calsync.domain import Identity
+from calsync.service.auth import authenticate
+from calsync.service.runtime import Runtime
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Call:
+    rt: Runtime
+    identity: Identity
+    query: list[tuple[str, str]]
+    body: bytes
+
+
+async def serve(request: Request, work: Callable[[Call], dict[str, Any]]) -> JSONResponse:
+    """Authenticate the caller, then run ``work`` in a worker thread; errors propagate to the
+    handlers of ``api.errors``."""
+    rt: Runtime = request.app.state.runtime
+    body = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
+    if len(body) > MAX_BODY_BYTES:
+        from calsync.errors import FieldViolation, InvalidArgument
+
+        raise InvalidArgument([FieldViolation("", "the body is too large", "MAX_SIZE")])
+    query = list(request.query_params.multi_items())
+    authorization = request.headers.get("authorization")
+    site_id = request.headers.get("wix-site-id")
+
+    def run() -> dict[str, Any]:
+        with rt.sessions() as session:
+            identity = authenticate(session, authorization, site_id)
+        return work(Call(rt=rt, identity=identity, query=query, body=body))
+
+    return JSONResponse(await run_in_threadpool(run))

@@ -1,0 +1,93 @@
+"""Service views rendered as the wire JSON of spec section 2 (always-present fields kept)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from calsync.api import sync_config_wire
+from calsync.providers.registry import ProviderConfig
+from calsync.service.views import (
+    CalendarView,
+    ConnectionView,
+    EventsPage,
+    EventView,
+    ScheduleView,
+)
+
+
+def provider(p: ProviderConfig) -> dict[str, Any]:
+    f = p.features
+    return {
+        "id": p.id,
+        "name": p.name,
+        "calendarType": p.calendar_type.value,
+        "features": {
+            "connectMethods": [m.value for m in f.connect_methods],
+            "updateSyncConfig": f.update_sync_config,
+            "listEventFromCalendars": f.list_event_from_calendars.value,
+            "syncToCalendar": f.sync_to_calendar.value,
+        },
+    }
+
+
+def connection(c: ConnectionView) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": c.id,
+        "providerId": c.provider_id,
+        "calendarType": c.calendar_type.value,
+        "scheduleId": c.schedule_id,
+    }
+    if c.user_id:
+        out["userId"] = c.user_id
+    if c.app_id:
+        out["appId"] = c.app_id
+    if c.external_account_email:
+        out["externalAccountEmail"] = c.external_account_email
+    out["status"] = c.status.value
+    out["errorReason"] = c.error_reason.value
+    out["syncConfig"] = sync_config_wire.render(c.sync_config)
+    return out
+
+
+def calendar(c: CalendarView) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name}
+
+
+def event(e: EventView) -> dict[str, Any]:
+    out: dict[str, Any] = {"scheduleId": e.schedule_id, "calendarType": e.calendar_type.value}
+    if e.calendar_name is not None:
+        out["calendarName"] = e.calendar_name
+    if e.title is not None:
+        out["title"] = e.title
+    out.update(start=e.start, end=e.end, allDay=e.all_day)
+    if e.schedule_owner_id:
+        out["scheduleOwnerId"] = e.schedule_owner_id
+    if e.schedule_owner_name is not None:
+        out["scheduleOwnerName"] = e.schedule_owner_name
+    return out
+
+
+def events_page(page: EventsPage) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "count": len(page.events),
+        "cursors": {"next": page.next_cursor} if page.next_cursor else {},
+        "hasNext": page.next_cursor is not None,
+    }
+    return {
+        "events": [event(e) for e in page.events],
+        "pagingMetadata": metadata,
+        "failedProviderIds": page.failed_provider_ids,
+    }
+
+
+def schedule(s: ScheduleView) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": s.id}
+    if s.owner_user_id:
+        out["ownerUserId"] = s.owner_user_id
+    out.update(
+        ownerName=s.owner_name,
+        timeZone=s.time_zone,
+        createdDate=s.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        updatedDate=s.updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
+    return out

@@ -1,0 +1,194 @@
+"""The ``calsync`` command: serve the API, migrate the database, manage API keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session
+
+from calsync.domain import Permission
+from calsync.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="calsync connects booking-platform schedules to Google, Microsoft, iCloud and CalDAV "
+    "calendars, behind the External Calendar API v2.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys that callers send in the Authorization header.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="api-keys")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Providers TOML file (overrides CALSYNC_PROVIDERS_FILE)."),
+]
+
+
+@app.callback()
+def main_options(config: ConfigOption = None) -> None:
+    if config is not None:
+        os.environ["CALSYNC_PROVIDERS_FILE"] = str(config)
+        get_settings.cache_clear()
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the schema or migrate it to the newest version (SQLite and PostgreSQL alike)."""
+    from calsync.store.db import make_engine, upgrade
+
+    engine = make_engine(_settings().resolved_database_url())
+    upgrade(engine)
+    engine.dispose()
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    migrate: Annotated[bool, typer.Option(help="Upgrade the database before serving.")] = True,
+) -> None:
+    """Serve the External Calendar API and calsync's own /v1 API."""
+    import uvicorn
+
+    from calsync import logs
+    from calsync.api.app import create_app
+    from calsync.service.runtime import build_runtime
+    from calsync.store.db import upgrade
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    runtime = build_runtime(settings)
+    if migrate:
+        upgrade(runtime.engine)
+    config = uvicorn.Config(
+        create_app(runtime),
+        host=host,
+        port=port,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        log_config=None,
+        http="h11",
+        h11_max_incomplete_event_size=64 * 1024,
+        proxy_headers=False,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        runtime.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant (site) the key belongs to.")],
+    user: Annotated[
+        str | None, typer.Option(help="User GUID: the key acts as that user. Omit for an app key.")
+    ] = None,
+    permission: Annotated[
+        list[str] | None,
+        typer.Option(help="Permission of a user key (repeat). Default: the 'own' permissions."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from calsync.api.parse import GUID
+    from calsync.service import api_keys
+
+    if user is not None and not GUID.match(user):
+        raise typer.BadParameter("--user must be a GUID")
+    try:
+        perms = [Permission(p) for p in permission or []]
+    except ValueError as exc:
+        valid = ", ".join(p.value for p in Permission)
+        raise typer.BadParameter(f"unknown permission; valid: {valid}") from exc
+    with _session() as session:
+        created = api_keys.create_key(
+            session, tenant_id=tenant, user_id=user, permissions=perms or None, name=name
+        )
+    if as_json:
+        info = created.info
+        typer.echo(
+            json.dumps(
+                {
+                    "key": created.key,
+                    "id": info.id,
+                    "tenant": info.tenant_id,
+                    "identityType": info.identity_type,
+                    "userId": info.user_id,
+                    "appId": info.app_id,
+                    "permissions": info.permissions,
+                }
+            )
+        )
+    else:
+        typer.echo(created.key)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List keys (never the keys themselves: only ids and what they may do)."""
+    from calsync.service import api_keys
+
+    with _session() as session:
+        found = api_keys.list_keys(session, tenant_id=tenant)
+    for k in found:
+        row = {
+            "id": k.id,
+            "tenant": k.tenant_id,
+            "identityType": k.identity_type,
+            "userId": k.user_id,
+            "name": k.name,
+            "revoked": k.revoked,
+            "created": k.created_at.isoformat(),
+        }
+        typer.echo(json.dumps(row) if as_json else "  ".join(str(v) for v in row.values()))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id from 'api-keys list'.")],
+) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    from calsync.service import api_keys
+
+    with _session() as session:
+        found = api_keys.revoke_key(session, key_id=key_id)
+    if not found:
+        typer.echo(f"no key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+def _session() -> AbstractContextManager[Session]:
+    from calsync.store.db import make_engine, make_session_factory, transaction, upgrade
+
+    engine = make_engine(_settings().resolved_database_url())
+    upgrade(engine)
+    return transaction(make_session_factory(engine))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The contract every provider adapter fulfils, and the errors adapters raise.
+
+Adapters talk to one outside world (a CalDAV server, Google Calendar, Microsoft Graph); they
+never touch the database. What they need to remember between calls (discovered URLs, tokens)
+travels in ``AccountRef`` and in opaque per-calendar cursors that the sync step stores.
+
+    ProviderError
+    ├── AuthRejected          the server refused the credentials / tokens (401, invalid_grant)
+    ├── ProviderUnreachable   network failure, timeout, 5xx: worth retrying later
+    ├── RateLimitedByProvider 429 / 403 rate limit; ``retry_after`` seconds when known
+    ├── CalendarGone          the calendar no longer exists (404 / 410 on the collection)
+    └── CursorExpired         the incremental cursor is no longer valid: do a full read
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ProviderError(Exception):
+    """Base of adapter errors. Messages never contain secrets."""
+
+
+class AuthRejected(ProviderError):
+    pass
+
+
+class ProviderUnreachable(ProviderError):
+    pass
+
+
+class RateLimitedByProvider(ProviderError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CalendarGone(ProviderError):
+    pass
+
+
+class CursorExpired(ProviderError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the account owner gave us: login and secret (password or app-specific password)."""
+
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """A verified external account: how to reach it again.
+
+    ``state`` is adapter-private, JSON-serialisable, non-secret data (e.g. the CalDAV principal
+    and calendar-home URLs) that the store keeps beside the connection.
+    """
+
+    email: str
+    credentials: Credentials
+    state: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExternalCalendar:
+    """One calendar of the account: ``id`` stable and opaque; at most one ``is_primary``."""
+
+    id: str
+    name: str
+    is_primary: bool = False
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class EventResource:
+    """One stored object of a calendar: for CalDAV an .ics resource (a UID with its overrides).
+
+    ``key`` is unique within the calendar (the CalDAV href); ``ical`` is a VCALENDAR text.
+    """
+
+    key: str
+    etag: str
+    ical: str
+
+
+@dataclass(frozen=True)
+class CalendarChanges:
+    """What changed in one calendar since ``cursor``.
+
+    With ``full=True`` the ``upserted`` list is the calendar's complete content and anything
+    stored but not listed must be dropped; otherwise only ``upserted`` and ``deleted`` changed.
+    ``cursor`` is what to pass next time (None: the provider gave nothing to resume from).
+    ``known_etags`` lets an adapter skip downloading resources the store already holds.
+    """
+
+    full: bool
+    upserted: list[EventResource]
+    deleted: list[str]
+    cursor: str | None
+
+
+class CalendarProvider(Protocol):
+    """One adapter per provider kind. Every method may raise a ``ProviderError``."""
+
+    def verify(self, credentials: Credentials) -> AccountRef:
+        """Check the credentials against the server and discover the account."""
+        ...
+
+    def list_calendars(self, account: AccountRef) -> list[ExternalCalendar]:
+        """The account's event calendars, the primary one first."""
+        ...
+
+    def read_changes(
+        self,
+        account: AccountRef,
+        calendar_id: str,
+        cursor: str | None,
+        known_etags: dict[str, str],
+    ) -> CalendarChanges:
+        """Changes since ``cursor`` (None: read everything). ``known_etags``: key -> etag held."""
+        ...

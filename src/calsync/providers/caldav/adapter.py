@@ -1,0 +1,419 @@
+"""CalDAV adapter: RFC 6764 discovery, calendar listing, full and incremental reads.
+
+Incremental reads use RFC 6578 sync-collection when the collection offers a sync-token, and
+otherwise the CalendarServer ``getctag`` plus an etag diff. The cursor says which one it is:
+``sync:<token>`` or ``ctag:<ctag>``. An unchanged calendar costs one small request either way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+import httpx
+
+from calsync.providers.base import (
+    AccountRef,
+    CalendarChanges,
+    CalendarGone,
+    Credentials,
+    CursorExpired,
+    EventResource,
+    ExternalCalendar,
+    ProviderUnreachable,
+)
+from calsync.providers.caldav import dav
+from calsync.providers.caldav.dav import DavClient, DavResponse, canonical_path
+
+SYNC_PREFIX = "sync:"
+CTAG_PREFIX = "ctag:"
+_MAX_REDIRECTS = 5
+_MAX_SYNC_PAGES = 100
+_MULTIGET_BATCH = 100
+_WRITE_PRIVILEGES = (dav.dav("all"), dav.dav("write"), dav.dav("write-content"))
+
+
+class _BorrowedTransport(httpx.BaseTransport):
+    """Delegates to a caller-owned transport without closing it with each short-lived Client."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        pass
+
+
+class CalDavProvider:
+    """``CalendarProvider`` for any CalDAV server reachable from ``base_url``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url must be an absolute http(s) URL")
+        self.base_url = base_url if parts.path.endswith("/") else base_url + "/"
+        self._transport = transport
+        self._timeout = timeout
+
+    @contextmanager
+    def _session(self, credentials: Credentials) -> Iterator[DavClient]:
+        transport = _BorrowedTransport(self._transport) if self._transport is not None else None
+        with httpx.Client(
+            auth=httpx.BasicAuth(credentials.username, credentials.password),
+            transport=transport,
+            timeout=self._timeout,
+            follow_redirects=True,
+            max_redirects=_MAX_REDIRECTS,
+            headers={"User-Agent": "calsync-caldav"},
+        ) as client:
+            yield DavClient(client)
+
+    # --- discovery -----------------------------------------------------------------------------
+
+    def verify(self, credentials: Credentials) -> AccountRef:
+        with self._session(credentials) as client:
+            state = self._discover(client)
+        return AccountRef(email=credentials.username, credentials=credentials, state=state)
+
+    def _discover(self, client: DavClient) -> dict[str, str]:
+        principal = self._well_known_principal(client)
+        if principal is None:
+            principal = self._base_principal(client)
+        if principal is None:
+            raise ProviderUnreachable(
+                f"{dav.safe_url(self.base_url)} is not a CalDAV server (no current-user-principal)"
+            )
+        props = [dav.CALENDAR_HOME_SET, dav.SCHEDULE_INBOX_URL, dav.SCHEDULE_DEFAULT_CALENDAR_URL]
+        found = client.propfind(principal, props, depth="0", what="principal")
+        home = _first_href(found.responses, dav.CALENDAR_HOME_SET, principal)
+        if home is None:
+            raise ProviderUnreachable(
+                f"{dav.safe_url(principal)} is not a CalDAV principal (no calendar-home-set)"
+            )
+        state = {"principal_url": principal, "calendar_home_url": home}
+        default = _first_href(found.responses, dav.SCHEDULE_DEFAULT_CALENDAR_URL, principal)
+        inbox = _first_href(found.responses, dav.SCHEDULE_INBOX_URL, principal)
+        if default is None and inbox is not None:
+            default = self._inbox_default_calendar(client, inbox)
+        if default is not None:
+            state["schedule_default_calendar_url"] = default
+        return state
+
+    def _well_known_principal(self, client: DavClient) -> str | None:
+        """RFC 6764 section 5: PROPFIND on /.well-known/caldav, following a few redirects."""
+        url = urljoin(self.base_url, "/.well-known/caldav")
+        body = dav.propfind_body([dav.CURRENT_USER_PRINCIPAL])
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = client.request("PROPFIND", url, body=body, depth="0", follow_redirects=False)
+            location = response.headers.get("Location")
+            if not (response.is_redirect and location):
+                break
+            target = urljoin(url, location)
+            if not _redirect_allowed(url, target):
+                return None
+            url = target
+        else:
+            return None
+        if response.status_code == 401:
+            dav.raise_for_status(response, "discovery")
+        if response.status_code not in (200, 207):
+            return None  # no well-known support: fall back to base_url
+        try:
+            found = dav.parse_multistatus(response.content)
+        except ValueError:
+            return None
+        return _first_href(found.responses, dav.CURRENT_USER_PRINCIPAL, str(response.url))
+
+    def _base_principal(self, client: DavClient) -> str | None:
+        body = dav.propfind_body([dav.CURRENT_USER_PRINCIPAL])
+        response = client.request("PROPFIND", self.base_url, body=body, depth="0")
+        if response.status_code in (401, 403, 429) or response.status_code >= 500:
+            dav.raise_for_status(response, "discovery")
+        try:  # a CalDAV server answers PROPFIND with a multistatus; anything else is not one
+            found = dav.parse_multistatus(response.content)
+        except ValueError:
+            return None
+        return _first_href(found.responses, dav.CURRENT_USER_PRINCIPAL, str(response.url))
+
+    def _inbox_default_calendar(self, client: DavClient, inbox: str) -> str | None:
+        try:
+            found = client.propfind(
+                inbox,
+                [dav.SCHEDULE_DEFAULT_CALENDAR_URL],
+                depth="0",
+                what="schedule inbox",
+                on_forbidden=ProviderUnreachable,
+            )
+        except ProviderUnreachable:
+            return None  # optional (RFC 6638) and best effort
+        return _first_href(found.responses, dav.SCHEDULE_DEFAULT_CALENDAR_URL, inbox)
+
+    def _home(self, client: DavClient, account: AccountRef) -> str:
+        home = account.state.get("calendar_home_url")
+        return home if home else self._discover(client)["calendar_home_url"]
+
+    # --- calendars -----------------------------------------------------------------------------
+
+    def list_calendars(self, account: AccountRef) -> list[ExternalCalendar]:
+        with self._session(account.credentials) as client:
+            home = self._home(client, account)
+            props = [
+                dav.RESOURCETYPE,
+                dav.DISPLAYNAME,
+                dav.SUPPORTED_COMPONENTS,
+                dav.CURRENT_USER_PRIVILEGE_SET,
+            ]
+            found = client.propfind(home, props, depth="1", what="calendar home")
+        home_path = canonical_path(home, home).rstrip("/")
+        calendars: list[tuple[ExternalCalendar, str]] = []
+        for response in found.responses:
+            path = canonical_path(home, response.href).rstrip("/")
+            if path == home_path or not _is_event_calendar(response):
+                continue
+            calendar_id = unquote(path.rsplit("/", 1)[-1])
+            privileges = response.props.get(dav.CURRENT_USER_PRIVILEGE_SET)
+            read_only = privileges is not None and not any(
+                privileges.find(f".//{p}") is not None for p in _WRITE_PRIVILEGES
+            )
+            name = response.text(dav.DISPLAYNAME) or calendar_id
+            calendars.append((ExternalCalendar(calendar_id, name, read_only=read_only), path))
+        default = account.state.get("schedule_default_calendar_url")
+        default_path = canonical_path(home, default).rstrip("/") if default else None
+        return _order_calendars(calendars, default_path)
+
+    def _calendar_url(self, client: DavClient, account: AccountRef, calendar_id: str) -> str:
+        return urljoin(self._home(client, account), quote(calendar_id, safe="") + "/")
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def read_changes(
+        self,
+        account: AccountRef,
+        calendar_id: str,
+        cursor: str | None,
+        known_etags: dict[str, str],
+    ) -> CalendarChanges:
+        if cursor is not None and not cursor.startswith((SYNC_PREFIX, CTAG_PREFIX)):
+            raise CursorExpired("unrecognised CalDAV cursor: a full read is needed")
+        with self._session(account.credentials) as client:
+            url = self._calendar_url(client, account, calendar_id)
+            if cursor is None:
+                return self._full_read(client, url)
+            if cursor.startswith(SYNC_PREFIX):
+                return self._sync_read(client, url, cursor[len(SYNC_PREFIX) :], known_etags)
+            return self._ctag_read(client, url, cursor[len(CTAG_PREFIX) :], known_etags)
+
+    def _collection_props(self, client: DavClient, url: str, props: list[str]) -> DavResponse:
+        found = client.propfind(
+            url, props, depth="0", what="calendar", on_missing=CalendarGone,
+            on_forbidden=CalendarGone,
+        )  # fmt: skip
+        path = canonical_path(url, url).rstrip("/")
+        matches = [r for r in found.responses if canonical_path(url, r.href).rstrip("/") == path]
+        if not matches and len(found.responses) != 1:
+            raise ProviderUnreachable(f"PROPFIND {dav.safe_url(url)}: the collection is not listed")
+        response = matches[0] if matches else found.responses[0]
+        if response.status in (404, 410):  # Xandikos: 207 whose only response says 404
+            raise CalendarGone(f"PROPFIND {dav.safe_url(url)}: the calendar does not exist")
+        return response
+
+    def _full_read(self, client: DavClient, url: str) -> CalendarChanges:
+        props = [dav.RESOURCETYPE, dav.SYNC_TOKEN, dav.GETCTAG, dav.SUPPORTED_REPORT_SET]
+        collection = self._collection_props(client, url, props)
+        if dav.RESOURCETYPE in collection.props and not collection.has_child(
+            dav.RESOURCETYPE, dav.CALENDAR
+        ):
+            raise CalendarGone(f"{dav.safe_url(url)} is no longer a calendar collection")
+        token, ctag = collection.text(dav.SYNC_TOKEN), collection.text(dav.GETCTAG)
+        sync_ok = dav.SUPPORTED_REPORT_SET not in collection.props or collection.has_child(
+            dav.SUPPORTED_REPORT_SET, dav.dav("sync-collection")
+        )
+        if token and sync_ok:
+            new_cursor: str | None = SYNC_PREFIX + token
+        else:
+            new_cursor = CTAG_PREFIX + ctag if ctag else None
+        found = client.report(
+            url, dav.calendar_query_body([dav.GETETAG, dav.CALENDAR_DATA]), depth="1",
+            what="calendar-query", on_missing=CalendarGone, on_forbidden=CalendarGone,
+        )  # fmt: skip
+        path = canonical_path(url, url).rstrip("/")
+        upserted: dict[str, EventResource] = {}
+        without_data: list[str] = []
+        for item in found.responses:
+            key = canonical_path(url, item.href)
+            if item.status not in (None, 200) or key.rstrip("/") == path:
+                continue
+            ical = item.raw_text(dav.CALENDAR_DATA)
+            if ical is None:
+                without_data.append(key)  # some servers omit data for large resources
+            elif _is_event(ical):
+                upserted[key] = EventResource(key, item.text(dav.GETETAG) or "", ical)
+        fetched, _, _ = self._multiget(client, url, without_data)
+        upserted.update((r.key, r) for r in fetched)
+        return CalendarChanges(True, _sorted(upserted.values()), [], new_cursor)
+
+    def _sync_read(
+        self, client: DavClient, url: str, token: str, known_etags: dict[str, str]
+    ) -> CalendarChanges:
+        path = canonical_path(url, url).rstrip("/")
+        changed: dict[str, str] = {}  # key -> etag ("" when not given)
+        deleted: set[str] = set()
+        for _ in range(_MAX_SYNC_PAGES):
+            body = dav.sync_collection_body(token, [dav.GETETAG])
+            response = client.request("REPORT", url, body=body, depth="0")
+            if response.status_code in (400, 403, 409, 412) and (
+                dav.dav("valid-sync-token") in dav.error_conditions(response.content)
+                or response.status_code in (409, 412)
+            ):
+                raise CursorExpired(f"{dav.safe_url(url)}: the sync token is no longer valid")
+            dav.raise_for_status(
+                response, "sync-collection", on_missing=CalendarGone, on_forbidden=CalendarGone
+            )
+            found = client.multistatus(response, "sync-collection")
+            truncated = False
+            for item in found.responses:
+                key = canonical_path(url, item.href)
+                if key.rstrip("/") == path:
+                    truncated = truncated or item.status == 507  # RFC 6578 section 3.6
+                elif item.status in (404, 410):
+                    deleted.add(key)
+                    changed.pop(key, None)
+                else:
+                    changed[key] = item.text(dav.GETETAG) or ""
+                    deleted.discard(key)
+            new_token = found.sync_token or token
+            if not truncated or new_token == token:
+                token = new_token
+                break
+            token = new_token
+        wanted = [k for k, etag in changed.items() if not etag or known_etags.get(k) != etag]
+        upserted, gone, not_events = self._multiget(client, url, wanted)
+        deleted.update(gone)
+        deleted.update(k for k in not_events if k in known_etags)
+        return CalendarChanges(False, _sorted(upserted), sorted(deleted), SYNC_PREFIX + token)
+
+    def _ctag_read(
+        self, client: DavClient, url: str, ctag: str, known_etags: dict[str, str]
+    ) -> CalendarChanges:
+        current = self._collection_props(client, url, [dav.GETCTAG]).text(dav.GETCTAG)
+        if current is None:
+            raise CursorExpired(f"{dav.safe_url(url)} no longer offers a ctag")
+        if current == ctag:
+            return CalendarChanges(False, [], [], CTAG_PREFIX + ctag)
+        found = client.propfind(
+            url, [dav.RESOURCETYPE, dav.GETETAG], depth="1", what="calendar",
+            on_missing=CalendarGone, on_forbidden=CalendarGone,
+        )  # fmt: skip
+        path = canonical_path(url, url).rstrip("/")
+        present: dict[str, str] = {}
+        for item in found.responses:
+            key = canonical_path(url, item.href)
+            if item.status not in (None, 200) or key.rstrip("/") == path:
+                continue
+            if item.has_child(dav.RESOURCETYPE, dav.dav("collection")):
+                continue
+            present[key] = item.text(dav.GETETAG) or ""
+        wanted = [k for k, etag in present.items() if not etag or known_etags.get(k) != etag]
+        upserted, gone, not_events = self._multiget(client, url, wanted)
+        deleted = {k for k in known_etags if k not in present}
+        deleted.update(k for k in [*gone, *not_events] if k in known_etags)
+        return CalendarChanges(False, _sorted(upserted), sorted(deleted), CTAG_PREFIX + current)
+
+    def _multiget(
+        self, client: DavClient, url: str, keys: list[str]
+    ) -> tuple[list[EventResource], list[str], list[str]]:
+        """Fetch ``keys``: (VEVENT resources, keys gone meanwhile, keys that are not events)."""
+        upserted: list[EventResource] = []
+        gone: list[str] = []
+        not_events: list[str] = []
+        for start in range(0, len(keys), _MULTIGET_BATCH):
+            batch = keys[start : start + _MULTIGET_BATCH]
+            body = dav.multiget_body([dav.GETETAG, dav.CALENDAR_DATA], batch)
+            found = client.report(
+                url, body, depth="1", what="calendar-multiget", on_missing=CalendarGone,
+                on_forbidden=CalendarGone,
+            )  # fmt: skip
+            seen: set[str] = set()
+            for item in found.responses:
+                key = canonical_path(url, item.href)
+                seen.add(key)
+                ical = item.raw_text(dav.CALENDAR_DATA)
+                if item.status in (404, 410):
+                    gone.append(key)
+                elif item.status in (None, 200) and ical is not None:
+                    if _is_event(ical):
+                        upserted.append(EventResource(key, item.text(dav.GETETAG) or "", ical))
+                    else:
+                        not_events.append(key)
+            gone.extend(k for k in batch if k not in seen)
+        return upserted, gone, not_events
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _first_href(responses: list[DavResponse], prop: str, base: str) -> str | None:
+    for response in responses:
+        hrefs = response.hrefs(prop)
+        if hrefs:
+            return urljoin(base, hrefs[0])
+    return None
+
+
+def _is_event(ical: str) -> bool:
+    return "BEGIN:VEVENT" in ical
+
+
+def _is_event_calendar(response: DavResponse) -> bool:
+    if response.status not in (None, 200) or not response.has_child(dav.RESOURCETYPE, dav.CALENDAR):
+        return False
+    components = response.props.get(dav.SUPPORTED_COMPONENTS)
+    if components is None:
+        return True
+    names = {c.get("name", "").upper() for c in components.iter(dav.caldav("comp"))}
+    return not names or "VEVENT" in names
+
+
+def _order_calendars(
+    calendars: list[tuple[ExternalCalendar, str]], default_path: str | None
+) -> list[ExternalCalendar]:
+    """The schedule-default calendar (else the first by id) first, the rest by name then id."""
+    if not calendars:
+        return []
+    by_id = sorted(calendars, key=lambda item: item[0].id)
+    primary = next((c for c, path in by_id if path == default_path), by_id[0][0])
+    rest = sorted(
+        (c for c, _ in calendars if c is not primary), key=lambda c: (c.name.casefold(), c.id)
+    )
+    first = ExternalCalendar(primary.id, primary.name, is_primary=True, read_only=primary.read_only)
+    return [first, *rest]
+
+
+def _sorted(resources: Iterable[EventResource]) -> list[EventResource]:
+    return sorted(resources, key=lambda r: r.key)
+
+
+def _redirect_allowed(source: str, target: str) -> bool:
+    """Same scheme (or an upgrade to https) and the same host or registrable domain."""
+    src, dst = urlsplit(source), urlsplit(target)
+    if dst.scheme not in (src.scheme, "https") or not dst.hostname or not src.hostname:
+        return False
+    if src.hostname == dst.hostname:
+        return True
+    try:
+        ipaddress.ip_address(src.hostname)
+        return False
+    except ValueError:
+        pass
+    src_labels, dst_labels = src.hostname.split("."), dst.hostname.split(".")
+    return len(src_labels) >= 2 and src_labels[-2:] == dst_labels[-2:]

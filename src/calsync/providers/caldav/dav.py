@@ -1,0 +1,307 @@
+"""A small WebDAV/CalDAV client: request bodies, multistatus parsing, HTTP error mapping.
+
+Only what the CalDAV adapter needs: PROPFIND and REPORT (calendar-query, calendar-multiget,
+sync-collection) over a sync ``httpx.Client``. Failures become ``ProviderError`` subclasses
+whose messages name the method, the URL (without credentials or query) and the HTTP status,
+never a header or a password.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
+
+import httpx
+
+from calsync.providers.base import (
+    AuthRejected,
+    ProviderError,
+    ProviderUnreachable,
+    RateLimitedByProvider,
+)
+
+DAV_NS = "DAV:"
+CALDAV_NS = "urn:ietf:params:xml:ns:caldav"
+CS_NS = "http://calendarserver.org/ns/"
+_PREFIXES = {DAV_NS: "D", CALDAV_NS: "C", CS_NS: "CS"}
+_NS_DECL = " ".join(f'xmlns:{prefix}="{ns}"' for ns, prefix in _PREFIXES.items())
+
+
+def dav(name: str) -> str:
+    return f"{{{DAV_NS}}}{name}"
+
+
+def caldav(name: str) -> str:
+    return f"{{{CALDAV_NS}}}{name}"
+
+
+HREF = dav("href")
+RESOURCETYPE = dav("resourcetype")
+DISPLAYNAME = dav("displayname")
+GETETAG = dav("getetag")
+SYNC_TOKEN = dav("sync-token")
+CURRENT_USER_PRINCIPAL = dav("current-user-principal")
+CURRENT_USER_PRIVILEGE_SET = dav("current-user-privilege-set")
+SUPPORTED_REPORT_SET = dav("supported-report-set")
+GETCTAG = f"{{{CS_NS}}}getctag"
+CALENDAR = caldav("calendar")
+CALENDAR_DATA = caldav("calendar-data")
+CALENDAR_HOME_SET = caldav("calendar-home-set")
+SUPPORTED_COMPONENTS = caldav("supported-calendar-component-set")
+SCHEDULE_INBOX_URL = caldav("schedule-inbox-URL")
+SCHEDULE_DEFAULT_CALENDAR_URL = caldav("schedule-default-calendar-URL")
+
+# Characters left unescaped in a canonical path (RFC 3986 pchar minus '%', plus '/').
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+# --- request bodies ----------------------------------------------------------------------------
+
+
+def _tag(clark: str) -> str:
+    ns, _, local = clark[1:].partition("}")
+    return f"{_PREFIXES[ns]}:{local}"
+
+
+def _props(props: Iterable[str]) -> str:
+    return "<D:prop>" + "".join(f"<{_tag(p)}/>" for p in props) + "</D:prop>"
+
+
+def _document(root: str, inner: str) -> bytes:
+    xml = f'<?xml version="1.0" encoding="utf-8"?><{root} {_NS_DECL}>{inner}</{root}>'
+    return xml.encode("utf-8")
+
+
+def propfind_body(props: Iterable[str]) -> bytes:
+    return _document("D:propfind", _props(props))
+
+
+def calendar_query_body(props: Iterable[str], component: str = "VEVENT") -> bytes:
+    """calendar-query for every ``component`` of the collection (no time-range)."""
+    filter_xml = (
+        '<C:filter><C:comp-filter name="VCALENDAR">'
+        f'<C:comp-filter name="{escape(component)}"/>'
+        "</C:comp-filter></C:filter>"
+    )
+    return _document("C:calendar-query", _props(props) + filter_xml)
+
+
+def multiget_body(props: Iterable[str], hrefs: Iterable[str]) -> bytes:
+    href_xml = "".join(f"<D:href>{escape(h)}</D:href>" for h in hrefs)
+    return _document("C:calendar-multiget", _props(props) + href_xml)
+
+
+def sync_collection_body(token: str, props: Iterable[str]) -> bytes:
+    inner = f"<D:sync-token>{escape(token)}</D:sync-token><D:sync-level>1</D:sync-level>"
+    return _document("D:sync-collection", inner + _props(props))
+
+
+# --- multistatus -------------------------------------------------------------------------------
+
+
+@dataclass
+class DavResponse:
+    """One ``<D:response>``: its href, response-level status and the properties found (2xx)."""
+
+    href: str
+    status: int | None = None
+    props: dict[str, ET.Element] = field(default_factory=dict)
+
+    def text(self, name: str) -> str | None:
+        element = self.props.get(name)
+        if element is None or element.text is None:
+            return None
+        return element.text.strip() or None
+
+    def raw_text(self, name: str) -> str | None:
+        element = self.props.get(name)
+        return None if element is None else (element.text or "")
+
+    def hrefs(self, name: str) -> list[str]:
+        element = self.props.get(name)
+        if element is None:
+            return []
+        return [h.text.strip() for h in element.iter(HREF) if h.text and h.text.strip()]
+
+    def has_child(self, name: str, child: str) -> bool:
+        element = self.props.get(name)
+        return element is not None and element.find(f".//{child}") is not None
+
+
+@dataclass
+class Multistatus:
+    responses: list[DavResponse]
+    sync_token: str | None = None
+
+
+def _status_code(element: ET.Element | None) -> int | None:
+    if element is None or not element.text:
+        return None
+    parts = element.text.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def parse_multistatus(content: bytes) -> Multistatus:
+    """Parse a 207 body; raises ``ValueError`` if it is not a DAV multistatus."""
+    try:
+        root = ET.fromstring(content)
+    except ET.ParseError as exc:
+        raise ValueError(f"malformed XML: {exc}") from None
+    if root.tag != dav("multistatus"):
+        raise ValueError(f"expected DAV:multistatus, got {root.tag}")
+    responses = []
+    for element in root.findall(dav("response")):
+        href = element.findtext(HREF, "").strip()
+        response = DavResponse(href=href, status=_status_code(element.find(dav("status"))))
+        for propstat in element.findall(dav("propstat")):
+            code = _status_code(propstat.find(dav("status")))
+            prop = propstat.find(dav("prop"))
+            if prop is not None and code is not None and 200 <= code < 300:
+                for child in prop:
+                    response.props[child.tag] = child
+        responses.append(response)
+    token = root.findtext(SYNC_TOKEN)
+    return Multistatus(responses, token.strip() if token and token.strip() else None)
+
+
+def error_conditions(content: bytes) -> set[str]:
+    """The precondition names (Clark notation) of a ``<D:error>`` body; empty if none."""
+    try:
+        root = ET.fromstring(content)
+    except ET.ParseError:
+        return set()
+    return {child.tag for child in root} if root.tag == dav("error") else set()
+
+
+# --- URLs --------------------------------------------------------------------------------------
+
+
+def safe_url(url: str | httpx.URL) -> str:
+    """``url`` without userinfo, query or fragment: fit for error messages and logs."""
+    parts = urlsplit(str(url))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def canonical_path(base: str, href: str) -> str:
+    """The absolute path of ``href`` (resolved against ``base``), with canonical %-escapes."""
+    path = urlsplit(urljoin(base, href)).path or "/"
+    return quote(unquote(path), safe=_PATH_SAFE)
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def raise_for_status(
+    response: httpx.Response,
+    what: str,
+    *,
+    on_missing: type[ProviderError] = ProviderUnreachable,
+    on_forbidden: type[ProviderError] = AuthRejected,
+) -> None:
+    """Map a non-2xx answer to the adapter error tree (404/410 -> ``on_missing``, ...)."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return
+    where = f"{what}: {response.request.method} {safe_url(response.request.url)} -> HTTP {code}"
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    if code == 429 or (code in (403, 503) and retry_after is not None):
+        raise RateLimitedByProvider(f"{where} (rate limited)", retry_after=retry_after)
+    if code == 401:
+        raise AuthRejected(f"{where} (credentials rejected)")
+    if code == 403:
+        raise on_forbidden(f"{where} (access forbidden)")
+    if code in (404, 410):
+        raise on_missing(f"{where} (not found)")
+    raise ProviderUnreachable(f"{where} (unexpected answer)")
+
+
+class DavClient:
+    """PROPFIND / REPORT over an ``httpx.Client`` (which carries auth, timeouts, transport)."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        depth: str | None = None,
+        follow_redirects: bool = True,
+    ) -> httpx.Response:
+        headers = {}
+        if depth is not None:
+            headers["Depth"] = depth
+        if body is not None:
+            headers["Content-Type"] = 'application/xml; charset="utf-8"'
+        try:
+            return self.client.request(
+                method, url, content=body, headers=headers, follow_redirects=follow_redirects
+            )
+        except httpx.TimeoutException:
+            raise ProviderUnreachable(f"{method} {safe_url(url)} timed out") from None
+        except httpx.TooManyRedirects:
+            raise ProviderUnreachable(f"{method} {safe_url(url)}: too many redirects") from None
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            raise ProviderUnreachable(
+                f"{method} {safe_url(url)} failed: {type(exc).__name__}"
+            ) from None
+
+    def multistatus(self, response: httpx.Response, what: str) -> Multistatus:
+        try:
+            return parse_multistatus(response.content)
+        except ValueError as exc:
+            raise ProviderUnreachable(
+                f"{what}: {response.request.method} {safe_url(response.request.url)} did not "
+                f"answer with a WebDAV multistatus ({exc})"
+            ) from None
+
+    def propfind(
+        self,
+        url: str,
+        props: Sequence[str],
+        *,
+        depth: str,
+        what: str,
+        on_missing: type[ProviderError] = ProviderUnreachable,
+        on_forbidden: type[ProviderError] = AuthRejected,
+    ) -> Multistatus:
+        response = self.request("PROPFIND", url, body=propfind_body(props), depth=depth)
+        raise_for_status(response, what, on_missing=on_missing, on_forbidden=on_forbidden)
+        return self.multistatus(response, what)
+
+    def report(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        depth: str,
+        what: str,
+        on_missing: type[ProviderError] = ProviderUnreachable,
+        on_forbidden: type[ProviderError] = AuthRejected,
+    ) -> Multistatus:
+        response = self.request("REPORT", url, body=body, depth=depth)
+        raise_for_status(response, what, on_missing=on_missing, on_forbidden=on_forbidden)
+        return self.multistatus(response, what)

@@ -1,0 +1,376 @@
+"""Connections: connect, read, list, list calendars, update sync config, disconnect."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from calsync.domain import (
+    CalendarType,
+    ConnectionStatus,
+    ConnectMethod,
+    ErrorReason,
+    Identity,
+    ListEventFromCalendars,
+    Permission,
+    SyncConfig,
+    SyncToCalendar,
+)
+from calsync.errors import (
+    BadCredentials,
+    ConnectionAlreadyDisconnected,
+    ConnectionNotConnected,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    NotSupportedByProvider,
+    PermissionDenied,
+    Unimplemented,
+)
+from calsync.providers.base import AuthRejected, Credentials, ExternalCalendar, ProviderError
+from calsync.providers.registry import ProviderConfig
+from calsync.service import sync_config as sc
+from calsync.service.accounts import account_for, provider_for, seal, unavailable
+from calsync.service.auth import may_act_on, owns, require_any
+from calsync.service.runtime import Runtime
+from calsync.service.views import CalendarView, ConnectionList, ConnectionView
+from calsync.store.db import transaction
+from calsync.store.models import (
+    Connection,
+    ConnectionCalendar,
+    EventInstance,
+    EventResource,
+    Schedule,
+    utcnow,
+)
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+CALENDAR_CACHE_SECONDS = 30.0
+
+
+def new_connection_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(40))
+
+
+def to_view(rt: Runtime, row: Connection) -> ConnectionView:
+    provider = rt.providers.get(row.provider_id)
+    return ConnectionView(
+        id=row.id,
+        provider_id=row.provider_id,
+        calendar_type=provider.calendar_type if provider else CalendarType.UNDEFINED,
+        schedule_id=row.schedule_id,
+        user_id=row.user_id,
+        app_id=row.app_id,
+        external_account_email=row.external_account_email,
+        status=ConnectionStatus(row.status),
+        error_reason=ErrorReason(row.error_reason),
+        sync_config=sc.from_json(row.sync_config),
+    )
+
+
+def _owner_of(session: Session, row: Connection) -> str | None:
+    schedule = session.get(Schedule, (row.tenant_id, row.schedule_id))
+    return schedule.owner_user_id if schedule else None
+
+
+def _load(
+    session: Session, identity: Identity, connection_id: str, *, own: Permission, all_: Permission
+) -> Connection:
+    """The tenant's connection, or NotFound; PermissionDenied if the caller may not act on it."""
+    require_any(identity, own, all_)
+    row = session.get(Connection, connection_id)
+    if row is None or row.tenant_id != identity.tenant_id:
+        raise NotFound(f"connection {connection_id} not found")
+    if not may_act_on(identity, _owner_of(session, row), own=own, all_=all_):
+        raise PermissionDenied("the caller does not own this connection's schedule")
+    return row
+
+
+def get_connection(rt: Runtime, *, identity: Identity, connection_id: str) -> ConnectionView:
+    with transaction(rt.sessions) as session:
+        row = _load(
+            session,
+            identity,
+            connection_id,
+            own=Permission.READ_OWN_CONNECTIONS,
+            all_=Permission.READ_ALL_CONNECTIONS,
+        )
+        return to_view(rt, row)
+
+
+def list_connections(
+    rt: Runtime, *, identity: Identity, schedule_ids: list[str] | None
+) -> ConnectionList:
+    """Connections by creation time; without READ_ALL only those of schedules the caller owns."""
+    require_any(identity, Permission.READ_OWN_CONNECTIONS, Permission.READ_ALL_CONNECTIONS)
+    with transaction(rt.sessions) as session:
+        query = select(Connection).where(Connection.tenant_id == identity.tenant_id)
+        if schedule_ids:
+            query = query.where(Connection.schedule_id.in_([s.lower() for s in schedule_ids]))
+        if not identity.has(Permission.READ_ALL_CONNECTIONS):
+            owned = select(Schedule.id).where(
+                Schedule.tenant_id == identity.tenant_id,
+                Schedule.owner_user_id == (identity.user_id or "").lower(),
+            )
+            query = query.where(Connection.schedule_id.in_(owned))
+        rows = session.scalars(query.order_by(Connection.created_at, Connection.id)).all()
+        return ConnectionList([to_view(rt, r) for r in rows], failed_provider_ids=[])
+
+
+def connect_by_credentials(
+    rt: Runtime,
+    *,
+    identity: Identity,
+    schedule_id: str,
+    provider_id: str,
+    email: str,
+    password: str,
+) -> ConnectionView:
+    """Verify the credentials at the provider, then create (or repair) the connection.
+
+    Order of checks: permission and ownership, provider support, provider login. Nothing is
+    stored unless the provider accepted the credentials.
+    """
+    schedule_id = schedule_id.lower()
+    owner_user_id, provider = _check_connect(
+        rt, identity, schedule_id, provider_id, ConnectMethod.CREDENTIALS
+    )
+
+    adapter = rt.providers.adapter(provider)
+    try:
+        account = adapter.verify(Credentials(username=email, password=password))
+    except AuthRejected as exc:
+        raise BadCredentials(
+            "the external calendar server rejected the e-mail or password"
+        ) from exc
+    except ProviderError as exc:
+        raise unavailable(provider.id, exc) from exc
+
+    with transaction(rt.sessions) as session:
+        existing = session.scalars(
+            select(Connection).where(
+                Connection.tenant_id == identity.tenant_id,
+                Connection.schedule_id == schedule_id,
+                Connection.provider_id == provider.id,
+                func.lower(Connection.external_account_email) == email.lower(),
+                Connection.status != ConnectionStatus.DISCONNECTED.value,
+            )
+        ).first()
+        now = utcnow()
+        if existing is not None:
+            row = existing
+            if row.status == ConnectionStatus.ERROR.value:
+                row.status, row.error_reason = ConnectionStatus.CONNECTED.value, "UNDEFINED"
+        else:
+            row = Connection(
+                id=new_connection_id(),
+                tenant_id=identity.tenant_id,
+                provider_id=provider.id,
+                schedule_id=schedule_id,
+                user_id=owner_user_id or identity.user_id,
+                app_id=identity.app_id,
+                status=ConnectionStatus.CONNECTED.value,
+                error_reason=ErrorReason.UNDEFINED.value,
+                sync_config=sc.to_json(sc.default_for(provider.features)),
+                created_at=now,
+            )
+            session.add(row)
+        row.external_account_email = email
+        row.secret = seal(rt, account)
+        row.account_state = dict(account.state)
+        row.last_synced_at = None
+        row.updated_at = now
+        session.flush()
+        view = to_view(rt, row)
+    _schedule_sync(rt, view.id)
+    return view
+
+
+def connect_by_oauth(
+    rt: Runtime, *, identity: Identity, schedule_id: str, provider_id: str, redirect_url: str
+) -> str:
+    """The provider's authorization URL for a new OAuth connection."""
+    _check_connect(rt, identity, schedule_id.lower(), provider_id, ConnectMethod.OAUTH)
+    raise Unimplemented("OAuth providers are not available in this version")
+
+
+def _check_connect(
+    rt: Runtime, identity: Identity, schedule_id: str, provider_id: str, method: ConnectMethod
+) -> tuple[str | None, ProviderConfig]:
+    """Permission, schedule existence and ownership (spec 3.3), provider and its support for
+    ``method``. Returns the schedule owner's user id and the provider."""
+    require_any(identity, Permission.MANAGE_OWN_CONNECTIONS, Permission.MANAGE_ALL_CONNECTIONS)
+    with transaction(rt.sessions) as session:
+        schedule = session.get(Schedule, (identity.tenant_id, schedule_id))
+        if schedule is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        if not identity.has(Permission.MANAGE_ALL_CONNECTIONS) and not owns(
+            identity, schedule.owner_user_id
+        ):
+            raise PermissionDenied("the caller does not own this schedule")
+        owner_user_id = schedule.owner_user_id
+    provider = rt.providers.get(provider_id)
+    if provider is None:
+        raise NotFound(f"provider {provider_id} not found")
+    if method not in provider.features.connect_methods:
+        raise NotSupportedByProvider(
+            f"this provider does not support connecting by {method.value.lower()}"
+        )
+    return owner_user_id, provider
+
+
+def _schedule_sync(rt: Runtime, connection_id: str) -> None:
+    from calsync.service.sync import sync_connection_quietly
+
+    rt.submit(lambda: sync_connection_quietly(rt, connection_id))
+
+
+def list_calendars(rt: Runtime, *, identity: Identity, connection_id: str) -> list[CalendarView]:
+    with transaction(rt.sessions) as session:
+        row = _load(
+            session,
+            identity,
+            connection_id,
+            own=Permission.READ_OWN_CONNECTIONS,
+            all_=Permission.READ_ALL_CONNECTIONS,
+        )
+        provider = provider_for(rt, row)
+        if not _is_connected(row):
+            raise ConnectionNotConnected("the connection is not connected")
+        features = provider.features
+        if (
+            features.list_event_from_calendars is not ListEventFromCalendars.SPECIFIC_CALENDARS
+            and features.sync_to_calendar is not SyncToCalendar.SPECIFIC_CALENDAR
+        ):
+            raise NotSupportedByProvider("this provider cannot list calendars")
+    return [CalendarView(id=c.id, name=c.name) for c in fetch_calendars(rt, row)]
+
+
+def fetch_calendars(rt: Runtime, row: Connection, *, fresh: bool = False) -> list[ExternalCalendar]:
+    """The account's calendars, live (cached briefly). A refused login marks the connection
+    ERROR / TOKEN_REVOKED and raises ConnectionNotConnected."""
+    cached = rt.calendar_cache.get(row.id)
+    if cached and not fresh and time.monotonic() - cached[0] < CALENDAR_CACHE_SECONDS:
+        return cached[1]
+    provider = provider_for(rt, row)
+    try:
+        calendars = rt.providers.adapter(provider).list_calendars(account_for(rt, row))
+    except AuthRejected as exc:
+        mark_token_revoked(rt, row.id, str(exc))
+        raise ConnectionNotConnected("the external account refused the stored credentials") from exc
+    except ProviderError as exc:
+        raise unavailable(provider.id, exc) from exc
+    rt.calendar_cache[row.id] = (time.monotonic(), calendars)
+    return calendars
+
+
+def mark_token_revoked(rt: Runtime, connection_id: str, detail: str) -> None:
+    with transaction(rt.sessions) as session:
+        row = session.get(Connection, connection_id)
+        if row is not None and row.status != ConnectionStatus.DISCONNECTED.value:
+            row.status = ConnectionStatus.ERROR.value
+            row.error_reason = ErrorReason.TOKEN_REVOKED.value
+            row.last_error = detail[:500]
+            row.updated_at = utcnow()
+
+
+def _is_connected(row: Connection) -> bool:
+    if row.status in (ConnectionStatus.DISCONNECTED.value, ConnectionStatus.UNDEFINED.value):
+        return False
+    return not (
+        row.status == ConnectionStatus.ERROR.value
+        and row.error_reason == ErrorReason.TOKEN_REVOKED.value
+    )
+
+
+def update_sync_config(
+    rt: Runtime,
+    *,
+    identity: Identity,
+    connection_id: str,
+    requested: SyncConfig,
+    present: set[str],
+    field_mask: list[str] | None,
+) -> ConnectionView:
+    with transaction(rt.sessions) as session:
+        row = _load(
+            session,
+            identity,
+            connection_id,
+            own=Permission.MANAGE_OWN_CONNECTIONS,
+            all_=Permission.MANAGE_ALL_CONNECTIONS,
+        )
+        if row.status == ConnectionStatus.DISCONNECTED.value:
+            raise ConnectionNotConnected("the connection is disconnected")
+        provider = provider_for(rt, row)
+        merged = sc.merge(
+            sc.from_json(row.sync_config), requested, present=present, field_mask=field_mask
+        )
+        merged = sc.with_default_target(merged, provider.features)
+        sc.check_supported(merged, provider.features)
+    wanted = merged.import_.calendar_ids
+    if wanted is not None:
+        if merged.import_.enabled and not wanted:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "syncConfig.listEventFromCalendars.calendars.calendars",
+                        "must list at least one calendar when import is enabled",
+                        "MIN_SIZE",
+                    )
+                ]
+            )
+        known = {c.id for c in fetch_calendars(rt, row, fresh=True)}
+        unknown = [
+            FieldViolation(
+                f"syncConfig.listEventFromCalendars.calendars.calendars[{i}].id",
+                f"calendar {cid!r} does not exist in the external account",
+                "OTHER",
+            )
+            for i, cid in enumerate(wanted)
+            if cid not in known
+        ]
+        if unknown:
+            raise InvalidArgument(unknown)
+    with transaction(rt.sessions) as session:
+        fresh_row = session.get(Connection, connection_id)
+        if fresh_row is None or fresh_row.status == ConnectionStatus.DISCONNECTED.value:
+            raise ConnectionNotConnected("the connection was disconnected meanwhile")
+        fresh_row.sync_config = sc.to_json(merged)
+        fresh_row.last_synced_at = None
+        fresh_row.updated_at = utcnow()
+        view = to_view(rt, fresh_row)
+    _schedule_sync(rt, connection_id)
+    return view
+
+
+def disconnect(rt: Runtime, *, identity: Identity, connection_id: str) -> ConnectionView:
+    with transaction(rt.sessions) as session:
+        row = _load(
+            session,
+            identity,
+            connection_id,
+            own=Permission.MANAGE_OWN_CONNECTIONS,
+            all_=Permission.MANAGE_ALL_CONNECTIONS,
+        )
+        if row.status == ConnectionStatus.DISCONNECTED.value:
+            raise ConnectionAlreadyDisconnected("the connection is already disconnected")
+        disconnect_row(session, row)
+        view = to_view(rt, row)
+    rt.calendar_cache.pop(connection_id, None)
+    return view
+
+
+def disconnect_row(session: Session, row: Connection) -> None:
+    """Mark DISCONNECTED, forget the secret and everything imported. Idempotent."""
+    row.status = ConnectionStatus.DISCONNECTED.value
+    row.error_reason = ErrorReason.UNDEFINED.value
+    row.secret = None
+    row.account_state = {}
+    row.updated_at = utcnow()
+    for model in (EventInstance, EventResource, ConnectionCalendar):
+        session.execute(delete(model).where(model.connection_id == row.id))

@@ -1,0 +1,83 @@
+"""The long-lived objects one calsync process shares: settings, database, providers, keys."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from calsync.crypto import SecretBox, load_keys
+from calsync.domain import ProviderKind
+from calsync.providers.base import CalendarProvider, ExternalCalendar
+from calsync.providers.registry import ProviderConfig, ProviderRegistry, load_providers
+from calsync.settings import Settings
+from calsync.store.db import make_engine, make_session_factory
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    providers: ProviderRegistry
+    secrets: SecretBox
+    cursor_key: bytes
+    background: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="calsync-bg")
+    )
+    calendar_cache: dict[str, tuple[float, list[ExternalCalendar]]] = field(default_factory=dict)
+    _connection_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def connection_lock(self, connection_id: str) -> threading.Lock:
+        """One sync at a time per connection within this process."""
+        with self._locks_guard:
+            return self._connection_locks.setdefault(connection_id, threading.Lock())
+
+    def submit(self, fn: Callable[[], object]) -> Future[object]:
+        return self.background.submit(fn)
+
+    def close(self) -> None:
+        self.background.shutdown(wait=True, cancel_futures=True)
+        self.engine.dispose()
+
+
+def default_adapter_factory(settings: Settings) -> Callable[[ProviderConfig], CalendarProvider]:
+    def factory(provider: ProviderConfig) -> CalendarProvider:
+        if provider.kind is ProviderKind.CALDAV:
+            from calsync.providers.caldav.adapter import CalDavProvider
+
+            return CalDavProvider(provider.url, timeout=settings.provider_timeout_seconds)
+        raise NotImplementedError(f"provider kind {provider.kind} has no adapter yet")
+
+    return factory
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    adapter_factory: Callable[[ProviderConfig], CalendarProvider] | None = None,
+) -> Runtime:
+    engine = make_engine(settings.resolved_database_url())
+    secrets = SecretBox(load_keys(settings))
+    cursor_key = (
+        settings.cursor_secret.encode()
+        if settings.cursor_secret
+        else secrets.derive_key("list-events-cursor")
+    )
+    registry = ProviderRegistry(
+        load_providers(settings.providers_file),
+        adapter_factory or default_adapter_factory(settings),
+    )
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        providers=registry,
+        secrets=secrets,
+        cursor_key=cursor_key,
+    )

@@ -1,0 +1,114 @@
+"""Schedules: the platform's calendars, registered through calsync's own /v1 API."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from calsync.domain import ConnectionStatus, Identity, Permission
+from calsync.errors import NotFound
+from calsync.service.auth import require_any
+from calsync.service.connections import disconnect_row
+from calsync.service.runtime import Runtime
+from calsync.service.sync import reexpand_connection
+from calsync.service.views import ScheduleView
+from calsync.store.db import transaction
+from calsync.store.models import Connection, Schedule, utcnow
+
+
+def _view(row: Schedule) -> ScheduleView:
+    return ScheduleView(
+        id=row.id,
+        owner_user_id=row.owner_user_id,
+        owner_name=row.owner_name,
+        time_zone=row.time_zone,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _require_manager(identity: Identity) -> None:
+    """Schedules are the platform's data: only identities that may manage every connection
+    (apps, admins) feed them."""
+    require_any(identity, Permission.MANAGE_ALL_CONNECTIONS)
+
+
+def _active_connections(session: Session, tenant_id: str, schedule_id: str) -> list[Connection]:
+    return list(
+        session.scalars(
+            select(Connection).where(
+                Connection.tenant_id == tenant_id,
+                Connection.schedule_id == schedule_id,
+                Connection.status != ConnectionStatus.DISCONNECTED.value,
+            )
+        )
+    )
+
+
+def put_schedule(
+    rt: Runtime,
+    *,
+    identity: Identity,
+    schedule_id: str,
+    owner_user_id: str | None,
+    owner_name: str,
+    time_zone: str,
+) -> ScheduleView:
+    """Create or replace a schedule. A new owner disconnects its connections (spec 3.4);
+    a new time zone re-places its all-day events."""
+    _require_manager(identity)
+    schedule_id = schedule_id.lower()
+    owner = owner_user_id.lower() if owner_user_id else None
+    with transaction(rt.sessions) as session:
+        row = session.get(Schedule, (identity.tenant_id, schedule_id))
+        now = utcnow()
+        if row is None:
+            row = Schedule(tenant_id=identity.tenant_id, id=schedule_id, created_at=now)
+            session.add(row)
+            owner_changed = tz_changed = False
+        else:
+            owner_changed = row.owner_user_id != owner
+            tz_changed = row.time_zone != time_zone
+        row.owner_user_id, row.owner_name, row.time_zone = owner, owner_name, time_zone
+        row.updated_at = now
+        session.flush()
+        for connection in _active_connections(session, identity.tenant_id, schedule_id):
+            if owner_changed:
+                disconnect_row(session, connection)
+            elif tz_changed:
+                reexpand_connection(rt, session, connection)
+        return _view(row)
+
+
+def get_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> ScheduleView:
+    _require_manager(identity)
+    with transaction(rt.sessions) as session:
+        row = session.get(Schedule, (identity.tenant_id, schedule_id.lower()))
+        if row is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        return _view(row)
+
+
+def list_schedules(rt: Runtime, *, identity: Identity) -> list[ScheduleView]:
+    _require_manager(identity)
+    with transaction(rt.sessions) as session:
+        rows = session.scalars(
+            select(Schedule)
+            .where(Schedule.tenant_id == identity.tenant_id)
+            .order_by(Schedule.created_at, Schedule.id)
+        )
+        return [_view(r) for r in rows]
+
+
+def delete_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> ScheduleView:
+    """Remove a schedule; its connections are disconnected first (and stay readable)."""
+    _require_manager(identity)
+    with transaction(rt.sessions) as session:
+        row = session.get(Schedule, (identity.tenant_id, schedule_id.lower()))
+        if row is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        for connection in _active_connections(session, identity.tenant_id, row.id):
+            disconnect_row(session, connection)
+        view = _view(row)
+        session.delete(row)
+        return view

@@ -1,0 +1,78 @@
+"""What service functions return: plain values, independent of the database and of HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from calsync.domain import CalendarType, ConnectionStatus, ErrorReason, SyncConfig
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    id: str
+    provider_id: str
+    calendar_type: CalendarType
+    schedule_id: str
+    user_id: str | None
+    app_id: str | None
+    external_account_email: str | None
+    status: ConnectionStatus
+    error_reason: ErrorReason
+    sync_config: SyncConfig
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    id: str
+    owner_user_id: str | None
+    owner_name: str
+    time_zone: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CalendarView:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class EventView:
+    schedule_id: str
+    calendar_type: CalendarType
+    calendar_name: str | None
+    title: str | None
+    start: str
+    end: str
+    all_day: bool
+    schedule_owner_id: str | None
+    schedule_owner_name: str | None
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[EventView]
+    next_cursor: str | None
+    failed_provider_ids: list[str]
+
+
+@dataclass(frozen=True)
+class ConnectionList:
+    connections: list[ConnectionView]
+    failed_provider_ids: list[str]
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """calsync's own view of a connection's sync health (``/v1/connections/{id}/sync``)."""
+
+    connection_id: str
+    status: ConnectionStatus
+    last_synced_at: datetime | None
+    last_sync_attempt_at: datetime | None
+    last_error: str | None
+    calendars: int
+    resources: int
+    instances: int

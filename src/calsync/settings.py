@@ -1,0 +1,62 @@
+"""All configuration, read from ``CALSYNC_*`` environment variables; nothing else reads the env."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """calsync settings. Each field is the environment variable ``CALSYNC_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CALSYNC_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".calsync"), description="Where the embedded database and key files live."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: SQLite file calsync.db in the data directory.",
+    )
+    providers_file: Path | None = Field(
+        default=None, description="TOML file with [[providers]] entries (CalDAV servers, OAuth)."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL where browsers and providers reach this service.",
+    )
+    encryption_keys: str | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys; the first encrypts, all decrypt (rotation). "
+        "Default: a key file 'secret.key' (mode 0600) created in the data directory.",
+    )
+    cursor_secret: str | None = Field(
+        default=None,
+        description="Key that signs List Events cursors. Default: derived from the encryption key.",
+    )
+    freshness_seconds: float = Field(
+        default=60.0, description="List Events syncs a connection first when its data is older."
+    )
+    sync_time_budget_seconds: float = Field(
+        default=8.0, description="How long List Events waits for such a sync before failing it."
+    )
+    horizon_past_days: int = Field(default=90, description="Imported instances kept back in time.")
+    horizon_future_days: int = Field(default=400, description="Imported instances kept ahead.")
+    provider_timeout_seconds: float = Field(
+        default=10.0, description="Timeout of one request to an external calendar server."
+    )
+    cursor_ttl_seconds: int = Field(default=3600, description="Lifetime of a List Events cursor.")
+    log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'calsync.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

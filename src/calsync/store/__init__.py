@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, engine/session handling, migrations."""

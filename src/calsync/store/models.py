@@ -1,0 +1,170 @@
+"""Database tables. Times are aware UTC datetimes; instance bounds are epoch milliseconds so
+the hot List Events range query compares integers on every backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC, whatever the backend does with zones."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    identity_type: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    app_id: Mapped[str | None] = mapped_column(String(36))
+    permissions: Mapped[dict[str, Any]] = mapped_column()
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Schedule(Base):
+    __tablename__ = "schedules"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_user_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    owner_name: Mapped[str] = mapped_column(String(300), default="")
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Connection(Base):
+    __tablename__ = "connections"
+    __table_args__ = (
+        Index("ix_connections_tenant_schedule", "tenant_id", "schedule_id"),
+        Index("ix_connections_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    provider_id: Mapped[str] = mapped_column(String(36))
+    schedule_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    app_id: Mapped[str | None] = mapped_column(String(36))
+    external_account_email: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(20))
+    error_reason: Mapped[str] = mapped_column(String(40), default="UNDEFINED")
+    sync_config: Mapped[dict[str, Any]] = mapped_column()
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    account_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_synced_at: Mapped[datetime | None] = mapped_column()
+    last_sync_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConnectionCalendar(Base):
+    """A calendar of a connected account that calsync imports, with its sync cursor."""
+
+    __tablename__ = "connection_calendars"
+
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    calendar_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500), default="")
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    synced_at: Mapped[datetime | None] = mapped_column()
+
+
+class EventResource(Base):
+    """One external calendar object (a UID with its overrides) as last read, kept so that
+    instances can be re-expanded without asking the provider again."""
+
+    __tablename__ = "event_resources"
+
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    calendar_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    etag: Mapped[str] = mapped_column(String(300))
+    ical: Mapped[str] = mapped_column(Text)
+
+
+class EventInstance(Base):
+    """One busy block: an expanded occurrence of an imported event."""
+
+    __tablename__ = "event_instances"
+    __table_args__ = (
+        Index("ix_event_instances_schedule_start", "tenant_id", "schedule_id", "start_ms"),
+        Index("ix_event_instances_tenant_start", "tenant_id", "start_ms"),
+        Index("ix_event_instances_resource", "connection_id", "calendar_id", "resource_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    schedule_id: Mapped[str] = mapped_column(String(36))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    provider_id: Mapped[str] = mapped_column(String(36))
+    calendar_id: Mapped[str] = mapped_column(String(512))
+    resource_key: Mapped[str] = mapped_column(String(1024))
+    instance_key: Mapped[str] = mapped_column(String(1024))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    all_day: Mapped[bool] = mapped_column(Boolean)
+    start_date: Mapped[str | None] = mapped_column(String(10))
+    end_date: Mapped[str | None] = mapped_column(String(10))
+    title: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,1 @@
+"""Real CalDAV servers (Radicale, Xandikos) run as subprocesses for integration tests."""
