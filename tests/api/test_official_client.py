@@ -38,6 +38,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.UTC
 PAGE_LIMIT = 2
 PROVIDER_NAME = "Radicale (test)"
+DAV_USER, DAV_PASSWORD = "ada@example.com", "ada-caldav-pw-7"
 # Seconds all_methods.mjs may retry the paged List Events walk until every seeded event shows up.
 # 0 = the first walk must already be complete (the API promises an up-to-date list).
 LIST_EVENTS_SETTLE_SECONDS = 0
@@ -196,6 +197,23 @@ class CalsyncServer:
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.cert))
+
+
+@pytest.fixture
+def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Radicale of its own whose user is named by an e-mail address.
+
+    Connect By Credentials validates ``email`` as EMAIL and calsync logs in to CalDAV with it,
+    so the session-wide servers of ``tests.peers.fixtures`` (users ``alice``, ``bob``...) do not
+    fit. Returns a ``DavServer`` (``.base_url``, ``.users``).
+    """
+    from tests.peers.dav_servers import start_radicale
+
+    server = start_radicale(tmp_path_factory.mktemp("radicale"), {DAV_USER: DAV_PASSWORD})
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -412,10 +430,13 @@ def _register_schedule(server: CalsyncServer, key: str, schedule_id: str, owner_
 
 def _create_api_key(server: CalsyncServer, tenant: str) -> str:
     stdout = server.cli("api-keys", "create", "--tenant", tenant, "--json")
-    candidates = [stdout, *reversed(stdout.strip().splitlines())]  # whole output, or a log line
-    for text in candidates:
+    decoder = json.JSONDecoder()
+    lines = stdout.splitlines(keepends=True)
+    for i, line in enumerate(lines):  # the JSON object may be pretty-printed or follow log lines
+        if not line.lstrip().startswith("{"):
+            continue
         try:
-            parsed = json.loads(text)
+            parsed, _ = decoder.raw_decode("".join(lines[i:]).lstrip())
         except json.JSONDecodeError:
             continue
         if isinstance(parsed, dict) and parsed.get("key"):
@@ -437,11 +458,7 @@ def test_official_client_drives_all_nine_methods(
     node_harness: Path, calsync_server: CalsyncServer, radicale: Any
 ) -> None:
     email_users = [(u, p) for u, p in radicale.users.items() if "@" in u]
-    if not email_users:
-        pytest.fail(
-            "the radicale fixture needs a user whose name is an e-mail address "
-            "(Connect By Credentials validates `email` as EMAIL)"
-        )
+    assert email_users, "Connect By Credentials needs a CalDAV user named by an e-mail address"
     dav_user, dav_password = email_users[0]
 
     suffix = uuid.uuid4().hex[:8]
@@ -575,12 +592,14 @@ def test_official_client_drives_all_nine_methods(
     starts = [_rfc3339(event["start"]) for event in events]
     assert starts == sorted(starts), "events are not sorted by start"
     assert len(pages) >= -(-len(expected) // PAGE_LIMIT)
-    for event in events:
-        assert event["scheduleId"] == schedule_id
-        assert event["calendarType"] == "OTHER"
-        assert event["scheduleOwnerId"] == owner_id
-        assert event["scheduleOwnerName"] == "Ada"
-        assert event["title"] != "Focus time", "a TRANSPARENT (free) event was listed"
+    for n, event in enumerate(events):
+        where = f"event {n} (page {n // PAGE_LIMIT}): {event}"
+        assert event.get("scheduleId") == schedule_id, where
+        assert event.get("calendarType") == "OTHER", where
+        assert event.get("scheduleOwnerId") == owner_id, where
+        # OWN_PI was requested on the first page only; the cursor must carry the fieldsets.
+        assert event.get("scheduleOwnerName") == "Ada", where
+        assert event.get("title") != "Focus time", f"a TRANSPARENT (free) event was listed: {where}"
     got = [
         Expected(
             e["title"],

@@ -1,8 +1,8 @@
 """Start real CalDAV servers (Radicale, Xandikos) on loopback ports, and seed them over HTTP.
 
 Plain helpers, no pytest fixtures (those live in ``tests/peers/fixtures.py``). Each server is a
-subprocess bound to 127.0.0.1 on an ephemeral port picked by the server itself (so no
-find-a-free-port race); its output goes to ``<root>/server.log``.
+subprocess bound to 127.0.0.1 on a free port (Xandikos binds port 0 itself; Radicale refuses
+port 0, so we pick one and retry on a clash); its output goes to ``<root>/server.log``.
 
 * Radicale: htpasswd auth with ``plain`` encryption (Radicale 3.9 supports plain, md5, sha256,
   sha512 without extra packages; bcrypt/argon2 need modules that are not installed), rights
@@ -230,11 +230,11 @@ def put_event(calendar_url: str, user: str, password: str, filename: str, ical_t
         if response.status_code not in (200, 201, 204):
             raise RuntimeError(f"PUT {url} -> {response.status_code}: {response.text[:500]}")
         etag = response.headers.get("ETag")
-        if etag:
-            return etag
-        head = client.head(url)
-        head.raise_for_status()
-        return head.headers["ETag"]
+        if not etag:
+            head = client.head(url)
+            head.raise_for_status()
+            etag = head.headers["ETag"]
+        return str(etag)
 
 
 def delete_event(calendar_url: str, user: str, password: str, filename: str) -> None:

@@ -1,8 +1,13 @@
-"""Real CalDAV servers for the provider tests (fixtures defined in ``tests/peers/fixtures.py``)."""
+"""The CalDAV server fixtures (``dav_server``, ``radicale_server``, ``xandikos_server``).
 
-try:
-    from tests.peers.fixtures import dav_server, radicale_server, xandikos_server
-except ModuleNotFoundError:  # ``tests`` itself not importable: pytest put tests/ on sys.path
-    from peers.fixtures import dav_server, radicale_server, xandikos_server  # type: ignore[no-redef]
+They live in ``tests/peers/fixtures.py``, which the root conftest registers through
+``pytest_plugins``. Registering the same module here is a no-op then, and keeps these tests
+runnable on their own (e.g. ``--confcutdir=tests/providers``) without defining the session
+fixtures twice (which would start every server twice).
+"""
 
-__all__ = ["dav_server", "radicale_server", "xandikos_server"]
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.import_plugin("tests.peers.fixtures")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Iterator
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -22,13 +22,8 @@ from calsync.providers.base import (
     RateLimitedByProvider,
 )
 from calsync.providers.caldav import CalDavProvider
-
-try:
-    from tests.peers import dav_servers as peers
-    from tests.peers.fixtures import DAV_USERS, unique_name
-except ModuleNotFoundError:  # pytest put tests/ itself on sys.path
-    from peers import dav_servers as peers  # type: ignore[no-redef]
-    from peers.fixtures import DAV_USERS, unique_name  # type: ignore[no-redef]
+from tests.peers import dav_servers as peers
+from tests.peers.fixtures import DAV_USERS, unique_name
 
 
 class CountingTransport(httpx.BaseTransport):
@@ -53,15 +48,19 @@ def counting() -> Iterator[CountingTransport]:
     transport.close()
 
 
-def _account(server: peers.DavServer, user: str, transport: httpx.BaseTransport | None = None):
+def _account(
+    server: peers.DavServer, user: str, transport: httpx.BaseTransport | None = None
+) -> tuple[CalDavProvider, AccountRef]:
     provider = CalDavProvider(server.base_url, transport=transport)
     return provider, provider.verify(Credentials(user, server.users[user]))
 
 
-def _calendar(server: peers.DavServer, user: str = "bob", **kwargs: object) -> tuple[str, str]:
+def _calendar(
+    server: peers.DavServer, user: str = "bob", components: tuple[str, ...] = ("VEVENT",)
+) -> tuple[str, str]:
     name = unique_name()
-    url = peers.make_calendar(server, user, server.users[user], name, name.upper(), **kwargs)  # type: ignore[arg-type]
-    return name, url
+    password = server.users[user]
+    return name, peers.make_calendar(server, user, password, name, name, components=components)
 
 
 def _put(server: peers.DavServer, url: str, filename: str, summary: str, user: str = "bob") -> str:
@@ -73,8 +72,10 @@ def _put(server: peers.DavServer, url: str, filename: str, summary: str, user: s
 
 
 @pytest.mark.peers
-def test_verify_discovers_principal_and_home(dav_server: peers.DavServer, counting) -> None:
-    provider, account = _account(dav_server, "alice", counting)
+def test_verify_discovers_principal_and_home(
+    dav_server: peers.DavServer, counting: CountingTransport
+) -> None:
+    _, account = _account(dav_server, "alice", counting)
     assert account.email == "alice"
     assert account.state["principal_url"] == f"{dav_server.base_url}alice/"
     home = {"radicale": "alice/", "xandikos": "alice/calendars/"}[dav_server.kind]
@@ -141,7 +142,7 @@ def test_calendar_id_with_space_round_trips(dav_server: peers.DavServer) -> None
 
 @pytest.mark.peers
 def test_full_read_returns_events_only(dav_server: peers.DavServer) -> None:
-    name, url = _calendar(dav_server, components=["VEVENT", "VTODO"])
+    name, url = _calendar(dav_server, components=("VEVENT", "VTODO"))
     etag_a = _put(dav_server, url, "a.ics", "Alpha")
     etag_b = _put(dav_server, url, "b.ics", "Beta")
     todo = peers.simple_todo("t1", "Todo")
@@ -197,9 +198,11 @@ def test_unchanged_calendar_costs_one_request(
     provider, account = _account(dav_server, "bob", counting)
     first = provider.read_changes(account, name, None, {})
     known = {r.key: r.etag for r in first.upserted}
-    cursor = first.cursor if mode == "sync" else provider.read_changes(
-        account, name, "ctag:stale", known
-    ).cursor
+    cursor = (
+        first.cursor
+        if mode == "sync"
+        else provider.read_changes(account, name, "ctag:stale", known).cursor
+    )
     assert cursor is not None
     counting.requests.clear()
     changes = provider.read_changes(account, name, cursor, known)
@@ -250,23 +253,21 @@ def test_deleted_calendar_is_calendar_gone(dav_server: peers.DavServer, cursor: 
 def test_someone_elses_calendar_is_calendar_gone(dav_server: peers.DavServer) -> None:
     name, _ = _calendar(dav_server, user="alice")
     provider, account = _account(dav_server, "bob")
-    foreign = AccountRef("bob", account.credentials, {
-        **account.state,
-        "calendar_home_url": account.state["calendar_home_url"].replace("/bob/", "/alice/"),
-    })  # fmt: skip
+    alice_home = account.state["calendar_home_url"].replace("/bob/", "/alice/")
+    foreign = AccountRef(
+        "bob", account.credentials, {**account.state, "calendar_home_url": alice_home}
+    )
     with pytest.raises(CalendarGone):
         provider.read_changes(foreign, name, None, {})
 
 
-# --- unit: error mapping and the ctag path, over httpx.MockTransport ------------------------
+# --- unit: error mapping, the ctag path and paging, over httpx.MockTransport ----------------
 
 BASE = "https://dav.example.com/"
 SECRET = Credentials("u@example.com", "hunter2-secret")
-ACCOUNT = AccountRef(
-    "u@example.com",
-    SECRET,
-    {"principal_url": BASE + "p/", "calendar_home_url": BASE + "home/"},
-)
+ACCOUNT = AccountRef("u@example.com", SECRET, {"calendar_home_url": BASE + "home/"})
+COLLECTION = "/home/work/"
+CAL_NS = 'xmlns:C="urn:ietf:params:xml:ns:caldav"'
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -281,67 +282,89 @@ def _ms(*responses: str, token: str | None = None) -> httpx.Response:
 
 
 def _resp(href: str, props: str = "", status: str = "") -> str:
-    propstat = f"<D:propstat><D:prop>{props}</D:prop><D:status>HTTP/1.1 200 OK</D:status>"
-    inner = f"<D:status>HTTP/1.1 {status}</D:status>" if status else propstat + "</D:propstat>"
+    """A <D:response>: with a response-level ``status``, else one 200 propstat of ``props``."""
+    if status:
+        inner = f"<D:status>HTTP/1.1 {status}</D:status>"
+    else:
+        ok = "<D:status>HTTP/1.1 200 OK</D:status>"
+        inner = f"<D:propstat><D:prop>{props}</D:prop>{ok}</D:propstat>"
     return f"<D:response><D:href>{href}</D:href>{inner}</D:response>"
 
 
-def _raises(provider: CalDavProvider, exc: type[ProviderError], cursor: str | None = None):
+def _read_error(
+    provider: CalDavProvider, exc: type[ProviderError], cursor: str | None = None
+) -> ProviderError:
     with pytest.raises(exc) as info:
         provider.read_changes(ACCOUNT, "work", cursor, {})
     assert "hunter2" not in str(info.value) and "Authorization" not in str(info.value)
     return info.value
 
 
+def _verify_error(handler: Handler, exc: type[ProviderError]) -> ProviderError:
+    with pytest.raises(exc) as info:
+        _mock(handler).verify(SECRET)
+    assert "hunter2" not in str(info.value) and "Authorization" not in str(info.value)
+    return info.value
+
+
 @pytest.mark.parametrize(
     ("status", "exc"),
-    [(401, AuthRejected), (404, CalendarGone), (410, CalendarGone), (500, ProviderUnreachable),
-     (502, ProviderUnreachable), (503, ProviderUnreachable)],
-)  # fmt: skip
+    [
+        (401, AuthRejected),
+        (403, CalendarGone),
+        (404, CalendarGone),
+        (410, CalendarGone),
+        (500, ProviderUnreachable),
+        (502, ProviderUnreachable),
+        (503, ProviderUnreachable),
+    ],
+)
 def test_status_mapping(status: int, exc: type[ProviderError]) -> None:
-    error = _raises(_mock(lambda r: httpx.Response(status)), exc)
-    assert str(status) in str(error) and "https://dav.example.com/home/work/" in str(error)
+    error = _read_error(_mock(lambda r: httpx.Response(status)), exc)
+    assert str(status) in str(error) and BASE + "home/work/" in str(error)
 
 
 def test_rate_limits_carry_retry_after() -> None:
     limited = _mock(lambda r: httpx.Response(429, headers={"Retry-After": "120"}))
-    assert _raises(limited, RateLimitedByProvider).retry_after == 120  # type: ignore[attr-defined]
+    error = _read_error(limited, RateLimitedByProvider)
+    assert isinstance(error, RateLimitedByProvider) and error.retry_after == 120
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
     busy = _mock(lambda r: httpx.Response(503, headers={"Retry-After": when}))
-    retry_after = _raises(busy, RateLimitedByProvider).retry_after  # type: ignore[attr-defined]
-    assert 50 < retry_after <= 60
-    assert _raises(_mock(lambda r: httpx.Response(429)), RateLimitedByProvider).retry_after is None  # type: ignore[attr-defined]
+    error = _read_error(busy, RateLimitedByProvider)
+    assert isinstance(error, RateLimitedByProvider) and 50 < (error.retry_after or 0) <= 60
+    error = _read_error(_mock(lambda r: httpx.Response(429)), RateLimitedByProvider)
+    assert isinstance(error, RateLimitedByProvider) and error.retry_after is None
 
 
-@pytest.mark.parametrize("error", [httpx.ReadTimeout, httpx.ConnectError, httpx.RemoteProtocolError])
+@pytest.mark.parametrize(
+    "error", [httpx.ReadTimeout, httpx.ConnectError, httpx.RemoteProtocolError]
+)
 def test_network_errors_are_unreachable(error: type[httpx.TransportError]) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise error("boom", request=request)
 
-    _raises(_mock(handler), ProviderUnreachable)
-    with pytest.raises(ProviderUnreachable):
-        _mock(handler).verify(SECRET)
+    _read_error(_mock(handler), ProviderUnreachable)
+    _verify_error(handler, ProviderUnreachable)
 
 
 def test_verify_errors() -> None:
-    assert "hunter2" not in str(_verify_error(lambda r: httpx.Response(401), AuthRejected))
-    not_dav = _verify_error(lambda r: httpx.Response(200, text="<html>hi</html>"), ProviderUnreachable)
-    assert "not a CalDAV server" in str(not_dav)
+    _verify_error(lambda r: httpx.Response(401), AuthRejected)
+    html = _verify_error(lambda r: httpx.Response(200, text="<html/>"), ProviderUnreachable)
+    assert "not a CalDAV server" in str(html)
+    assert "not a CalDAV server" in str(
+        _verify_error(lambda r: httpx.Response(405), ProviderUnreachable)
+    )
 
     def no_home(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/p/":
+            return _ms(_resp("/p/", "<D:displayname>p</D:displayname>"))
         principal = "<D:current-user-principal><D:href>/p/</D:href></D:current-user-principal>"
-        return _ms(_resp(request.url.path, principal if request.url.path != "/p/" else ""))
+        return _ms(_resp(request.url.path, principal))
 
     assert "calendar-home-set" in str(_verify_error(no_home, ProviderUnreachable))
 
 
-def _verify_error(handler: Handler, exc: type[ProviderError]) -> ProviderError:
-    with pytest.raises(exc) as info:
-        _mock(handler).verify(SECRET)
-    return info.value
-
-
-def test_well_known_redirect_to_foreign_host_falls_back_to_base_url() -> None:
+def test_well_known_redirect_to_foreign_host_is_not_followed() -> None:
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -349,18 +372,18 @@ def test_well_known_redirect_to_foreign_host_falls_back_to_base_url() -> None:
         if request.url.path == "/.well-known/caldav":
             return httpx.Response(301, headers={"Location": "https://evil.example.net/dav/"})
         if request.url.path == "/":
-            return _ms(_resp("/", "<D:current-user-principal><D:href>/p/</D:href>"
-                               "</D:current-user-principal>"))  # fmt: skip
-        return _ms(_resp("/p/", '<C:calendar-home-set xmlns:C="urn:ietf:params:xml:ns:caldav">'
-                                 "<D:href>/home/</D:href></C:calendar-home-set>"))  # fmt: skip
+            href = "<D:href>/p/</D:href>"
+            return _ms(_resp("/", f"<D:current-user-principal>{href}</D:current-user-principal>"))
+        home = f"<C:calendar-home-set {CAL_NS}><D:href>/home/</D:href></C:calendar-home-set>"
+        return _ms(_resp("/p/", home))
 
     account = _mock(handler).verify(SECRET)
-    assert account.state["calendar_home_url"] == BASE + "home/"
-    assert not any("evil" in url for url in seen)
+    assert account.state == {"principal_url": BASE + "p/", "calendar_home_url": BASE + "home/"}
+    assert seen == [BASE + ".well-known/caldav", BASE, BASE + "p/"]
 
 
 class FakeCtagServer:
-    """A CalDAV collection without sync-collection: only getctag + etags."""
+    """A calendar collection without sync-collection: only getctag and etags."""
 
     def __init__(self) -> None:
         self.ctag = "1"
@@ -369,24 +392,24 @@ class FakeCtagServer:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = request.content.decode()
-        kind = re.search(r"<(?:\w+:)?(propfind|calendar-query|calendar-multiget|sync-collection)",
-                         body)  # fmt: skip
-        assert kind, body
-        self.requests.append(f"{request.method} {kind.group(1)} {request.headers.get('Depth')}")
-        col = "/home/work/"
+        match = re.search(r"<\w+:(propfind|calendar-query|calendar-multiget)", body)
+        assert match, body
+        kind, depth = match.group(1), request.headers["Depth"]
+        self.requests.append(f"{request.method} {kind} {depth}")
         ctag = f'<CS:getctag xmlns:CS="http://calendarserver.org/ns/">{self.ctag}</CS:getctag>'
-        if kind.group(1) == "propfind" and request.headers["Depth"] == "0":
-            return _ms(_resp(col, ctag + "<D:resourcetype><D:collection/><C:calendar xmlns:C="
-                                   '"urn:ietf:params:xml:ns:caldav"/></D:resourcetype>'))  # fmt: skip
+        if kind == "propfind" and depth == "0":
+            calendar = f"<D:resourcetype><D:collection/><C:calendar {CAL_NS}/></D:resourcetype>"
+            return _ms(_resp(COLLECTION, ctag + calendar))
         wanted = re.findall(r"<D:href>([^<]+)</D:href>", body)
-        out = [_resp(col, ctag)] if kind.group(1) == "propfind" else []
+        out = [_resp(COLLECTION, ctag)] if kind == "propfind" else []
         for name, etag in self.items.items():
-            if kind.group(1) != "calendar-multiget" or col + name in wanted:
-                data = f'<C:calendar-data xmlns:C="urn:ietf:params:xml:ns:caldav">' \
-                       f"BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:{name}\nEND:VEVENT\nEND:VCALENDAR\n" \
-                       "</C:calendar-data>"  # fmt: skip
-                props = f"<D:getetag>{etag}</D:getetag>" + ("" if kind.group(1) == "propfind" else data)
-                out.append(_resp(col + name, props))
+            if kind == "calendar-multiget" and COLLECTION + name not in wanted:
+                continue
+            ical = f"BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:{name}\nEND:VEVENT\nEND:VCALENDAR\n"
+            data = (
+                "" if kind == "propfind" else f"<C:calendar-data {CAL_NS}>{ical}</C:calendar-data>"
+            )
+            out.append(_resp(COLLECTION + name, f"<D:getetag>{etag}</D:getetag>{data}"))
         return _ms(*out)
 
 
@@ -394,44 +417,41 @@ def test_ctag_fallback_without_sync_collection() -> None:
     server = FakeCtagServer()
     provider = _mock(server)
     full = provider.read_changes(ACCOUNT, "work", None, {})
-    assert full.cursor == "ctag:1" and [r.key for r in full.upserted] == [
-        "/home/work/a.ics",
-        "/home/work/b.ics",
-    ]
+    assert full.cursor == "ctag:1"
+    assert [r.key for r in full.upserted] == ["/home/work/a.ics", "/home/work/b.ics"]
     known = {r.key: r.etag for r in full.upserted}
     server.requests.clear()
     unchanged = provider.read_changes(ACCOUNT, "work", full.cursor, known)
     assert (unchanged.upserted, unchanged.deleted, unchanged.cursor) == ([], [], "ctag:1")
     assert server.requests == ["PROPFIND propfind 0"]
-    server.ctag, server.items = "2", {"a.ics": "ea2", "c.ics": "ec1"}
+    server.ctag, server.items = "2", {"a.ics": "ea2", "b.ics": "eb1", "c.ics": "ec1"}
+    del server.items["b.ics"]
     server.requests.clear()
     changed = provider.read_changes(ACCOUNT, "work", full.cursor, known)
-    assert [(r.key, r.etag) for r in changed.upserted] == [
-        ("/home/work/a.ics", "ea2"),
-        ("/home/work/c.ics", "ec1"),
-    ]
+    got = [(r.key, r.etag) for r in changed.upserted]
+    assert got == [("/home/work/a.ics", "ea2"), ("/home/work/c.ics", "ec1")]
     assert changed.deleted == ["/home/work/b.ics"] and changed.cursor == "ctag:2"
-    assert server.requests == ["PROPFIND propfind 0", "PROPFIND propfind 1",
-                               "REPORT calendar-multiget 1"]  # fmt: skip
+    multiget = "REPORT calendar-multiget 1"
+    assert server.requests == ["PROPFIND propfind 0", "PROPFIND propfind 1", multiget]
 
 
 def test_sync_collection_follows_truncated_pages_and_detects_invalid_tokens() -> None:
     tokens: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        body = request.content.decode()
-        if "sync-collection" in body:
-            token = re.search(r"<D:sync-token>([^<]*)</D:sync-token>", body)
-            tokens.append(token.group(1) if token else "")
-            if tokens[-1] == "t1":  # first page: one deletion, more to come (RFC 6578 3.6)
-                return _ms(_resp("/home/work/x.ics", status="404 Not Found"),
-                           _resp("/home/work/", status="507 Insufficient Storage"), token="t2")  # fmt: skip
-            if tokens[-1] == "t2":
-                return _ms(_resp("/home/work/y.ics", status="404 Not Found"), token="t3")
-            return httpx.Response(409, content=b'<D:error xmlns:D="DAV:"><D:valid-sync-token/></D:error>')
-        raise AssertionError(body)
+        token = re.search(r"<D:sync-token>([^<]*)</D:sync-token>", request.content.decode())
+        assert token
+        tokens.append(token.group(1))
+        if tokens[-1] == "t1":  # first page: one deletion, and more to come (RFC 6578 3.6)
+            gone = _resp(COLLECTION + "x.ics", status="404 Not Found")
+            return _ms(gone, _resp(COLLECTION, status="507 Insufficient Storage"), token="t2")
+        if tokens[-1] == "t2":
+            return _ms(_resp(COLLECTION + "y.ics", status="404 Not Found"), token="t3")
+        invalid = b'<D:error xmlns:D="DAV:"><D:valid-sync-token/></D:error>'
+        return httpx.Response(403, content=invalid)
 
     changes = _mock(handler).read_changes(ACCOUNT, "work", "sync:t1", {})
     assert changes.deleted == ["/home/work/x.ics", "/home/work/y.ics"]
     assert changes.cursor == "sync:t3" and tokens == ["t1", "t2"]
-    _raises(_mock(handler), CursorExpired, cursor="sync:other")
+    _read_error(_mock(handler), CursorExpired, cursor="sync:other")
+    _read_error(_mock(handler), CursorExpired, cursor="not-a-cursor")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -15,6 +16,15 @@ from calsync.service.runtime import Runtime
 
 EXTERNAL_PREFIXES = ("/bookings/v2/external-calendars", "/v2/external-calendars")
 log = logging.getLogger("calsync.access")
+# Nothing of the failure leaks: a fixed text, with the code official clients read.
+INTERNAL_ERROR_BODY = json.dumps(
+    {
+        "message": "internal error",
+        "details": {
+            "applicationError": {"code": "INTERNAL", "description": "internal error", "data": {}}
+        },
+    }
+).encode()
 
 
 class RequestIdMiddleware:
@@ -45,7 +55,7 @@ class RequestIdMiddleware:
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             if not status["sent"]:
-                body = b'{"message":"internal error","details":{}}'
+                body = INTERNAL_ERROR_BODY
                 await send_with_id(
                     {
                         "type": "http.response.start",

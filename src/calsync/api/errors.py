@@ -41,8 +41,6 @@ def envelope(error: CalsyncError) -> dict[str, Any]:
                 }
             },
         }
-    if error.http_status >= 500 and error.code == "INTERNAL":
-        return {"message": "internal error", "details": {}}
     return {
         "message": error.description,
         "details": {

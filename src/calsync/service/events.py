@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import time
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +24,8 @@ from calsync.service.views import EventsPage, EventView
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ConnectionCalendar, EventInstance, Schedule
 from calsync.tz import zone
+
+log = logging.getLogger(__name__)
 
 
 def list_events(
@@ -102,6 +105,9 @@ def _freshen(rt: Runtime, connections: list[Connection]) -> dict[str, str]:
         try:
             future.result(timeout=max(0.0, deadline - time.monotonic()))
         except (SyncFailed, concurrent.futures.TimeoutError):
+            failed[connection.id] = connection.provider_id
+        except Exception:
+            log.exception("sync crashed", extra={"connection_id": connection.id})
             failed[connection.id] = connection.provider_id
     return failed
 

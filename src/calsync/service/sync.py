@@ -184,14 +184,13 @@ def _read(
     connection_id: str,
 ) -> CalendarChanges:
     with rt.sessions() as session:
-        known = dict(
-            session.execute(
-                select(EventResource.key, EventResource.etag).where(
-                    EventResource.connection_id == connection_id,
-                    EventResource.calendar_id == calendar_id,
-                )
-            ).tuples()
+        rows = session.execute(
+            select(EventResource.key, EventResource.etag).where(
+                EventResource.connection_id == connection_id,
+                EventResource.calendar_id == calendar_id,
+            )
         )
+        known = {key: etag for key, etag in rows}
     try:
         return adapter.read_changes(account, calendar_id, cursor, known)
     except CursorExpired:

@@ -7,7 +7,6 @@ otherwise the CalendarServer ``getctag`` plus an etag diff. The cursor says whic
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -95,14 +94,14 @@ class CalDavProvider:
             )
         props = [dav.CALENDAR_HOME_SET, dav.SCHEDULE_INBOX_URL, dav.SCHEDULE_DEFAULT_CALENDAR_URL]
         found = client.propfind(principal, props, depth="0", what="principal")
-        home = _first_href(found.responses, dav.CALENDAR_HOME_SET, principal)
+        home = dav.first_href(found.responses, dav.CALENDAR_HOME_SET, principal)
         if home is None:
             raise ProviderUnreachable(
                 f"{dav.safe_url(principal)} is not a CalDAV principal (no calendar-home-set)"
             )
         state = {"principal_url": principal, "calendar_home_url": home}
-        default = _first_href(found.responses, dav.SCHEDULE_DEFAULT_CALENDAR_URL, principal)
-        inbox = _first_href(found.responses, dav.SCHEDULE_INBOX_URL, principal)
+        default = dav.first_href(found.responses, dav.SCHEDULE_DEFAULT_CALENDAR_URL, principal)
+        inbox = dav.first_href(found.responses, dav.SCHEDULE_INBOX_URL, principal)
         if default is None and inbox is not None:
             default = self._inbox_default_calendar(client, inbox)
         if default is not None:
@@ -119,7 +118,7 @@ class CalDavProvider:
             if not (response.is_redirect and location):
                 break
             target = urljoin(url, location)
-            if not _redirect_allowed(url, target):
+            if not dav.redirect_allowed(url, target):
                 return None
             url = target
         else:
@@ -132,7 +131,7 @@ class CalDavProvider:
             found = dav.parse_multistatus(response.content)
         except ValueError:
             return None
-        return _first_href(found.responses, dav.CURRENT_USER_PRINCIPAL, str(response.url))
+        return dav.first_href(found.responses, dav.CURRENT_USER_PRINCIPAL, str(response.url))
 
     def _base_principal(self, client: DavClient) -> str | None:
         body = dav.propfind_body([dav.CURRENT_USER_PRINCIPAL])
@@ -143,20 +142,16 @@ class CalDavProvider:
             found = dav.parse_multistatus(response.content)
         except ValueError:
             return None
-        return _first_href(found.responses, dav.CURRENT_USER_PRINCIPAL, str(response.url))
+        return dav.first_href(found.responses, dav.CURRENT_USER_PRINCIPAL, str(response.url))
 
     def _inbox_default_calendar(self, client: DavClient, inbox: str) -> str | None:
         try:
-            found = client.propfind(
-                inbox,
-                [dav.SCHEDULE_DEFAULT_CALENDAR_URL],
-                depth="0",
-                what="schedule inbox",
-                on_forbidden=ProviderUnreachable,
+            found = client.scoped(on_forbidden=ProviderUnreachable).propfind(
+                inbox, [dav.SCHEDULE_DEFAULT_CALENDAR_URL], depth="0", what="schedule inbox"
             )
         except ProviderUnreachable:
             return None  # optional (RFC 6638) and best effort
-        return _first_href(found.responses, dav.SCHEDULE_DEFAULT_CALENDAR_URL, inbox)
+        return dav.first_href(found.responses, dav.SCHEDULE_DEFAULT_CALENDAR_URL, inbox)
 
     def _home(self, client: DavClient, account: AccountRef) -> str:
         home = account.state.get("calendar_home_url")
@@ -205,8 +200,10 @@ class CalDavProvider:
     ) -> CalendarChanges:
         if cursor is not None and not cursor.startswith((SYNC_PREFIX, CTAG_PREFIX)):
             raise CursorExpired("unrecognised CalDAV cursor: a full read is needed")
-        with self._session(account.credentials) as client:
-            url = self._calendar_url(client, account, calendar_id)
+        with self._session(account.credentials) as session:
+            url = self._calendar_url(session, account, calendar_id)
+            # 403 / 404 / 410 on the calendar itself: we lost it (deleted, or access revoked)
+            client = session.scoped(on_missing=CalendarGone, on_forbidden=CalendarGone)
             if cursor is None:
                 return self._full_read(client, url)
             if cursor.startswith(SYNC_PREFIX):
@@ -214,10 +211,7 @@ class CalDavProvider:
             return self._ctag_read(client, url, cursor[len(CTAG_PREFIX) :], known_etags)
 
     def _collection_props(self, client: DavClient, url: str, props: list[str]) -> DavResponse:
-        found = client.propfind(
-            url, props, depth="0", what="calendar", on_missing=CalendarGone,
-            on_forbidden=CalendarGone,
-        )  # fmt: skip
+        found = client.propfind(url, props, depth="0", what="calendar")
         path = canonical_path(url, url).rstrip("/")
         matches = [r for r in found.responses if canonical_path(url, r.href).rstrip("/") == path]
         if not matches and len(found.responses) != 1:
@@ -242,10 +236,8 @@ class CalDavProvider:
             new_cursor: str | None = SYNC_PREFIX + token
         else:
             new_cursor = CTAG_PREFIX + ctag if ctag else None
-        found = client.report(
-            url, dav.calendar_query_body([dav.GETETAG, dav.CALENDAR_DATA]), depth="1",
-            what="calendar-query", on_missing=CalendarGone, on_forbidden=CalendarGone,
-        )  # fmt: skip
+        body = dav.calendar_query_body([dav.GETETAG, dav.CALENDAR_DATA])
+        found = client.report(url, body, depth="1", what="calendar-query")
         path = canonical_path(url, url).rstrip("/")
         upserted: dict[str, EventResource] = {}
         without_data: list[str] = []
@@ -276,9 +268,6 @@ class CalDavProvider:
                 or response.status_code in (409, 412)
             ):
                 raise CursorExpired(f"{dav.safe_url(url)}: the sync token is no longer valid")
-            dav.raise_for_status(
-                response, "sync-collection", on_missing=CalendarGone, on_forbidden=CalendarGone
-            )
             found = client.multistatus(response, "sync-collection")
             truncated = False
             for item in found.responses:
@@ -310,10 +299,7 @@ class CalDavProvider:
             raise CursorExpired(f"{dav.safe_url(url)} no longer offers a ctag")
         if current == ctag:
             return CalendarChanges(False, [], [], CTAG_PREFIX + ctag)
-        found = client.propfind(
-            url, [dav.RESOURCETYPE, dav.GETETAG], depth="1", what="calendar",
-            on_missing=CalendarGone, on_forbidden=CalendarGone,
-        )  # fmt: skip
+        found = client.propfind(url, [dav.RESOURCETYPE, dav.GETETAG], depth="1", what="calendar")
         path = canonical_path(url, url).rstrip("/")
         present: dict[str, str] = {}
         for item in found.responses:
@@ -339,10 +325,7 @@ class CalDavProvider:
         for start in range(0, len(keys), _MULTIGET_BATCH):
             batch = keys[start : start + _MULTIGET_BATCH]
             body = dav.multiget_body([dav.GETETAG, dav.CALENDAR_DATA], batch)
-            found = client.report(
-                url, body, depth="1", what="calendar-multiget", on_missing=CalendarGone,
-                on_forbidden=CalendarGone,
-            )  # fmt: skip
+            found = client.report(url, body, depth="1", what="calendar-multiget")
             seen: set[str] = set()
             for item in found.responses:
                 key = canonical_path(url, item.href)
@@ -360,14 +343,6 @@ class CalDavProvider:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _first_href(responses: list[DavResponse], prop: str, base: str) -> str | None:
-    for response in responses:
-        hrefs = response.hrefs(prop)
-        if hrefs:
-            return urljoin(base, hrefs[0])
-    return None
 
 
 def _is_event(ical: str) -> bool:
@@ -401,19 +376,3 @@ def _order_calendars(
 
 def _sorted(resources: Iterable[EventResource]) -> list[EventResource]:
     return sorted(resources, key=lambda r: r.key)
-
-
-def _redirect_allowed(source: str, target: str) -> bool:
-    """Same scheme (or an upgrade to https) and the same host or registrable domain."""
-    src, dst = urlsplit(source), urlsplit(target)
-    if dst.scheme not in (src.scheme, "https") or not dst.hostname or not src.hostname:
-        return False
-    if src.hostname == dst.hostname:
-        return True
-    try:
-        ipaddress.ip_address(src.hostname)
-        return False
-    except ValueError:
-        pass
-    src_labels, dst_labels = src.hostname.split("."), dst.hostname.split(".")
-    return len(src_labels) >= 2 and src_labels[-2:] == dst_labels[-2:]

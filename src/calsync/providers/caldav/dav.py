@@ -8,6 +8,7 @@ never a header or a password.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -237,10 +238,34 @@ def raise_for_status(
 
 
 class DavClient:
-    """PROPFIND / REPORT over an ``httpx.Client`` (which carries auth, timeouts, transport)."""
+    """PROPFIND / REPORT over an ``httpx.Client`` (which carries auth, timeouts, transport).
 
-    def __init__(self, client: httpx.Client) -> None:
+    ``on_missing`` / ``on_forbidden``: what a 404-410 / 403 on the requested URL means.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        on_missing: type[ProviderError] = ProviderUnreachable,
+        on_forbidden: type[ProviderError] = AuthRejected,
+    ) -> None:
         self.client = client
+        self.on_missing = on_missing
+        self.on_forbidden = on_forbidden
+
+    def scoped(
+        self,
+        *,
+        on_missing: type[ProviderError] | None = None,
+        on_forbidden: type[ProviderError] | None = None,
+    ) -> DavClient:
+        """The same connection with another meaning for 403 / 404."""
+        return DavClient(
+            self.client,
+            on_missing=on_missing or self.on_missing,
+            on_forbidden=on_forbidden or self.on_forbidden,
+        )
 
     def request(
         self,
@@ -269,7 +294,11 @@ class DavClient:
                 f"{method} {safe_url(url)} failed: {type(exc).__name__}"
             ) from None
 
+    def check(self, response: httpx.Response, what: str) -> None:
+        raise_for_status(response, what, on_missing=self.on_missing, on_forbidden=self.on_forbidden)
+
     def multistatus(self, response: httpx.Response, what: str) -> Multistatus:
+        self.check(response, what)
         try:
             return parse_multistatus(response.content)
         except ValueError as exc:
@@ -278,30 +307,34 @@ class DavClient:
                 f"answer with a WebDAV multistatus ({exc})"
             ) from None
 
-    def propfind(
-        self,
-        url: str,
-        props: Sequence[str],
-        *,
-        depth: str,
-        what: str,
-        on_missing: type[ProviderError] = ProviderUnreachable,
-        on_forbidden: type[ProviderError] = AuthRejected,
-    ) -> Multistatus:
+    def propfind(self, url: str, props: Sequence[str], *, depth: str, what: str) -> Multistatus:
         response = self.request("PROPFIND", url, body=propfind_body(props), depth=depth)
-        raise_for_status(response, what, on_missing=on_missing, on_forbidden=on_forbidden)
         return self.multistatus(response, what)
 
-    def report(
-        self,
-        url: str,
-        body: bytes,
-        *,
-        depth: str,
-        what: str,
-        on_missing: type[ProviderError] = ProviderUnreachable,
-        on_forbidden: type[ProviderError] = AuthRejected,
-    ) -> Multistatus:
-        response = self.request("REPORT", url, body=body, depth=depth)
-        raise_for_status(response, what, on_missing=on_missing, on_forbidden=on_forbidden)
-        return self.multistatus(response, what)
+    def report(self, url: str, body: bytes, *, depth: str, what: str) -> Multistatus:
+        return self.multistatus(self.request("REPORT", url, body=body, depth=depth), what)
+
+
+def first_href(responses: list[DavResponse], prop: str, base: str) -> str | None:
+    """The first href inside ``prop`` of any response, as an absolute URL."""
+    for response in responses:
+        hrefs = response.hrefs(prop)
+        if hrefs:
+            return urljoin(base, hrefs[0])
+    return None
+
+
+def redirect_allowed(source: str, target: str) -> bool:
+    """Same scheme (or an upgrade to https) and the same host or registrable domain."""
+    src, dst = urlsplit(source), urlsplit(target)
+    if dst.scheme not in (src.scheme, "https") or not dst.hostname or not src.hostname:
+        return False
+    if src.hostname == dst.hostname:
+        return True
+    try:
+        ipaddress.ip_address(src.hostname)
+        return False
+    except ValueError:
+        pass
+    src_labels, dst_labels = src.hostname.split("."), dst.hostname.split(".")
+    return len(src_labels) >= 2 and src_labels[-2:] == dst_labels[-2:]

@@ -1,0 +1,1 @@
+"""iCalendar handling: turning CalDAV resources into busy instances."""
