@@ -24,6 +24,9 @@ DAV_USERS: dict[str, str] = {
     "bob": "bob-pw-2",
     "carol": "carol-pw-3",
     "dave": "dave-pw-4",
+    # calsync logs in with the account e-mail, so end-to-end tests use e-mail-shaped users.
+    "ada@example.com": "ada-app-pw-5",
+    "grace@example.com": "grace-app-pw-6",
 }
 
 _STARTERS = {"radicale": start_radicale, "xandikos": start_xandikos}

@@ -182,7 +182,7 @@ def connect_by_credentials(
         row.external_account_email = email
         row.secret = seal(rt, account)
         row.account_state = dict(account.state)
-        row.last_synced_at = None
+        row.sync_requested_at = now
         row.updated_at = now
         session.flush()
         view = to_view(rt, row)
@@ -341,7 +341,7 @@ def update_sync_config(
         if fresh_row is None or fresh_row.status == ConnectionStatus.DISCONNECTED.value:
             raise ConnectionNotConnected("the connection was disconnected meanwhile")
         fresh_row.sync_config = sc.to_json(merged)
-        fresh_row.last_synced_at = None
+        fresh_row.sync_requested_at = utcnow()
         fresh_row.updated_at = utcnow()
         view = to_view(rt, fresh_row)
     _schedule_sync(rt, connection_id)

@@ -95,7 +95,11 @@ def _freshen(rt: Runtime, connections: list[Connection]) -> dict[str, str]:
             c.error_reason == ErrorReason.TOKEN_REVOKED.value
         ):
             failed[c.id] = c.provider_id
-        elif c.last_synced_at is None or c.last_synced_at < horizon:
+        elif (
+            c.last_synced_at is None
+            or c.last_synced_at < horizon
+            or c.last_synced_at < c.sync_requested_at
+        ):
             stale.append(c)
     if not stale:
         return failed

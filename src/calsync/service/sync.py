@@ -94,6 +94,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
         previous_status = row.status
         row.status = ConnectionStatus.SYNC_IN_PROGRESS.value
         row.last_sync_attempt_at = utcnow()
+        started = utcnow()
         config = sc.from_json(row.sync_config)
         account = account_for(rt, row)
         context = _context(rt, session, row)
@@ -152,7 +153,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
         ConnectionStatus.SYNCED,
         ErrorReason.UNDEFINED,
         "; ".join(problems) or None,
-        synced=True,
+        synced_from=started,
         primary_id=primary_id,
     )
 
@@ -343,9 +344,12 @@ def _finish(
     reason: ErrorReason | None,
     error: str | None,
     *,
-    synced: bool = False,
+    synced_from: datetime | None = None,
     primary_id: str | None = None,
 ) -> None:
+    """Record the outcome. A successful run records when it *started* as ``last_synced_at``:
+    the data is at least that new, and a change requested after that moment (a new sync
+    config, new credentials) leaves the connection due, whatever the interleaving."""
     with transaction(rt.sessions) as session:
         row = session.get(Connection, connection_id)
         if row is None or row.status == ConnectionStatus.DISCONNECTED.value:
@@ -354,8 +358,8 @@ def _finish(
         if reason is not None:
             row.error_reason = reason.value
         row.last_error = error[:500] if error else None
-        if synced:
-            row.last_synced_at = utcnow()
+        if synced_from is not None:
+            row.last_synced_at = synced_from
         if primary_id and row.account_state.get(PRIMARY_STATE_KEY) != primary_id:
             row.account_state = {**row.account_state, PRIMARY_STATE_KEY: primary_id}
         row.updated_at = utcnow()

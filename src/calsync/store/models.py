@@ -108,6 +108,9 @@ class Connection(Base):
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     account_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_synced_at: Mapped[datetime | None] = mapped_column()
+    # Set whenever something requires a new sync (connect, config change); the connection is
+    # due while last_synced_at is older. Written only by requesters, never by the sync.
+    sync_requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_sync_attempt_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

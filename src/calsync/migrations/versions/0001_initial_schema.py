@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("secret", sa.LargeBinary(), nullable=True),
         sa.Column("account_state", sa.JSON(), nullable=False),
         sa.Column("last_synced_at", sa.DateTime(), nullable=True),
+        sa.Column("sync_requested_at", sa.DateTime(), nullable=False),
         sa.Column("last_sync_attempt_at", sa.DateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
