@@ -45,12 +45,14 @@ END:VTIMEZONE"""
 
 def calendar_object(*components: str, timezone: bool = False) -> str:
     body = "\r\n".join(([BERLIN] if timezone else []) + list(components))
-    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync tests//EN\r\n{body}\r\nEND:VCALENDAR\r\n"
+    head = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync tests//EN\r\n"
+    return f"{head}{body}\r\nEND:VCALENDAR\r\n"
 
 
 def vevent(uid: str, *lines: str) -> str:
-    return "\r\n".join(["BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20260101T000000Z", *lines,
-                        "END:VEVENT"])
+    return "\r\n".join(
+        ["BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20260101T000000Z", *lines, "END:VEVENT"]
+    )
 
 
 @dataclass
@@ -63,35 +65,63 @@ class World:
 
 @pytest.fixture
 def world(make_runtime: Callable[..., Runtime], dav_server: DavServer) -> Iterator[World]:
-    rt = make_runtime(providers=[(PROVIDER_ID, "Team CalDAV", dav_server.base_url),
-                                 (DOWN_PROVIDER_ID, "Down", "http://127.0.0.1:9/")])
+    rt = make_runtime(
+        providers=[
+            (PROVIDER_ID, "Team CalDAV", dav_server.base_url),
+            (DOWN_PROVIDER_ID, "Down", "http://127.0.0.1:9/"),
+        ]
+    )
     with TestClient(create_app(rt)) as client:
         api = Api(client, new_key(rt))
         schedule_id = random_guid()
-        response = api.put(f"/v1/schedules/{schedule_id}",
-                           {"ownerUserId": random_guid(), "ownerName": "Ada Lovelace",
-                            "timeZone": "Europe/Berlin"})
+        response = api.put(
+            f"/v1/schedules/{schedule_id}",
+            {
+                "ownerUserId": random_guid(),
+                "ownerName": "Ada Lovelace",
+                "timeZone": "Europe/Berlin",
+            },
+        )
         assert response.status_code == 200
         yield World(api, rt, dav_server, schedule_id)
 
 
 def connect(world: World, password: str = PASSWORD, provider_id: str = PROVIDER_ID):  # type: ignore[no-untyped-def]
-    return world.api.post(f"{EXT}/connections:connectByCredentials", {
-        "scheduleId": world.schedule_id, "providerId": provider_id, "email": USER,
-        "password": password})
+    return world.api.post(
+        f"{EXT}/connections:connectByCredentials",
+        {
+            "scheduleId": world.schedule_id,
+            "providerId": provider_id,
+            "email": USER,
+            "password": password,
+        },
+    )
 
 
 def select_calendars(world: World, connection_id: str, *calendar_ids: str) -> None:
-    body = {"syncConfig": {"listEventFromCalendars": {
-        "enabled": True, "calendars": {"calendars": [{"id": c} for c in calendar_ids]}}}}
+    body = {
+        "syncConfig": {
+            "listEventFromCalendars": {
+                "enabled": True,
+                "calendars": {"calendars": [{"id": c} for c in calendar_ids]},
+            }
+        }
+    }
     response = world.api.patch(f"{EXT}/connections/{connection_id}/sync-config", body)
     assert response.status_code == 200, response.text
 
 
 def events(world: World, start: str, end: str) -> list[tuple[str, str, str, bool]]:
-    response = world.api.get(f"{EXT}/events", params={
-        "from": start, "to": end, "scheduleIds": world.schedule_id, "fieldsets": "OWN_PI",
-        "cursorPaging.limit": "1000"})
+    response = world.api.get(
+        f"{EXT}/events",
+        params={
+            "from": start,
+            "to": end,
+            "scheduleIds": world.schedule_id,
+            "fieldsets": "OWN_PI",
+            "cursorPaging.limit": "1000",
+        },
+    )
     assert response.status_code == 200, response.text
     return [(e["title"], e["start"], e["end"], e["allDay"]) for e in response.json()["events"]]
 
@@ -115,24 +145,80 @@ def test_calendars_events_recurrence_and_incremental_sync(world: World) -> None:
     home = make_calendar(world.server, USER, PASSWORD, home_id, "Home")
     make_calendar(world.server, USER, PASSWORD, todo_id, "Tasks", components=("VTODO",))
     weekly = vevent(
-        "weekly", "SUMMARY:Team meeting", "DTSTART;TZID=Europe/Berlin:20270318T090000",
-        "DTEND;TZID=Europe/Berlin:20270318T100000", "RRULE:FREQ=WEEKLY;COUNT=4",
-        "EXDATE;TZID=Europe/Berlin:20270401T090000")
+        "weekly",
+        "SUMMARY:Team meeting",
+        "DTSTART;TZID=Europe/Berlin:20270318T090000",
+        "DTEND;TZID=Europe/Berlin:20270318T100000",
+        "RRULE:FREQ=WEEKLY;COUNT=4",
+        "EXDATE;TZID=Europe/Berlin:20270401T090000",
+    )
     moved = vevent(
-        "weekly", "SUMMARY:Team meeting (moved)", "RECURRENCE-ID;TZID=Europe/Berlin:20270325T090000",
-        "DTSTART;TZID=Europe/Berlin:20270325T140000", "DTEND;TZID=Europe/Berlin:20270325T150000")
+        "weekly",
+        "SUMMARY:Team meeting (moved)",
+        "RECURRENCE-ID;TZID=Europe/Berlin:20270325T090000",
+        "DTSTART;TZID=Europe/Berlin:20270325T140000",
+        "DTEND;TZID=Europe/Berlin:20270325T150000",
+    )
     put_event(work, USER, PASSWORD, "weekly.ics", calendar_object(weekly, moved, timezone=True))
-    put_event(work, USER, PASSWORD, "free.ics", calendar_object(vevent(
-        "free", "SUMMARY:Free time", "DTSTART:20270319T090000Z", "DTEND:20270319T100000Z",
-        "TRANSP:TRANSPARENT")))
-    put_event(work, USER, PASSWORD, "declined.ics", calendar_object(vevent(
-        "declined", "SUMMARY:Declined", "DTSTART:20270319T110000Z", "DTEND:20270319T120000Z",
-        f"ATTENDEE;PARTSTAT=DECLINED:mailto:{USER}")))
-    put_event(work, USER, PASSWORD, "cancelled.ics", calendar_object(vevent(
-        "cancelled", "SUMMARY:Cancelled", "DTSTART:20270319T130000Z", "DTEND:20270319T140000Z",
-        "STATUS:CANCELLED")))
-    put_event(home, USER, PASSWORD, "holiday.ics", calendar_object(vevent(
-        "holiday", "SUMMARY:Holiday", "DTSTART;VALUE=DATE:20270329", "DTEND;VALUE=DATE:20270330")))
+    put_event(
+        work,
+        USER,
+        PASSWORD,
+        "free.ics",
+        calendar_object(
+            vevent(
+                "free",
+                "SUMMARY:Free time",
+                "DTSTART:20270319T090000Z",
+                "DTEND:20270319T100000Z",
+                "TRANSP:TRANSPARENT",
+            )
+        ),
+    )
+    put_event(
+        work,
+        USER,
+        PASSWORD,
+        "declined.ics",
+        calendar_object(
+            vevent(
+                "declined",
+                "SUMMARY:Declined",
+                "DTSTART:20270319T110000Z",
+                "DTEND:20270319T120000Z",
+                f"ATTENDEE;PARTSTAT=DECLINED:mailto:{USER}",
+            )
+        ),
+    )
+    put_event(
+        work,
+        USER,
+        PASSWORD,
+        "cancelled.ics",
+        calendar_object(
+            vevent(
+                "cancelled",
+                "SUMMARY:Cancelled",
+                "DTSTART:20270319T130000Z",
+                "DTEND:20270319T140000Z",
+                "STATUS:CANCELLED",
+            )
+        ),
+    )
+    put_event(
+        home,
+        USER,
+        PASSWORD,
+        "holiday.ics",
+        calendar_object(
+            vevent(
+                "holiday",
+                "SUMMARY:Holiday",
+                "DTSTART;VALUE=DATE:20270329",
+                "DTEND;VALUE=DATE:20270330",
+            )
+        ),
+    )
 
     connection_id = connect(world).json()["connection"]["id"]
     listed = world.api.get(f"{EXT}/connections/{connection_id}/calendars").json()["calendars"]
@@ -157,8 +243,15 @@ def test_calendars_events_recurrence_and_incremental_sync(world: World) -> None:
 
     # Changes on the server show up on the next read once the data is older than the bound.
     world.rt.settings.freshness_seconds = 0
-    put_event(work, USER, PASSWORD, "new.ics", calendar_object(vevent(
-        "new", "SUMMARY:New", "DTSTART:20270316T100000Z", "DTEND:20270316T110000Z")))
+    put_event(
+        work,
+        USER,
+        PASSWORD,
+        "new.ics",
+        calendar_object(
+            vevent("new", "SUMMARY:New", "DTSTART:20270316T100000Z", "DTEND:20270316T110000Z")
+        ),
+    )
     delete_event(home, USER, PASSWORD, "holiday.ics")
     titles = [e[0] for e in events(world, "2027-03-15T00:00:00Z", "2027-04-15T00:00:00Z")]
     assert titles == ["New", "Team meeting", "Team meeting (moved)", "Team meeting"]
@@ -173,8 +266,9 @@ def test_secrets_encrypted_at_rest_and_never_logged(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     connection_id = connect(world).json()["connection"]["id"]
-    world.api.get(f"{EXT}/events", params={"from": "2027-01-01T00:00:00Z",
-                                           "to": "2027-02-01T00:00:00Z"})
+    world.api.get(
+        f"{EXT}/events", params={"from": "2027-01-01T00:00:00Z", "to": "2027-02-01T00:00:00Z"}
+    )
     with world.rt.sessions() as session:
         row = session.get(Connection, connection_id)
         assert row is not None and row.secret is not None
@@ -183,16 +277,25 @@ def test_secrets_encrypted_at_rest_and_never_logged(
     assert PASSWORD not in caplog.text
     key_file = world.rt.settings.data_dir / KEY_FILE_NAME
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    for response in (world.api.get(f"{EXT}/connections/{connection_id}"),
-                     world.api.get(f"{EXT}/connections")):
+    for response in (
+        world.api.get(f"{EXT}/connections/{connection_id}"),
+        world.api.get(f"{EXT}/connections"),
+    ):
         assert PASSWORD not in response.text
 
 
 def test_disconnect_forgets_secret_and_events(world: World) -> None:
     calendar_id = unique_name("cal")
     url = make_calendar(world.server, USER, PASSWORD, calendar_id, "Busy")
-    put_event(url, USER, PASSWORD, "a.ics", calendar_object(vevent(
-        "a", "SUMMARY:A", "DTSTART:20270105T100000Z", "DTEND:20270105T110000Z")))
+    put_event(
+        url,
+        USER,
+        PASSWORD,
+        "a.ics",
+        calendar_object(
+            vevent("a", "SUMMARY:A", "DTSTART:20270105T100000Z", "DTEND:20270105T110000Z")
+        ),
+    )
     connection_id = connect(world).json()["connection"]["id"]
     select_calendars(world, connection_id, calendar_id)
     assert len(events(world, "2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z")) == 1
@@ -202,6 +305,8 @@ def test_disconnect_forgets_secret_and_events(world: World) -> None:
         row = session.get(Connection, connection_id)
         assert row is not None and row.secret is None
         for model in (EventInstance, EventResource):
-            assert session.scalars(
-                select(model).where(model.connection_id == connection_id)).all() == []
+            assert (
+                session.scalars(select(model).where(model.connection_id == connection_id)).all()
+                == []
+            )
     assert events(world, "2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z") == []
