@@ -440,6 +440,11 @@ def test_token_revoked_after_password_change(api: Api, account: FakeProvider) ->
     assert failed.json()["details"]["applicationError"]["data"]["failedProviderIds"] == [
         FAKE_PROVIDER_ID
     ]
+    # Connecting the same account again with the new password repairs it in place.
+    repaired = connect(api, schedule_id, password="changed-elsewhere")["connection"]
+    assert (repaired["id"], repaired["errorReason"]) == (connection_id, "UNDEFINED")
+    assert repaired["status"] != "ERROR"
+    assert api.get(f"{EXT}/events", params=params).status_code == 200
     assert api.post(f"{EXT}/connections/{connection_id}/disconnect").status_code == 200
 
 

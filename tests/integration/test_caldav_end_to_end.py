@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import stat
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from calsync.api.app import create_app
 from calsync.crypto import KEY_FILE_NAME
+from calsync.providers.caldav.adapter import CalDavProvider
 from calsync.service.runtime import Runtime
+from calsync.service.sync import sync_connection
 from calsync.store.models import Connection, EventInstance, EventResource
 from tests.conftest import EXT, Api, new_key, random_guid
 from tests.peers.dav_servers import DavServer, delete_event, make_calendar, put_event
@@ -310,3 +314,55 @@ def test_disconnect_forgets_secret_and_events(world: World) -> None:
                 == []
             )
     assert events(world, "2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z") == []
+
+
+class CountingTransport(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        return super().handle_request(request)
+
+
+def test_unchanged_calendars_cost_one_request_each(
+    make_runtime: Callable[..., Runtime], dav_server: DavServer
+) -> None:
+    transport = CountingTransport()
+    rt = make_runtime(
+        providers=[(PROVIDER_ID, "Team CalDAV", dav_server.base_url)],
+        adapter_factory=lambda config: CalDavProvider(config.url, transport=transport),
+    )
+    with TestClient(create_app(rt)) as client:
+        api = Api(client, new_key(rt))
+        schedule_id = random_guid()
+        api.put(f"/v1/schedules/{schedule_id}", {"ownerUserId": random_guid(), "timeZone": "UTC"})
+        world = World(api, rt, dav_server, schedule_id)
+        ids = [unique_name("one"), unique_name("two")]
+        for calendar_id in ids:
+            url = make_calendar(dav_server, USER, PASSWORD, calendar_id, calendar_id)
+            put_event(
+                url,
+                USER,
+                PASSWORD,
+                "x.ics",
+                calendar_object(
+                    vevent(
+                        calendar_id,
+                        "SUMMARY:X",
+                        "DTSTART:20270105T100000Z",
+                        "DTEND:20270105T110000Z",
+                    )
+                ),
+            )
+        connection_id = connect(world).json()["connection"]["id"]
+        select_calendars(world, connection_id, *ids)
+        assert len(events(world, "2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z")) == 2
+        rt.background.shutdown(wait=True)  # let the syncs the API kicked off finish
+        rt.background = ThreadPoolExecutor(max_workers=2)
+        transport.requests.clear()
+        sync_connection(rt, connection_id)
+        assert len(transport.requests) == 2, transport.requests
+        assert all(r.startswith(("REPORT", "PROPFIND")) for r in transport.requests)
+    transport.close()

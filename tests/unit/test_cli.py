@@ -1,0 +1,96 @@
+"""The calsync command: migrations, API keys (shown once, stored hashed, revocable), help."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from calsync.crypto import hash_api_key
+from calsync.store.db import make_engine, make_session_factory
+from calsync.store.models import ApiKey
+
+
+def run(data_dir: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CALSYNC_DATA_DIR": str(data_dir), "CALSYNC_DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "calsync.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_keys_lifecycle(tmp_path: Path, database_url: str) -> None:
+    assert run(tmp_path, database_url, "db", "upgrade").returncode == 0
+    created = run(tmp_path, database_url, "api-keys", "create", "--tenant", "site-a", "--json")
+    assert created.returncode == 0, created.stderr
+    info = json.loads(created.stdout)
+    assert info["identityType"] == "APP" and info["tenant"] == "site-a"
+    assert "CALENDAR.MANAGE_ALL_EXTERNAL_CALENDAR_CONNECTIONS" in info["permissions"]
+
+    user = "0b5c2f7e-5d7b-4c8e-9f61-6a3e4e1b2c3d"
+    created_user = run(
+        tmp_path,
+        database_url,
+        "api-keys",
+        "create",
+        "--tenant",
+        "site-a",
+        "--user",
+        user,
+        "--permission",
+        "CALENDAR.READ_EXTERNAL_CALENDAR_EVENTS",
+        "--json",
+    )
+    user_info = json.loads(created_user.stdout)
+    assert user_info["identityType"] == "USER" and user_info["userId"] == user
+    assert user_info["permissions"] == ["CALENDAR.READ_EXTERNAL_CALENDAR_EVENTS"]
+
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as session:
+        rows = session.scalars(select(ApiKey)).all()
+        assert {r.key_hash for r in rows} == {
+            hash_api_key(info["key"]),
+            hash_api_key(user_info["key"]),
+        }
+        assert all(info["key"] not in (r.key_hash, r.id) for r in rows)
+    listed = run(tmp_path, database_url, "api-keys", "list", "--json")
+    assert info["key"] not in listed.stdout and user_info["key"] not in listed.stdout
+    assert len(listed.stdout.strip().splitlines()) == 2
+
+    assert run(tmp_path, database_url, "api-keys", "revoke", info["id"]).returncode == 0
+    with make_session_factory(engine)() as session:
+        row = session.get(ApiKey, info["id"])
+        assert row is not None and row.revoked_at is not None
+    engine.dispose()
+    assert run(tmp_path, database_url, "api-keys", "revoke", "nope").returncode == 1
+
+
+@pytest.mark.parametrize("args", [["--user", "bob"], ["--permission", "CALENDAR.EVERYTHING"]])
+def test_create_rejects_bad_options(tmp_path: Path, args: list[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    result = run(tmp_path, url, "api-keys", "create", "--tenant", "t", *args)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+
+
+def test_help_explains_every_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    top = run(tmp_path, url, "--help")
+    assert top.returncode == 0
+    for command in ("serve", "db", "api-keys"):
+        assert command in top.stdout
+    for args in (
+        ["serve", "--help"],
+        ["db", "upgrade", "--help"],
+        ["api-keys", "create", "--help"],
+    ):
+        result = run(tmp_path, url, *args)
+        assert result.returncode == 0 and "Usage" in result.stdout
