@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,6 +51,23 @@ class Settings(BaseSettings):
     )
     cursor_ttl_seconds: int = Field(default=3600, description="Lifetime of a List Events cursor.")
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
+    oauth_redirect_origins: str | None = Field(
+        default=None,
+        description='JSON object: tenant -> allowed redirectUrl origins ("*" for every tenant), '
+        'e.g. {"*": ["https://app.example.com"]}. Default: any origin (a warning at start).',
+    )
+    oauth_state_ttl_seconds: int = Field(
+        default=900, description="How long an OAuth authorization request stays valid."
+    )
+
+    def redirect_origins(self) -> dict[str, list[str]] | None:
+        """The allowed redirect origins per tenant, or None when any origin is allowed."""
+        if not self.oauth_redirect_origins:
+            return None
+        parsed = json.loads(self.oauth_redirect_origins)
+        if not isinstance(parsed, dict):
+            raise ValueError("CALSYNC_OAUTH_REDIRECT_ORIGINS must be a JSON object")
+        return {str(k): [str(o).rstrip("/").lower() for o in v] for k, v in parsed.items()}
 
     def resolved_database_url(self) -> str:
         if self.database_url:

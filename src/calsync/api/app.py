@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calsync import __version__
-from calsync.api import errors, external, own
+from calsync.api import errors, external, oauth_callback, own
 from calsync.service.runtime import Runtime
 
 EXTERNAL_PREFIXES = ("/bookings/v2/external-calendars", "/v2/external-calendars")
@@ -83,6 +83,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     for prefix in EXTERNAL_PREFIXES:
         app.include_router(external.router, prefix=prefix)
     app.include_router(own.router)
+    app.include_router(oauth_callback.router)
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
     return app

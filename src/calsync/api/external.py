@@ -13,7 +13,7 @@ from calsync.api import parse, sync_config_wire, wire
 from calsync.api.calls import Call, serve
 from calsync.domain import Permission
 from calsync.errors import FieldViolation, InvalidArgument, ViolationCollector
-from calsync.service import connections, cursor, events
+from calsync.service import connections, cursor, events, oauth
 from calsync.service.auth import require_any
 
 router = APIRouter()
@@ -58,7 +58,7 @@ async def connect_by_oauth(request: Request) -> JSONResponse:
         redirect_url = parse.web_url(v, "redirectUrl", body.get("redirectUrl"))
         v.raise_if_any()
         assert schedule_id and provider_id and redirect_url
-        url = connections.connect_by_oauth(
+        url = oauth.start(
             call.rt,
             identity=call.identity,
             schedule_id=schedule_id,

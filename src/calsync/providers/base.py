@@ -6,15 +6,19 @@ travels in ``AccountRef`` and in opaque per-calendar cursors that the sync step 
 
     ProviderError
     ├── AuthRejected          the server refused the credentials / tokens (401, invalid_grant)
+    │   └── InvalidGrant      the refresh token itself was refused (revoked, expired): reconnect
     ├── ProviderUnreachable   network failure, timeout, 5xx: worth retrying later
     ├── RateLimitedByProvider 429 / 403 rate limit; ``retry_after`` seconds when known
     ├── CalendarGone          the calendar no longer exists (404 / 410 on the collection)
-    └── CursorExpired         the incremental cursor is no longer valid: do a full read
+    ├── CursorExpired         the incremental cursor is no longer valid: do a full read
+    ├── UnsupportedAccount    the account cannot be connected (no calendar service, policy)
+    └── OAuthFailure          the authorization server answered with an OAuth error code
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -23,6 +27,10 @@ class ProviderError(Exception):
 
 
 class AuthRejected(ProviderError):
+    pass
+
+
+class InvalidGrant(AuthRejected):
     pass
 
 
@@ -44,6 +52,27 @@ class CursorExpired(ProviderError):
     pass
 
 
+class UnsupportedAccount(ProviderError):
+    pass
+
+
+class OAuthFailure(ProviderError):
+    """``error`` is the OAuth 2.0 error code (RFC 6749 section 5.2 / 4.1.2.1)."""
+
+    def __init__(self, error: str, description: str = "") -> None:
+        super().__init__(f"{error}: {description}" if description else error)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class OAuthTokens:
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime | None
+    scope: str = ""
+    id_token: str | None = None
+
+
 @dataclass(frozen=True)
 class Credentials:
     """What the account owner gave us: login and secret (password or app-specific password)."""
@@ -56,13 +85,16 @@ class Credentials:
 class AccountRef:
     """A verified external account: how to reach it again.
 
-    ``state`` is adapter-private, JSON-serialisable, non-secret data (e.g. the CalDAV principal
-    and calendar-home URLs) that the store keeps beside the connection.
+    ``credentials`` for providers that log in with a password (CalDAV), ``access_token`` (a
+    current OAuth bearer token, refreshed by the caller) for OAuth providers. ``state`` is
+    adapter-private, JSON-serialisable, non-secret data (e.g. the CalDAV principal and
+    calendar-home URLs) that the store keeps beside the connection.
     """
 
     email: str
-    credentials: Credentials
+    credentials: Credentials | None = None
     state: dict[str, str] = field(default_factory=dict)
+    access_token: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,11 @@ from calsync.domain import (
     SyncToCalendar,
 )
 from calsync.providers.base import CalendarProvider
+from calsync.providers.oauth2 import OAuthClient
 
 ICLOUD_PROVIDER_ID = "9f084ae8-b3a6-4eb6-a29d-bc682c04b5fc"
+GOOGLE_PROVIDER_ID = "6f1c1f8e-3c1a-4a40-9a49-0f2b2a6f1b01"
+MICROSOFT_PROVIDER_ID = "6f1c1f8e-3c1a-4a40-9a49-0f2b2a6f1b02"
 ICLOUD_URL = "https://caldav.icloud.com/"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -33,6 +36,55 @@ CALDAV_FEATURES = ProviderFeatures(
     list_event_from_calendars=ListEventFromCalendars.SPECIFIC_CALENDARS,
     sync_to_calendar=SyncToCalendar.DEDICATED_CALENDAR,
 )
+
+# calsync lets Google users pick calendars too (the vendor's seed says primary only; a provider
+# entry can restore that with list_event_from_calendars = "PRIMARY_CALENDAR_ONLY").
+GOOGLE_FEATURES = ProviderFeatures(
+    connect_methods=(ConnectMethod.OAUTH,),
+    update_sync_config=True,
+    list_event_from_calendars=ListEventFromCalendars.SPECIFIC_CALENDARS,
+    sync_to_calendar=SyncToCalendar.PRIMARY_CALENDAR_ONLY,
+)
+MICROSOFT_FEATURES = ProviderFeatures(
+    connect_methods=(ConnectMethod.OAUTH,),
+    update_sync_config=True,
+    list_event_from_calendars=ListEventFromCalendars.SPECIFIC_CALENDARS,
+    sync_to_calendar=SyncToCalendar.PRIMARY_CALENDAR_ONLY,
+)
+GOOGLE_DEFAULTS: dict[str, Any] = {
+    "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
+    "token_url": "https://oauth2.googleapis.com/token",
+    "revoke_url": "https://oauth2.googleapis.com/revoke",
+    "userinfo_url": "https://openidconnect.googleapis.com/v1/userinfo",
+    "api_url": "https://www.googleapis.com/calendar/v3",
+    "scopes": [
+        "openid",
+        "email",
+        "https://www.googleapis.com/auth/calendar.readonly",
+        "https://www.googleapis.com/auth/calendar.events",
+    ],
+    "authorize_params": {"access_type": "offline", "prompt": "consent"},
+}
+MICROSOFT_DEFAULTS: dict[str, Any] = {
+    "tenant": "common",
+    "authorize_url": "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
+    "token_url": "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+    "revoke_url": "",
+    "api_url": "https://graph.microsoft.com/v1.0",
+    "userinfo_url": "https://graph.microsoft.com/v1.0/me",
+    "scopes": ["openid", "email", "offline_access", "User.Read", "Calendars.ReadWrite"],
+    "authorize_params": {},
+}
+KIND_DEFAULTS = {
+    ProviderKind.GOOGLE: (GOOGLE_FEATURES, GOOGLE_DEFAULTS, CalendarType.GOOGLE, "Google"),
+    ProviderKind.MICROSOFT: (
+        MICROSOFT_FEATURES,
+        MICROSOFT_DEFAULTS,
+        CalendarType.MICROSOFT,
+        "Microsoft",
+    ),
+    ProviderKind.CALDAV: (CALDAV_FEATURES, {}, CalendarType.OTHER, "CalDAV"),
+}
 
 
 class ProviderConfigError(ValueError):
@@ -63,11 +115,15 @@ AdapterFactory = Callable[[ProviderConfig], CalendarProvider]
 class ProviderRegistry:
     """Provider configs by id, in listing order, and the adapter for each."""
 
-    def __init__(self, providers: list[ProviderConfig], factory: AdapterFactory) -> None:
+    def __init__(
+        self, providers: list[ProviderConfig], factory: AdapterFactory, *, timeout: float = 10.0
+    ) -> None:
         self._providers = {p.id.lower(): p for p in providers}
         self._order = [p.id.lower() for p in providers]
         self._factory = factory
+        self._timeout = timeout
         self._adapters: dict[str, CalendarProvider] = {}
+        self._oauth: dict[str, OAuthClient] = {}
 
     def all(self) -> list[ProviderConfig]:
         return [self._providers[i] for i in self._order]
@@ -85,9 +141,49 @@ class ProviderRegistry:
             self._adapters[key] = self._factory(provider)
         return self._adapters[key]
 
+    def oauth_client(self, provider: ProviderConfig) -> OAuthClient:
+        """The OAuth 2.0 client of an OAuth provider, built from its options."""
+        key = provider.id.lower()
+        if key not in self._oauth:
+            o = provider.options
+            self._oauth[key] = OAuthClient(
+                client_id=str(o.get("client_id", "")),
+                client_secret=str(o.get("client_secret", "")),
+                authorize_url=str(o["authorize_url"]),
+                token_url=str(o["token_url"]),
+                revoke_url=str(o.get("revoke_url", "")),
+                userinfo_url=str(o["userinfo_url"]),
+                scopes=[str(s) for s in o.get("scopes", [])],
+                authorize_params={str(k): str(v) for k, v in o.get("authorize_params", {}).items()},
+                timeout=self._timeout,
+            )
+        return self._oauth[key]
+
+    def close(self) -> None:
+        for client in self._oauth.values():
+            client.close()
+        self._oauth.clear()
+
 
 def builtin_providers() -> list[ProviderConfig]:
+    """Google, Microsoft (listed once a client_id is configured) and Apple iCloud."""
     return [
+        ProviderConfig(
+            id=GOOGLE_PROVIDER_ID,
+            name="Google",
+            kind=ProviderKind.GOOGLE,
+            calendar_type=CalendarType.GOOGLE,
+            features=GOOGLE_FEATURES,
+            options=_oauth_options(GOOGLE_DEFAULTS, {}),
+        ),
+        ProviderConfig(
+            id=MICROSOFT_PROVIDER_ID,
+            name="Microsoft",
+            kind=ProviderKind.MICROSOFT,
+            calendar_type=CalendarType.MICROSOFT,
+            features=MICROSOFT_FEATURES,
+            options=_oauth_options(MICROSOFT_DEFAULTS, {}),
+        ),
         ProviderConfig(
             id=ICLOUD_PROVIDER_ID,
             name="Apple iCloud",
@@ -95,8 +191,17 @@ def builtin_providers() -> list[ProviderConfig]:
             calendar_type=CalendarType.I_CAL,
             features=CALDAV_FEATURES,
             url=ICLOUD_URL,
-        )
+        ),
     ]
+
+
+def _oauth_options(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Every endpoint has the provider's real default; ``{tenant}`` is filled in."""
+    options = {**defaults, **given}
+    tenant = str(options.get("tenant", ""))
+    for key in ("authorize_url", "token_url", "revoke_url"):
+        options[key] = str(options.get(key, "")).replace("{tenant}", tenant)
+    return options
 
 
 def load_providers(path: Path | None) -> list[ProviderConfig]:
@@ -123,39 +228,55 @@ def _parse_entry(index: int, entry: dict[str, Any]) -> ProviderConfig:
         kind = ProviderKind(entry.get("kind", ""))
     except ValueError as exc:
         raise ProviderConfigError(f"{where}.kind must be google, microsoft or caldav") from exc
+    features, defaults, default_type, default_name = KIND_DEFAULTS[kind]
     try:
-        calendar_type = CalendarType(entry.get("calendar_type", _default_type(kind)))
+        calendar_type = CalendarType(entry.get("calendar_type", default_type.value))
     except ValueError as exc:
         raise ProviderConfigError(f"{where}.calendar_type is not a CalendarType") from exc
     url = str(entry.get("url", ""))
     if kind is ProviderKind.CALDAV and not re.match(r"^https?://[^/\s]+", url):
         raise ProviderConfigError(f"{where}.url must be an http(s) URL for a CalDAV provider")
-    if kind is not ProviderKind.CALDAV:
-        raise ProviderConfigError(f"{where}.kind {kind.value!r} is not available in this version")
-    known = {"id", "name", "kind", "calendar_type", "url"}
+    known = {"id", "name", "kind", "calendar_type", "url", *_FEATURE_KEYS}
+    given = {k: v for k, v in entry.items() if k not in known}
     return ProviderConfig(
         id=provider_id,
-        name=str(entry.get("name") or "CalDAV"),
+        name=str(entry.get("name") or default_name),
         kind=kind,
         calendar_type=calendar_type,
-        features=CALDAV_FEATURES,
+        features=_features(where, features, entry),
         url=url,
-        options={k: v for k, v in entry.items() if k not in known},
+        options=_oauth_options(defaults, given) if defaults else given,
     )
+
+
+_FEATURE_KEYS = ("list_event_from_calendars", "sync_to_calendar", "update_sync_config")
+
+
+def _features(where: str, base: ProviderFeatures, entry: dict[str, Any]) -> ProviderFeatures:
+    """The kind's features, with the entry's overrides."""
+    try:
+        return replace(
+            base,
+            list_event_from_calendars=ListEventFromCalendars(
+                entry.get("list_event_from_calendars", base.list_event_from_calendars.value)
+            ),
+            sync_to_calendar=SyncToCalendar(
+                entry.get("sync_to_calendar", base.sync_to_calendar.value)
+            ),
+            update_sync_config=bool(entry.get("update_sync_config", base.update_sync_config)),
+        )
+    except ValueError as exc:
+        raise ProviderConfigError(f"{where}: {exc}") from exc
 
 
 def _merge(base: ProviderConfig, entry: dict[str, Any], parsed: ProviderConfig) -> ProviderConfig:
+    """A file entry with a built-in's id configures that built-in (e.g. its client_id)."""
+    given = {k: v for k, v in entry.items() if k not in {"id", "name", "kind", "url"}}
     return replace(
-        base,
+        parsed,
         name=str(entry.get("name") or base.name),
         url=str(entry.get("url") or base.url),
-        options={**base.options, **parsed.options},
+        calendar_type=CalendarType(entry.get("calendar_type", base.calendar_type.value)),
+        features=_features("provider", base.features, entry),
+        options={**base.options, **parsed.options} if base.options else dict(given),
     )
-
-
-def _default_type(kind: ProviderKind) -> str:
-    return {
-        ProviderKind.GOOGLE: "GOOGLE",
-        ProviderKind.MICROSOFT: "MICROSOFT",
-        ProviderKind.CALDAV: "OTHER",
-    }[kind]

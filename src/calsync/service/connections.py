@@ -29,12 +29,18 @@ from calsync.errors import (
     NotFound,
     NotSupportedByProvider,
     PermissionDenied,
-    Unimplemented,
 )
 from calsync.providers.base import AuthRejected, Credentials, ExternalCalendar, ProviderError
 from calsync.providers.registry import ProviderConfig
 from calsync.service import sync_config as sc
-from calsync.service.accounts import account_for, provider_for, seal, unavailable
+from calsync.service.accounts import (
+    provider_for,
+    record_token_revoked,
+    revoke_later,
+    seal_password,
+    unavailable,
+    with_account,
+)
 from calsync.service.auth import may_act_on, owns, require_any
 from calsync.service.runtime import Runtime
 from calsync.service.views import CalendarView, ConnectionList, ConnectionView
@@ -136,13 +142,14 @@ def connect_by_credentials(
     stored unless the provider accepted the credentials.
     """
     schedule_id = schedule_id.lower()
-    owner_user_id, provider = _check_connect(
+    owner_user_id, provider = check_connect(
         rt, identity, schedule_id, provider_id, ConnectMethod.CREDENTIALS
     )
 
     adapter = rt.providers.adapter(provider)
+    credentials = Credentials(username=email, password=password)
     try:
-        account = adapter.verify(Credentials(username=email, password=password))
+        account = adapter.verify(credentials)
     except AuthRejected as exc:
         raise BadCredentials(
             "the external calendar server rejected the e-mail or password"
@@ -150,10 +157,44 @@ def connect_by_credentials(
     except ProviderError as exc:
         raise unavailable(provider.id, exc) from exc
 
+    connection_id = upsert_connection(
+        rt,
+        tenant_id=identity.tenant_id,
+        schedule_id=schedule_id,
+        provider=provider,
+        email=email,
+        secret=seal_password(rt, credentials),
+        account_state=dict(account.state),
+        caller_user_id=owner_user_id or identity.user_id,
+        caller_app_id=identity.app_id,
+    )
     with transaction(rt.sessions) as session:
+        row = session.get(Connection, connection_id)
+        assert row is not None
+        return to_view(rt, row)
+
+
+def upsert_connection(
+    rt: Runtime,
+    *,
+    tenant_id: str,
+    schedule_id: str,
+    provider: ProviderConfig,
+    email: str,
+    secret: bytes,
+    account_state: dict[str, str],
+    caller_user_id: str | None,
+    caller_app_id: str | None,
+) -> str:
+    """Create the connection, or repair the active one of the same (schedule, provider,
+    account) in place; then ask for a first sync. Returns the connection id."""
+    with transaction(rt.sessions) as session:
+        schedule = session.get(Schedule, (tenant_id, schedule_id))
+        if schedule is None:
+            raise NotFound(f"schedule {schedule_id} not found")
         existing = session.scalars(
             select(Connection).where(
-                Connection.tenant_id == identity.tenant_id,
+                Connection.tenant_id == tenant_id,
                 Connection.schedule_id == schedule_id,
                 Connection.provider_id == provider.id,
                 func.lower(Connection.external_account_email) == email.lower(),
@@ -164,15 +205,16 @@ def connect_by_credentials(
         if existing is not None:
             row = existing
             if row.status == ConnectionStatus.ERROR.value:
-                row.status, row.error_reason = ConnectionStatus.CONNECTED.value, "UNDEFINED"
+                row.status = ConnectionStatus.CONNECTED.value
+                row.error_reason = ErrorReason.UNDEFINED.value
         else:
             row = Connection(
                 id=new_connection_id(),
-                tenant_id=identity.tenant_id,
+                tenant_id=tenant_id,
                 provider_id=provider.id,
                 schedule_id=schedule_id,
-                user_id=owner_user_id or identity.user_id,
-                app_id=identity.app_id,
+                user_id=schedule.owner_user_id or caller_user_id,
+                app_id=caller_app_id,
                 status=ConnectionStatus.CONNECTED.value,
                 error_reason=ErrorReason.UNDEFINED.value,
                 sync_config=sc.to_json(sc.default_for(provider.features)),
@@ -180,25 +222,17 @@ def connect_by_credentials(
             )
             session.add(row)
         row.external_account_email = email
-        row.secret = seal(rt, account)
-        row.account_state = dict(account.state)
+        row.secret = secret
+        row.account_state = account_state
         row.sync_requested_at = now
         row.updated_at = now
-        session.flush()
-        view = to_view(rt, row)
-    _schedule_sync(rt, view.id)
-    return view
+        connection_id = row.id
+    rt.calendar_cache.pop(connection_id, None)
+    _schedule_sync(rt, connection_id)
+    return connection_id
 
 
-def connect_by_oauth(
-    rt: Runtime, *, identity: Identity, schedule_id: str, provider_id: str, redirect_url: str
-) -> str:
-    """The provider's authorization URL for a new OAuth connection."""
-    _check_connect(rt, identity, schedule_id.lower(), provider_id, ConnectMethod.OAUTH)
-    raise Unimplemented("OAuth providers are not available in this version")
-
-
-def _check_connect(
+def check_connect(
     rt: Runtime, identity: Identity, schedule_id: str, provider_id: str, method: ConnectMethod
 ) -> tuple[str | None, ProviderConfig]:
     """Permission, schedule existence and ownership (spec 3.3), provider and its support for
@@ -258,24 +292,14 @@ def fetch_calendars(rt: Runtime, row: Connection, *, fresh: bool = False) -> lis
         return cached[1]
     provider = provider_for(rt, row)
     try:
-        calendars = rt.providers.adapter(provider).list_calendars(account_for(rt, row))
+        calendars = with_account(rt, row, rt.providers.adapter(provider).list_calendars)
     except AuthRejected as exc:
-        mark_token_revoked(rt, row.id, str(exc))
+        record_token_revoked(rt, row.id, str(exc))
         raise ConnectionNotConnected("the external account refused the stored credentials") from exc
     except ProviderError as exc:
         raise unavailable(provider.id, exc) from exc
     rt.calendar_cache[row.id] = (time.monotonic(), calendars)
     return calendars
-
-
-def mark_token_revoked(rt: Runtime, connection_id: str, detail: str) -> None:
-    with transaction(rt.sessions) as session:
-        row = session.get(Connection, connection_id)
-        if row is not None and row.status != ConnectionStatus.DISCONNECTED.value:
-            row.status = ConnectionStatus.ERROR.value
-            row.error_reason = ErrorReason.TOKEN_REVOKED.value
-            row.last_error = detail[:500]
-            row.updated_at = utcnow()
 
 
 def _is_connected(row: Connection) -> bool:
@@ -359,14 +383,17 @@ def disconnect(rt: Runtime, *, identity: Identity, connection_id: str) -> Connec
         )
         if row.status == ConnectionStatus.DISCONNECTED.value:
             raise ConnectionAlreadyDisconnected("the connection is already disconnected")
-        disconnect_row(session, row)
+        secret = disconnect_row(session, row)
         view = to_view(rt, row)
     rt.calendar_cache.pop(connection_id, None)
+    revoke_later(rt, view.provider_id, secret)
     return view
 
 
-def disconnect_row(session: Session, row: Connection) -> None:
-    """Mark DISCONNECTED, forget the secret and everything imported. Idempotent."""
+def disconnect_row(session: Session, row: Connection) -> bytes | None:
+    """Mark DISCONNECTED, forget the secret and everything imported. Idempotent. Returns the
+    forgotten secret so the caller can revoke the grant once the change is committed."""
+    secret = row.secret
     row.status = ConnectionStatus.DISCONNECTED.value
     row.error_reason = ErrorReason.UNDEFINED.value
     row.secret = None
@@ -374,3 +401,4 @@ def disconnect_row(session: Session, row: Connection) -> None:
     row.updated_at = utcnow()
     for model in (EventInstance, EventResource, ConnectionCalendar):
         session.execute(delete(model).where(model.connection_id == row.id))
+    return secret

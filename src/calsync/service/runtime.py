@@ -30,29 +30,43 @@ class Runtime:
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="calsync-bg")
     )
     calendar_cache: dict[str, tuple[float, list[ExternalCalendar]]] = field(default_factory=dict)
-    _connection_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def connection_lock(self, connection_id: str) -> threading.Lock:
-        """One sync at a time per connection within this process."""
+    def lock(self, purpose: str, key: str) -> threading.Lock:
+        """A process-wide lock per (purpose, key), e.g. one sync or token refresh per connection."""
         with self._locks_guard:
-            return self._connection_locks.setdefault(connection_id, threading.Lock())
+            return self._locks.setdefault((purpose, key), threading.Lock())
 
     def submit(self, fn: Callable[[], object]) -> Future[object]:
         return self.background.submit(fn)
 
     def close(self) -> None:
         self.background.shutdown(wait=True, cancel_futures=True)
+        self.providers.close()
         self.engine.dispose()
 
 
 def default_adapter_factory(settings: Settings) -> Callable[[ProviderConfig], CalendarProvider]:
     def factory(provider: ProviderConfig) -> CalendarProvider:
+        timeout = settings.provider_timeout_seconds
         if provider.kind is ProviderKind.CALDAV:
             from calsync.providers.caldav.adapter import CalDavProvider
 
-            return CalDavProvider(provider.url, timeout=settings.provider_timeout_seconds)
-        raise NotImplementedError(f"provider kind {provider.kind} has no adapter yet")
+            return CalDavProvider(provider.url, timeout=timeout)
+        api_url = str(provider.options["api_url"])
+        past, future = settings.horizon_past_days, settings.horizon_future_days
+        if provider.kind is ProviderKind.GOOGLE:
+            from calsync.providers.google.adapter import GoogleCalendarProvider
+
+            return GoogleCalendarProvider(
+                api_url, timeout=timeout, horizon_past_days=past, horizon_future_days=future
+            )
+        from calsync.providers.microsoft.adapter import GraphCalendarProvider
+
+        return GraphCalendarProvider(
+            api_url, timeout=timeout, horizon_past_days=past, horizon_future_days=future
+        )
 
     return factory
 
@@ -72,6 +86,7 @@ def build_runtime(
     registry = ProviderRegistry(
         load_providers(settings.providers_file),
         adapter_factory or default_adapter_factory(settings),
+        timeout=settings.provider_timeout_seconds,
     )
     return Runtime(
         settings=settings,

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, Identity, Permission
 from calsync.errors import NotFound
+from calsync.service.accounts import revoke_later
 from calsync.service.auth import require_any
 from calsync.service.connections import disconnect_row
 from calsync.service.runtime import Runtime
@@ -72,12 +73,16 @@ def put_schedule(
         row.owner_user_id, row.owner_name, row.time_zone = owner, owner_name, time_zone
         row.updated_at = now
         session.flush()
+        forgotten = []
         for connection in _active_connections(session, identity.tenant_id, schedule_id):
             if owner_changed:
-                disconnect_row(session, connection)
+                forgotten.append((connection.provider_id, disconnect_row(session, connection)))
             elif tz_changed:
                 reexpand_connection(rt, session, connection)
-        return _view(row)
+        view = _view(row)
+    for provider_id, secret in forgotten:
+        revoke_later(rt, provider_id, secret)
+    return view
 
 
 def get_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> ScheduleView:
@@ -107,8 +112,12 @@ def delete_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> Sch
         row = session.get(Schedule, (identity.tenant_id, schedule_id.lower()))
         if row is None:
             raise NotFound(f"schedule {schedule_id} not found")
-        for connection in _active_connections(session, identity.tenant_id, row.id):
-            disconnect_row(session, connection)
+        forgotten = [
+            (connection.provider_id, disconnect_row(session, connection))
+            for connection in _active_connections(session, identity.tenant_id, row.id)
+        ]
         view = _view(row)
         session.delete(row)
-        return view
+    for provider_id, secret in forgotten:
+        revoke_later(rt, provider_id, secret)
+    return view

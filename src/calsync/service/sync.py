@@ -28,7 +28,7 @@ from calsync.providers.base import (
     ProviderError,
 )
 from calsync.service import sync_config as sc
-from calsync.service.accounts import account_for
+from calsync.service.accounts import with_account
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import (
@@ -77,7 +77,7 @@ def sync_connection_quietly(rt: Runtime, connection_id: str) -> None:
 
 def sync_connection(rt: Runtime, connection_id: str) -> None:
     """Import every selected calendar of the connection. Raises SyncFailed when it cannot."""
-    with rt.connection_lock(connection_id):
+    with rt.lock("sync", connection_id):
         _sync_locked(rt, connection_id)
 
 
@@ -96,7 +96,6 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
         row.last_sync_attempt_at = utcnow()
         started = utcnow()
         config = sc.from_json(row.sync_config)
-        account = account_for(rt, row)
         context = _context(rt, session, row)
         stored = {
             c.calendar_id: c
@@ -113,7 +112,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
     try:
         wanted = _wanted_calendars(config.import_.enabled, config.import_.calendar_ids, primary_id)
         if wanted is None or any(cid not in names for cid in wanted):
-            calendars = adapter.list_calendars(account)
+            calendars = with_account(rt, row, adapter.list_calendars)
             names.update({c.id: c.name for c in calendars})
             primary_id = _primary(calendars)
             wanted = (
@@ -122,7 +121,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
             )
         for calendar_id in wanted:
             try:
-                changes = _read(adapter, account, calendar_id, cursors.get(calendar_id), rt, row.id)
+                changes = _read(rt, adapter, row, calendar_id, cursors.get(calendar_id))
             except CalendarGone:
                 problems.append(f"calendar {calendar_id} no longer exists")
                 _drop_calendars(rt, connection_id, [calendar_id])
@@ -177,25 +176,28 @@ def _primary(calendars: list[ExternalCalendar]) -> str | None:
 
 
 def _read(
+    rt: Runtime,
     adapter: CalendarProvider,
-    account: AccountRef,
+    row: Connection,
     calendar_id: str,
     cursor: str | None,
-    rt: Runtime,
-    connection_id: str,
 ) -> CalendarChanges:
     with rt.sessions() as session:
         rows = session.execute(
             select(EventResource.key, EventResource.etag).where(
-                EventResource.connection_id == connection_id,
+                EventResource.connection_id == row.id,
                 EventResource.calendar_id == calendar_id,
             )
         )
         known = {key: etag for key, etag in rows}
-    try:
-        return adapter.read_changes(account, calendar_id, cursor, known)
-    except CursorExpired:
-        return adapter.read_changes(account, calendar_id, None, known)
+
+    def read(account: AccountRef) -> CalendarChanges:
+        try:
+            return adapter.read_changes(account, calendar_id, cursor, known)
+        except CursorExpired:
+            return adapter.read_changes(account, calendar_id, None, known)
+
+    return with_account(rt, row, read)
 
 
 def _context(rt: Runtime, session: Session, row: Connection) -> ExpansionContext:

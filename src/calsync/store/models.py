@@ -171,3 +171,21 @@ class EventInstance(Base):
     start_date: Mapped[str | None] = mapped_column(String(10))
     end_date: Mapped[str | None] = mapped_column(String(10))
     title: Mapped[str] = mapped_column(Text, default="")
+
+
+class OAuthAttempt(Base):
+    """A pending Connect By OAuth: what the callback needs, keyed by the hash of ``state``."""
+
+    __tablename__ = "oauth_attempts"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    schedule_id: Mapped[str] = mapped_column(String(36))
+    provider_id: Mapped[str] = mapped_column(String(36))
+    redirect_url: Mapped[str] = mapped_column(Text)
+    caller_user_id: Mapped[str | None] = mapped_column(String(36))
+    caller_app_id: Mapped[str | None] = mapped_column(String(36))
+    code_verifier: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column()

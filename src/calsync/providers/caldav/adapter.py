@@ -15,6 +15,7 @@ import httpx
 
 from calsync.providers.base import (
     AccountRef,
+    AuthRejected,
     CalendarChanges,
     CalendarGone,
     Credentials,
@@ -65,7 +66,9 @@ class CalDavProvider:
         self._timeout = timeout
 
     @contextmanager
-    def _session(self, credentials: Credentials) -> Iterator[DavClient]:
+    def _session(self, credentials: Credentials | None) -> Iterator[DavClient]:
+        if credentials is None:
+            raise AuthRejected("a CalDAV account needs a login and password")
         transport = _BorrowedTransport(self._transport) if self._transport is not None else None
         with httpx.Client(
             auth=httpx.BasicAuth(credentials.username, credentials.password),
