@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
+OIDC_STAMP := tests/peers/oidc/node_modules/.installed
 
 .PHONY: run test lint typecheck pytest install clean
 
@@ -18,6 +19,11 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 		cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: the official-client test will be skipped"; fi
 
+$(OIDC_STAMP): tests/peers/oidc/package.json tests/peers/oidc/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/peers/oidc && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the OAuth tests will be skipped"; fi
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -30,10 +36,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/calsync
 
-pytest: $(STAMP) $(JS_STAMP)
+pytest: $(STAMP) $(JS_STAMP) $(OIDC_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules .calsync
+	rm -rf $(VENV) tests/js/node_modules tests/peers/oidc/node_modules .calsync

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
@@ -62,6 +63,9 @@ def serve(
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     migrate: Annotated[bool, typer.Option(help="Upgrade the database before serving.")] = True,
+    worker: Annotated[
+        bool, typer.Option(help="Also sync connections in this process (--no-worker: API only).")
+    ] = True,
 ) -> None:
     """Serve the External Calendar API and calsync's own /v1 API."""
     import uvicorn
@@ -77,7 +81,7 @@ def serve(
     if migrate:
         upgrade(runtime.engine)
     config = uvicorn.Config(
-        create_app(runtime),
+        create_app(runtime, worker=worker),
         host=host,
         port=port,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
@@ -91,6 +95,31 @@ def serve(
         uvicorn.Server(config).run()
     finally:
         runtime.close()
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Sync connections without serving the API; run as many as you like on PostgreSQL."""
+    import signal
+
+    from calsync import logs
+    from calsync.service.runtime import build_runtime
+    from calsync.service.worker import Worker
+    from calsync.store.db import upgrade
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    runtime = build_runtime(settings)
+    upgrade(runtime.engine)
+    background = Worker(runtime)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    background.start()
+    typer.echo(f"worker {runtime.instance_id} running", err=True)
+    stopping.wait()
+    background.stop()
+    runtime.close()
 
 
 @keys_app.command("create")

@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     )
     cursor_ttl_seconds: int = Field(default=3600, description="Lifetime of a List Events cursor.")
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
+    poll_interval_seconds: float = Field(
+        default=300.0, description="A connected calendar is re-read at least this often."
+    )
+    worker_threads: int = Field(default=4, description="Connections one worker syncs at once.")
+    worker_tick_seconds: float = Field(
+        default=1.0, description="How often a worker looks for due connections."
+    )
+    lease_seconds: float = Field(
+        default=120.0, description="A claimed connection is another worker's after this long."
+    )
+    provider_concurrency: int = Field(
+        default=8, description="Syncs of one provider that one worker runs at the same time."
+    )
+    retry_base_seconds: float = Field(default=5.0, description="First retry after a failure.")
+    retry_max_seconds: float = Field(default=900.0, description="Longest wait between retries.")
+    error_threshold: int = Field(
+        default=5, description="Consecutive failed syncs before a connection shows ERROR."
+    )
     oauth_redirect_origins: str | None = Field(
         default=None,
         description='JSON object: tenant -> allowed redirectUrl origins ("*" for every tenant), '

@@ -6,6 +6,8 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from calsync import __version__
 from calsync.api import errors, external, oauth_callback, own
 from calsync.service.runtime import Runtime
+from calsync.service.worker import Worker
 
 EXTERNAL_PREFIXES = ("/bookings/v2/external-calendars", "/v2/external-calendars")
 log = logging.getLogger("calsync.access")
@@ -77,8 +80,23 @@ class RequestIdMiddleware:
             )
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="calsync", version=__version__, docs_url=None, redoc_url=None)
+def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
+    """The application; with ``worker`` it also runs a sync worker while it serves."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        background = Worker(runtime) if worker else None
+        if background is not None:
+            background.start()
+        try:
+            yield
+        finally:
+            if background is not None:
+                background.stop()
+
+    app = FastAPI(
+        title="calsync", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
+    )
     app.state.runtime = runtime
     for prefix in EXTERNAL_PREFIXES:
         app.include_router(external.router, prefix=prefix)

@@ -23,6 +23,7 @@ from calsync.providers.registry import ProviderConfig
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection, utcnow
+from calsync.store.rows import lock_active_connection
 
 REFRESH_MARGIN = timedelta(seconds=60)
 T = TypeVar("T")
@@ -98,7 +99,7 @@ def current_access_token(rt: Runtime, connection_id: str, *, rejected_token: str
     """
     revoked: InvalidGrant | None = None
     with rt.lock("token", connection_id), transaction(rt.sessions) as session:
-        row = session.get(Connection, connection_id, with_for_update=True)
+        row = lock_active_connection(session, connection_id)
         if row is None or row.secret is None:
             raise AuthRejected("the connection holds no tokens")
         tokens = unseal(rt, row.secret)
@@ -141,7 +142,7 @@ def mark_token_revoked(row: Connection, detail: str) -> None:
 
 def record_token_revoked(rt: Runtime, connection_id: str, detail: str) -> None:
     with transaction(rt.sessions) as session:
-        row = session.get(Connection, connection_id)
+        row = lock_active_connection(session, connection_id)
         if row is not None:
             mark_token_revoked(row, detail)
 

@@ -53,6 +53,7 @@ from calsync.store.models import (
     Schedule,
     utcnow,
 )
+from calsync.store.rows import lock_active_connection
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 CALENDAR_CACHE_SECONDS = 30.0
@@ -224,11 +225,11 @@ def upsert_connection(
         row.external_account_email = email
         row.secret = secret
         row.account_state = account_state
-        row.sync_requested_at = now
         row.updated_at = now
+        _request_sync(rt, row)
         connection_id = row.id
     rt.calendar_cache.pop(connection_id, None)
-    _schedule_sync(rt, connection_id)
+    rt.work_available.set()
     return connection_id
 
 
@@ -257,10 +258,12 @@ def check_connect(
     return owner_user_id, provider
 
 
-def _schedule_sync(rt: Runtime, connection_id: str) -> None:
-    from calsync.service.sync import sync_connection_quietly
-
-    rt.submit(lambda: sync_connection_quietly(rt, connection_id))
+def _request_sync(rt: Runtime, row: Connection) -> None:
+    """Make the connection due now; a worker (in this process or another) picks it up."""
+    now = utcnow()
+    row.sync_requested_at = now
+    row.next_sync_at = now
+    row.failure_count = 0
 
 
 def list_calendars(rt: Runtime, *, identity: Identity, connection_id: str) -> list[CalendarView]:
@@ -361,14 +364,14 @@ def update_sync_config(
         if unknown:
             raise InvalidArgument(unknown)
     with transaction(rt.sessions) as session:
-        fresh_row = session.get(Connection, connection_id)
-        if fresh_row is None or fresh_row.status == ConnectionStatus.DISCONNECTED.value:
+        fresh_row = lock_active_connection(session, connection_id)
+        if fresh_row is None:
             raise ConnectionNotConnected("the connection was disconnected meanwhile")
         fresh_row.sync_config = sc.to_json(merged)
-        fresh_row.sync_requested_at = utcnow()
         fresh_row.updated_at = utcnow()
+        _request_sync(rt, fresh_row)
         view = to_view(rt, fresh_row)
-    _schedule_sync(rt, connection_id)
+    rt.work_available.set()
     return view
 
 

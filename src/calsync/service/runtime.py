@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +31,9 @@ class Runtime:
     background: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="calsync-bg")
     )
+    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()[:40]}:{os.getpid()}")
+    # Set when a connection becomes due, so an in-process worker starts at once.
+    work_available: threading.Event = field(default_factory=threading.Event)
     calendar_cache: dict[str, tuple[float, list[ExternalCalendar]]] = field(default_factory=dict)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)

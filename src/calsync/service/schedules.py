@@ -10,8 +10,8 @@ from calsync.errors import NotFound
 from calsync.service.accounts import revoke_later
 from calsync.service.auth import require_any
 from calsync.service.connections import disconnect_row
+from calsync.service.instances import reexpand_connection
 from calsync.service.runtime import Runtime
-from calsync.service.sync import reexpand_connection
 from calsync.service.views import ScheduleView
 from calsync.store.db import transaction
 from calsync.store.models import Connection, Schedule, utcnow

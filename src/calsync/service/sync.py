@@ -8,15 +8,12 @@ that calendar, and the next run resumes from the last committed cursor.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from calsync.domain import ConnectionStatus, ErrorReason
-from calsync.ical.expand import ICalError, expand_resource
 from calsync.providers.base import (
     AccountRef,
     AuthRejected,
@@ -26,20 +23,16 @@ from calsync.providers.base import (
     CursorExpired,
     ExternalCalendar,
     ProviderError,
+    RateLimitedByProvider,
 )
+from calsync.service import leases
 from calsync.service import sync_config as sc
-from calsync.service.accounts import with_account
+from calsync.service.accounts import mark_token_revoked, with_account
+from calsync.service.instances import apply_changes, drop_calendars, expansion_context
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
-from calsync.store.models import (
-    Connection,
-    ConnectionCalendar,
-    EventInstance,
-    EventResource,
-    Schedule,
-    utcnow,
-)
-from calsync.tz import zone
+from calsync.store.models import Connection, ConnectionCalendar, EventResource, utcnow
+from calsync.store.rows import lock_active_connection
 
 log = logging.getLogger(__name__)
 PRIMARY_STATE_KEY = "primary_calendar_id"
@@ -53,18 +46,6 @@ class SyncFailed(Exception):
         self.provider_id = provider_id
 
 
-@dataclass(frozen=True)
-class ExpansionContext:
-    tenant_id: str
-    schedule_id: str
-    connection_id: str
-    provider_id: str
-    local_tz: ZoneInfo
-    owner_emails: frozenset[str]
-    window_start: datetime
-    window_end: datetime
-
-
 def sync_connection_quietly(rt: Runtime, connection_id: str) -> None:
     """Background form of ``sync_connection``: failures are recorded, not raised."""
     try:
@@ -75,16 +56,51 @@ def sync_connection_quietly(rt: Runtime, connection_id: str) -> None:
         log.exception("sync crashed", extra={"connection_id": connection_id})
 
 
-def sync_connection(rt: Runtime, connection_id: str) -> None:
-    """Import every selected calendar of the connection. Raises SyncFailed when it cannot."""
-    with rt.lock("sync", connection_id):
-        _sync_locked(rt, connection_id)
+def sync_connection(rt: Runtime, connection_id: str, *, wait_seconds: float = 60.0) -> None:
+    """Import every selected calendar of the connection. Raises SyncFailed when it cannot.
+
+    Holds the connection's lease while it works. If another thread or process is syncing the
+    connection, waits for it (up to ``wait_seconds``); a sync that started after this call was
+    made is as good as our own, so then nothing is read twice.
+    """
+    asked = utcnow()
+    deadline = time.monotonic() + wait_seconds
+    owner = rt.instance_id
+    local = rt.lock("sync", connection_id)
+    if not local.acquire(timeout=wait_seconds):
+        raise SyncFailed(_provider_of(rt, connection_id), "a sync of this connection is running")
+    try:
+        while not leases.acquire(rt, connection_id, owner):
+            if _synced_since(rt, connection_id, asked):
+                return
+            if time.monotonic() > deadline:
+                raise SyncFailed(_provider_of(rt, connection_id), "another worker holds the lease")
+            time.sleep(0.1)
+        try:
+            if not _synced_since(rt, connection_id, asked):
+                _sync_locked(rt, connection_id)
+        finally:
+            leases.release(rt, connection_id, owner)
+    finally:
+        local.release()
+
+
+def _synced_since(rt: Runtime, connection_id: str, moment: datetime) -> bool:
+    with rt.sessions() as session:
+        row = session.get(Connection, connection_id)
+        return row is not None and row.last_synced_at is not None and row.last_synced_at >= moment
+
+
+def _provider_of(rt: Runtime, connection_id: str) -> str:
+    with rt.sessions() as session:
+        row = session.get(Connection, connection_id)
+        return row.provider_id if row else ""
 
 
 def _sync_locked(rt: Runtime, connection_id: str) -> None:
     with transaction(rt.sessions) as session:
-        row = session.get(Connection, connection_id)
-        if row is None or row.status == ConnectionStatus.DISCONNECTED.value:
+        row = lock_active_connection(session, connection_id)
+        if row is None:
             return
         provider = rt.providers.get(row.provider_id)
         if provider is None:
@@ -96,7 +112,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
         row.last_sync_attempt_at = utcnow()
         started = utcnow()
         config = sc.from_json(row.sync_config)
-        context = _context(rt, session, row)
+        context = expansion_context(rt, session, row)
         stored = {
             c.calendar_id: c
             for c in session.scalars(
@@ -124,9 +140,9 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
                 changes = _read(rt, adapter, row, calendar_id, cursors.get(calendar_id))
             except CalendarGone:
                 problems.append(f"calendar {calendar_id} no longer exists")
-                _drop_calendars(rt, connection_id, [calendar_id])
+                drop_calendars(rt, connection_id, [calendar_id])
                 continue
-            _apply(
+            apply_changes(
                 rt,
                 context,
                 calendar_id,
@@ -134,26 +150,24 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
                 changes,
                 is_primary=calendar_id == primary_id,
             )
-        _drop_calendars(rt, connection_id, [c for c in stored if c not in wanted])
+        drop_calendars(rt, connection_id, [c for c in stored if c not in wanted])
     except AuthRejected as exc:
-        _finish(rt, connection_id, ConnectionStatus.ERROR, ErrorReason.TOKEN_REVOKED, str(exc))
+        _record(rt, connection_id, revoked=str(exc))
         raise SyncFailed(
             provider.id, "the external account refused the stored credentials"
         ) from exc
     except ProviderError as exc:
-        _finish(rt, connection_id, ConnectionStatus(previous_status), None, str(exc))
+        _record(rt, connection_id, failure=exc, previous_status=previous_status)
         raise SyncFailed(provider.id, str(exc)) from exc
     except BaseException:
-        _finish(rt, connection_id, ConnectionStatus(previous_status), None, "internal error")
+        _record(rt, connection_id, failure=None, previous_status=previous_status)
         raise
-    _finish(
+    _record(
         rt,
         connection_id,
-        ConnectionStatus.SYNCED,
-        ErrorReason.UNDEFINED,
-        "; ".join(problems) or None,
         synced_from=started,
         primary_id=primary_id,
+        problems="; ".join(problems) or None,
     )
 
 
@@ -200,183 +214,45 @@ def _read(
     return with_account(rt, row, read)
 
 
-def _context(rt: Runtime, session: Session, row: Connection) -> ExpansionContext:
-    schedule = session.get(Schedule, (row.tenant_id, row.schedule_id))
-    now = utcnow()
-    emails = {row.external_account_email.lower()} if row.external_account_email else set()
-    return ExpansionContext(
-        tenant_id=row.tenant_id,
-        schedule_id=row.schedule_id,
-        connection_id=row.id,
-        provider_id=row.provider_id,
-        local_tz=zone(schedule.time_zone if schedule else "UTC"),
-        owner_emails=frozenset(emails),
-        window_start=now - timedelta(days=rt.settings.horizon_past_days),
-        window_end=now + timedelta(days=rt.settings.horizon_future_days),
-    )
-
-
-def _apply(
-    rt: Runtime,
-    ctx: ExpansionContext,
-    calendar_id: str,
-    calendar_name: str,
-    changes: CalendarChanges,
-    *,
-    is_primary: bool,
-) -> None:
-    with transaction(rt.sessions) as session:
-        row = session.get(Connection, ctx.connection_id)
-        if row is None or row.status == ConnectionStatus.DISCONNECTED.value:
-            return  # disconnected while we were reading: keep nothing
-        existing = {
-            r.key: r
-            for r in session.scalars(
-                select(EventResource).where(
-                    EventResource.connection_id == ctx.connection_id,
-                    EventResource.calendar_id == calendar_id,
-                )
-            )
-        }
-        gone = set(changes.deleted)
-        if changes.full:
-            gone |= set(existing) - {r.key for r in changes.upserted}
-        touched = gone | {r.key for r in changes.upserted}
-        _delete_instances(session, ctx.connection_id, calendar_id, touched)
-        for key in gone:
-            if key in existing:
-                session.delete(existing[key])
-        new_rows = []
-        for resource in changes.upserted:
-            stored = existing.get(resource.key)
-            if stored is None:
-                session.add(
-                    EventResource(
-                        connection_id=ctx.connection_id,
-                        calendar_id=calendar_id,
-                        key=resource.key,
-                        etag=resource.etag,
-                        ical=resource.ical,
-                    )
-                )
-            else:
-                stored.etag, stored.ical = resource.etag, resource.ical
-            new_rows.extend(_instances(ctx, calendar_id, resource.key, resource.ical))
-        if new_rows:
-            session.execute(insert(EventInstance), new_rows)
-        calendar = session.get(ConnectionCalendar, (ctx.connection_id, calendar_id))
-        if calendar is None:
-            calendar = ConnectionCalendar(connection_id=ctx.connection_id, calendar_id=calendar_id)
-            session.add(calendar)
-        calendar.name, calendar.is_primary = calendar_name, is_primary
-        calendar.cursor, calendar.synced_at = changes.cursor, utcnow()
-
-
-def _delete_instances(
-    session: Session, connection_id: str, calendar_id: str, keys: set[str]
-) -> None:
-    key_list = sorted(keys)
-    for start in range(0, len(key_list), 500):
-        session.execute(
-            delete(EventInstance).where(
-                EventInstance.connection_id == connection_id,
-                EventInstance.calendar_id == calendar_id,
-                EventInstance.resource_key.in_(key_list[start : start + 500]),
-            )
-        )
-
-
-def _instances(
-    ctx: ExpansionContext, calendar_id: str, resource_key: str, ical: str
-) -> list[dict[str, object]]:
-    try:
-        busy = expand_resource(
-            ical,
-            window_start=ctx.window_start,
-            window_end=ctx.window_end,
-            owner_emails=ctx.owner_emails,
-            local_tz=ctx.local_tz,
-        )
-    except ICalError as exc:
-        log.warning(
-            "unreadable calendar object skipped",
-            extra={"connection_id": ctx.connection_id, "reason": str(exc)},
-        )
-        return []
-    return [
-        {
-            "tenant_id": ctx.tenant_id,
-            "schedule_id": ctx.schedule_id,
-            "connection_id": ctx.connection_id,
-            "provider_id": ctx.provider_id,
-            "calendar_id": calendar_id,
-            "resource_key": resource_key,
-            "instance_key": b.key,
-            "start_ms": _ms(b.start),
-            "end_ms": _ms(b.end),
-            "all_day": b.all_day,
-            "start_date": b.start_date.isoformat() if b.start_date else None,
-            "end_date": b.end_date.isoformat() if b.end_date else None,
-            "title": b.title,
-        }
-        for b in busy
-    ]
-
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
-def _drop_calendars(rt: Runtime, connection_id: str, calendar_ids: list[str]) -> None:
-    if not calendar_ids:
-        return
-    with transaction(rt.sessions) as session:
-        for model in (EventInstance, EventResource, ConnectionCalendar):
-            session.execute(
-                delete(model).where(
-                    model.connection_id == connection_id, model.calendar_id.in_(calendar_ids)
-                )
-            )
-
-
-def _finish(
+def _record(
     rt: Runtime,
     connection_id: str,
-    status: ConnectionStatus,
-    reason: ErrorReason | None,
-    error: str | None,
     *,
     synced_from: datetime | None = None,
     primary_id: str | None = None,
+    problems: str | None = None,
+    revoked: str | None = None,
+    failure: ProviderError | None = None,
+    previous_status: str = ConnectionStatus.CONNECTED.value,
 ) -> None:
-    """Record the outcome. A successful run records when it *started* as ``last_synced_at``:
-    the data is at least that new, and a change requested after that moment (a new sync
-    config, new credentials) leaves the connection due, whatever the interleaving."""
+    """Record a run's outcome and when the connection is next due.
+
+    Success records when the run *started* as ``last_synced_at``: the data is at least that
+    new, and a change requested after that moment (new sync config, new credentials) leaves
+    the connection due whatever the interleaving. A transient failure keeps the status until
+    ``error_threshold`` consecutive failures, and retries with backoff (Retry-After honoured).
+    """
+    now = utcnow()
     with transaction(rt.sessions) as session:
-        row = session.get(Connection, connection_id)
-        if row is None or row.status == ConnectionStatus.DISCONNECTED.value:
+        row = lock_active_connection(session, connection_id)
+        if row is None:
             return
-        row.status = status.value
-        if reason is not None:
-            row.error_reason = reason.value
-        row.last_error = error[:500] if error else None
+        if revoked is not None:
+            mark_token_revoked(row, revoked)
+            return
         if synced_from is not None:
+            row.status = ConnectionStatus.SYNCED.value
+            row.error_reason = ErrorReason.UNDEFINED.value
+            row.last_error = problems[:500] if problems else None
             row.last_synced_at = synced_from
-        if primary_id and row.account_state.get(PRIMARY_STATE_KEY) != primary_id:
-            row.account_state = {**row.account_state, PRIMARY_STATE_KEY: primary_id}
-        row.updated_at = utcnow()
-
-
-def reexpand_connection(rt: Runtime, session: Session, row: Connection) -> None:
-    """Rebuild a connection's instances from its stored resources (e.g. after the schedule's
-    time zone changed, which moves all-day events)."""
-    ctx = _context(rt, session, row)
-    session.execute(delete(EventInstance).where(EventInstance.connection_id == row.id))
-    resources = session.scalars(
-        select(EventResource).where(EventResource.connection_id == row.id)
-    ).all()
-    new_rows = []
-    for resource in resources:
-        new_rows.extend(_instances(ctx, resource.calendar_id, resource.key, resource.ical))
-    if new_rows:
-        session.execute(insert(EventInstance), new_rows)
+            row.failure_count = 0
+            row.next_sync_at = now + timedelta(seconds=rt.settings.poll_interval_seconds)
+            if primary_id and row.account_state.get(PRIMARY_STATE_KEY) != primary_id:
+                row.account_state = {**row.account_state, PRIMARY_STATE_KEY: primary_id}
+            return
+        row.failure_count += 1
+        retry_after = failure.retry_after if isinstance(failure, RateLimitedByProvider) else None
+        row.next_sync_at = now + leases.backoff(rt, row.failure_count, retry_after)
+        row.last_error = (str(failure) if failure else "internal error")[:500]
+        failing = row.failure_count >= rt.settings.error_threshold
+        row.status = ConnectionStatus.ERROR.value if failing else previous_status

@@ -111,6 +111,11 @@ class Connection(Base):
     # Set whenever something requires a new sync (connect, config change); the connection is
     # due while last_synced_at is older. Written only by requesters, never by the sync.
     sync_requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Worker scheduling: when the connection is next due, who holds it, consecutive failures.
+    next_sync_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
     last_sync_attempt_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -21,7 +21,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Calendar, Event, vCalAddress
 
-__all__ = ["EXPORT_PROPERTY", "GoogleEventError", "Span", "event_span", "event_to_ical"]
+__all__ = [
+    "EXPORT_PROPERTY",
+    "GoogleEventError",
+    "Span",
+    "event_span",
+    "event_time",
+    "event_to_ical",
+]
 
 EXPORT_PROPERTY = "calsyncSessionId"  # extendedProperties.private key of exported sessions
 _PRODID = "-//calsync//Google Calendar import//EN"

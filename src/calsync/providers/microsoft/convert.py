@@ -117,7 +117,8 @@ def event_to_ical(event: Mapping[str, Any], owner_email: str, tag: str | None = 
     cal.add("prodid", "-//calsync//Microsoft Graph adapter//EN")
     cal.add("version", "2.0")
     cal.add_component(vevent)
-    return cal.to_ical().decode("utf-8")
+    text: bytes = cal.to_ical()
+    return text.decode("utf-8")
 
 
 def utc_bounds(event: Mapping[str, Any]) -> tuple[datetime, datetime]:

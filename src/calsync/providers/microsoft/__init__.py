@@ -1,0 +1,16 @@
+"""Microsoft Graph provider adapter (Microsoft 365 / Outlook.com calendars, OAuth bearer)."""
+
+from calsync.providers.microsoft.adapter import (
+    CURSOR_PREFIX,
+    DEFAULT_API_URL,
+    GraphCalendarProvider,
+)
+from calsync.providers.microsoft.convert import EXPORT_PROPERTY_ID, event_to_ical
+
+__all__ = [
+    "CURSOR_PREFIX",
+    "DEFAULT_API_URL",
+    "EXPORT_PROPERTY_ID",
+    "GraphCalendarProvider",
+    "event_to_ical",
+]

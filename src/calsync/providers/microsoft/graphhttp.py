@@ -1,0 +1,217 @@
+"""The HTTP side of the Graph adapter: one short-lived client, paging, and error mapping.
+
+Status mapping (``Errors`` says what a 404 / 403 means where it happens): 401 -> AuthRejected;
+429, and 503 with Retry-After -> RateLimitedByProvider(retry_after); 503 without Retry-After,
+other 5xx -> ProviderUnreachable; 410, or a 400 about the sync state while resuming ->
+CursorExpired; 404 MailboxNotEnabledForRESTAPI / MailboxNotHostedInExchangeOnline ->
+UnsupportedAccount; other 404 and 403 -> the context's error; anything else ->
+ProviderUnreachable. Only URLs with ``api_url``'s scheme, host and port are requested.
+Messages name the status, Graph's error code and the URL path, never tokens or query strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from calsync.providers.base import (
+    AuthRejected,
+    CalendarGone,
+    CursorExpired,
+    ProviderError,
+    ProviderUnreachable,
+    RateLimitedByProvider,
+    UnsupportedAccount,
+)
+
+MAX_PAGES = 1000
+_MAILBOX_CODES = {"mailboxnotenabledforrestapi", "mailboxnothostedinexchangeonline"}
+
+
+class BorrowedTransport(httpx.BaseTransport):
+    """Delegates to a caller-owned transport without closing it with each short-lived Client."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        pass
+
+
+class Errors:
+    """How a status maps to an error in one context (mailbox, calendar, single event)."""
+
+    def __init__(
+        self,
+        missing: type[ProviderError] | None,
+        forbidden: type[ProviderError],
+        *,
+        resuming: bool = False,
+    ) -> None:
+        self.missing = missing  # None: a 404 is an answer (the caller gets None)
+        self.forbidden = forbidden
+        self.resuming = resuming  # following a stored deltaLink: stale-state 400s expire it
+
+
+MAILBOX = Errors(UnsupportedAccount, UnsupportedAccount)
+CALENDAR = Errors(CalendarGone, CalendarGone)
+CALENDAR_RESUMING = Errors(CalendarGone, CalendarGone, resuming=True)
+EVENT = Errors(None, CalendarGone)
+
+
+class GraphHttp:
+    """GETs against one Graph endpoint, always asking for UTC times."""
+
+    def __init__(self, client: httpx.Client, api_url: str, allowed: tuple[str, str, int]) -> None:
+        self._client = client
+        self._api_url = api_url
+        self._origin = allowed
+
+    def url(self, *segments: str) -> str:
+        return self._api_url + "/" + "/".join(quote(s, safe="") for s in segments)
+
+    def check_link(self, link: str, what: str) -> None:
+        if origin(link) != self._origin:
+            raise ProviderUnreachable(f"{what}: Graph sent a link to another host; not followed")
+
+    def pages(
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        what: str,
+        errors: Errors,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The pages of a collection, following ``@odata.nextLink`` (same origin only)."""
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            page = self.get(url, params, what, errors, page_size)
+            if page is None:  # only for contexts where 404 is an answer
+                return
+            yield page
+            link = page.get("@odata.nextLink")
+            if link is None or link == "":
+                return
+            if not isinstance(link, str) or link in seen:
+                raise ProviderUnreachable(f"{what}: Graph sent a bad or repeated nextLink")
+            self.check_link(link, what)
+            seen.add(link)
+            url, params = link, None
+        raise ProviderUnreachable(f"{what}: more than {MAX_PAGES} pages")
+
+    def get(
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        what: str,
+        errors: Errors,
+        page_size: int | None = None,
+    ) -> dict[str, Any] | None:
+        """The JSON object at ``url``; None for a 404 where ``errors.missing`` is None."""
+        self.check_link(url, what)
+        where = f"{what} ({_safe(url)})"
+        prefer = 'outlook.timezone="UTC"'
+        if page_size is not None:
+            prefer += f", odata.maxpagesize={page_size}"
+        try:
+            response = self._client.get(url, params=params, headers={"Prefer": prefer})
+        except httpx.TimeoutException:
+            raise ProviderUnreachable(f"{where}: Microsoft Graph timed out") from None
+        except httpx.HTTPError as exc:
+            raise ProviderUnreachable(f"{where}: {type(exc).__name__}") from None
+        if response.status_code == 200:
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                raise ProviderUnreachable(f"{where}: the answer is not a JSON object")
+            return data
+        if response.status_code == 404 and errors.missing is None:
+            return None
+        raise _error(response, where, errors)
+
+
+def _error(response: httpx.Response, where: str, errors: Errors) -> ProviderError:
+    status = response.status_code
+    code = _error_code(response)
+    said = f"{status} {code}" if code else str(status)
+    folded = code.casefold()
+    if status == 401:
+        return AuthRejected(f"{where}: Microsoft Graph refused the access token ({said})")
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    if status == 429 or (status == 503 and retry_after is not None):
+        return RateLimitedByProvider(f"{where}: throttled by Microsoft Graph ({said})", retry_after)
+    if status >= 500:
+        return ProviderUnreachable(f"{where}: Microsoft Graph answered {said}")
+    if status == 410 or (status == 400 and errors.resuming and "syncstate" in folded):
+        return CursorExpired(f"{where}: the delta token is no longer valid ({said})")
+    if status == 404 and folded in _MAILBOX_CODES:
+        return UnsupportedAccount(f"{where}: the mailbox cannot be used through Graph ({said})")
+    if status == 404 and errors.missing is not None:
+        return errors.missing(f"{where}: not found ({said})")
+    if status == 403:
+        return errors.forbidden(f"{where}: access denied ({said})")
+    if status == 400 and folded == "errorinvalididmalformed" and errors.missing is CalendarGone:
+        return CalendarGone(f"{where}: no such calendar ({said})")
+    return ProviderUnreachable(f"{where}: Microsoft Graph answered {said}")
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code[:100] if isinstance(code, str) else ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP-date (RFC 9110 section 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def values(page: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    """The ``value`` list of a collection page (its objects)."""
+    items = page.get("value")
+    if not isinstance(items, list):
+        raise ProviderUnreachable(f"{what}: the answer has no 'value' list")
+    return [v for v in items if isinstance(v, dict)]
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the default port filled in; links must match api_url's."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return (scheme, "", -1)
+    default = 443 if scheme == "https" else 80
+    return (scheme, (parts.hostname or "").lower(), port if port is not None else default)
+
+
+def _safe(url: str) -> str:
+    """The URL without query or fragment (delta and skip tokens stay out of messages)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"

@@ -1,0 +1,198 @@
+"""The store side of importing: calendar objects in, expanded busy instances out.
+
+Each calendar's changes are applied in one transaction together with its new cursor, so a
+crash leaves either the old or the new state of that calendar and the next run resumes from
+the last committed cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from calsync.ical.expand import ICalError, expand_resource
+from calsync.providers.base import CalendarChanges
+from calsync.service.runtime import Runtime
+from calsync.store.db import transaction
+from calsync.store.models import (
+    Connection,
+    ConnectionCalendar,
+    EventInstance,
+    EventResource,
+    Schedule,
+    utcnow,
+)
+from calsync.store.rows import lock_active_connection
+from calsync.tz import zone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExpansionContext:
+    tenant_id: str
+    schedule_id: str
+    connection_id: str
+    provider_id: str
+    local_tz: ZoneInfo
+    owner_emails: frozenset[str]
+    window_start: datetime
+    window_end: datetime
+
+
+def expansion_context(rt: Runtime, session: Session, row: Connection) -> ExpansionContext:
+    schedule = session.get(Schedule, (row.tenant_id, row.schedule_id))
+    now = utcnow()
+    emails = {row.external_account_email.lower()} if row.external_account_email else set()
+    return ExpansionContext(
+        tenant_id=row.tenant_id,
+        schedule_id=row.schedule_id,
+        connection_id=row.id,
+        provider_id=row.provider_id,
+        local_tz=zone(schedule.time_zone if schedule else "UTC"),
+        owner_emails=frozenset(emails),
+        window_start=now - timedelta(days=rt.settings.horizon_past_days),
+        window_end=now + timedelta(days=rt.settings.horizon_future_days),
+    )
+
+
+def apply_changes(
+    rt: Runtime,
+    ctx: ExpansionContext,
+    calendar_id: str,
+    calendar_name: str,
+    changes: CalendarChanges,
+    *,
+    is_primary: bool,
+) -> None:
+    with transaction(rt.sessions) as session:
+        if lock_active_connection(session, ctx.connection_id) is None:
+            return  # disconnected while we were reading: keep nothing
+        existing = {
+            r.key: r
+            for r in session.scalars(
+                select(EventResource).where(
+                    EventResource.connection_id == ctx.connection_id,
+                    EventResource.calendar_id == calendar_id,
+                )
+            )
+        }
+        gone = set(changes.deleted)
+        if changes.full:
+            gone |= set(existing) - {r.key for r in changes.upserted}
+        touched = gone | {r.key for r in changes.upserted}
+        _delete_instances(session, ctx.connection_id, calendar_id, touched)
+        for key in gone:
+            if key in existing:
+                session.delete(existing[key])
+        new_rows = []
+        for resource in changes.upserted:
+            stored = existing.get(resource.key)
+            if stored is None:
+                session.add(
+                    EventResource(
+                        connection_id=ctx.connection_id,
+                        calendar_id=calendar_id,
+                        key=resource.key,
+                        etag=resource.etag,
+                        ical=resource.ical,
+                    )
+                )
+            else:
+                stored.etag, stored.ical = resource.etag, resource.ical
+            new_rows.extend(_instances(ctx, calendar_id, resource.key, resource.ical))
+        if new_rows:
+            session.execute(insert(EventInstance), new_rows)
+        calendar = session.get(ConnectionCalendar, (ctx.connection_id, calendar_id))
+        if calendar is None:
+            calendar = ConnectionCalendar(connection_id=ctx.connection_id, calendar_id=calendar_id)
+            session.add(calendar)
+        calendar.name, calendar.is_primary = calendar_name, is_primary
+        calendar.cursor, calendar.synced_at = changes.cursor, utcnow()
+
+
+def _delete_instances(
+    session: Session, connection_id: str, calendar_id: str, keys: set[str]
+) -> None:
+    key_list = sorted(keys)
+    for start in range(0, len(key_list), 500):
+        session.execute(
+            delete(EventInstance).where(
+                EventInstance.connection_id == connection_id,
+                EventInstance.calendar_id == calendar_id,
+                EventInstance.resource_key.in_(key_list[start : start + 500]),
+            )
+        )
+
+
+def _instances(
+    ctx: ExpansionContext, calendar_id: str, resource_key: str, ical: str
+) -> list[dict[str, object]]:
+    try:
+        busy = expand_resource(
+            ical,
+            window_start=ctx.window_start,
+            window_end=ctx.window_end,
+            owner_emails=ctx.owner_emails,
+            local_tz=ctx.local_tz,
+        )
+    except ICalError as exc:
+        log.warning(
+            "unreadable calendar object skipped",
+            extra={"connection_id": ctx.connection_id, "reason": str(exc)},
+        )
+        return []
+    return [
+        {
+            "tenant_id": ctx.tenant_id,
+            "schedule_id": ctx.schedule_id,
+            "connection_id": ctx.connection_id,
+            "provider_id": ctx.provider_id,
+            "calendar_id": calendar_id,
+            "resource_key": resource_key,
+            "instance_key": b.key,
+            "start_ms": _ms(b.start),
+            "end_ms": _ms(b.end),
+            "all_day": b.all_day,
+            "start_date": b.start_date.isoformat() if b.start_date else None,
+            "end_date": b.end_date.isoformat() if b.end_date else None,
+            "title": b.title,
+        }
+        for b in busy
+    ]
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def drop_calendars(rt: Runtime, connection_id: str, calendar_ids: list[str]) -> None:
+    if not calendar_ids:
+        return
+    with transaction(rt.sessions) as session:
+        for model in (EventInstance, EventResource, ConnectionCalendar):
+            session.execute(
+                delete(model).where(
+                    model.connection_id == connection_id, model.calendar_id.in_(calendar_ids)
+                )
+            )
+
+
+def reexpand_connection(rt: Runtime, session: Session, row: Connection) -> None:
+    """Rebuild a connection's instances from its stored resources (e.g. after the schedule's
+    time zone changed, which moves all-day events)."""
+    ctx = expansion_context(rt, session, row)
+    session.execute(delete(EventInstance).where(EventInstance.connection_id == row.id))
+    resources = session.scalars(
+        select(EventResource).where(EventResource.connection_id == row.id)
+    ).all()
+    new_rows = []
+    for resource in resources:
+        new_rows.extend(_instances(ctx, resource.calendar_id, resource.key, resource.ical))
+    if new_rows:
+        session.execute(insert(EventInstance), new_rows)

@@ -1,0 +1,85 @@
+"""The background worker: claims due connections and syncs them, a few at a time.
+
+Runs inside ``calsync serve`` (default) or alone as ``calsync worker``; any number of workers
+can share one PostgreSQL database (see ``leases``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from calsync.service import leases
+from calsync.service.runtime import Runtime
+from calsync.service.sync import sync_connection_quietly
+from calsync.store.db import transaction
+from calsync.store.models import Connection
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.threads = max(1, rt.settings.worker_threads)
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="calsync-sync")
+        self._stop = threading.Event()
+        self._in_flight = 0
+        self._guard = threading.Lock()
+        self._per_provider: dict[str, threading.BoundedSemaphore] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="calsync-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self.rt.work_available.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def run_once(self) -> int:
+        """Claim what is due (as many as there are free threads) and start syncing it."""
+        with self._guard:
+            free = self.threads - self._in_flight
+        claimed = leases.claim_due(self.rt, self.rt.instance_id, free)
+        for connection_id in claimed:
+            with self._guard:
+                self._in_flight += 1
+            self._pool.submit(self._sync, connection_id)
+        return len(claimed)
+
+    def _loop(self) -> None:
+        tick = self.rt.settings.worker_tick_seconds
+        while not self._stop.is_set():
+            self.rt.work_available.clear()
+            try:
+                self.run_once()
+            except SQLAlchemyError as exc:  # database restarting: wait and try again
+                log.warning("worker cannot reach the database", extra={"reason": str(exc)[:200]})
+            self.rt.work_available.wait(tick)
+
+    def _sync(self, connection_id: str) -> None:
+        try:
+            with self._provider_slot(connection_id):
+                sync_connection_quietly(self.rt, connection_id)
+        finally:
+            leases.release(self.rt, connection_id, self.rt.instance_id)
+            with self._guard:
+                self._in_flight -= 1
+            self.rt.work_available.set()
+
+    def _provider_slot(self, connection_id: str) -> threading.BoundedSemaphore:
+        with transaction(self.rt.sessions) as session:
+            row = session.get(Connection, connection_id)
+            provider_id = row.provider_id if row else ""
+        with self._guard:
+            if provider_id not in self._per_provider:
+                limit = max(1, self.rt.settings.provider_concurrency)
+                self._per_provider[provider_id] = threading.BoundedSemaphore(limit)
+            return self._per_provider[provider_id]

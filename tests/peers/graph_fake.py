@@ -1,0 +1,1075 @@
+"""A fake of Microsoft Graph v1.0 calendar endpoints, served over real HTTP on 127.0.0.1.
+
+Starlette under uvicorn in a background thread on an ephemeral port::
+
+    fake = start_graph_fake()            # or: with start_graph_fake() as fake: ...
+    fake.add_account("ada@example.com", token="tok-ada")
+    cal = fake.add_calendar("ada@example.com", "Work")
+    fake.put_event("ada@example.com", cal.id, subject="Standup", start=dt1, end=dt2)
+    GraphCalendarProvider(fake.api_url)  # api_url = http://127.0.0.1:PORT/v1.0
+    fake.stop()
+
+Endpoints (GET; paths are case-insensitive like Graph's; ``/me/calendar`` and ``/me`` prefixes
+for the default calendar work too):
+
+* ``/me`` - the signed-in user (id, displayName, mail, userPrincipalName).
+* ``/me/calendars`` (``$select``, ``$top``/``$skip``, ``odata.maxpagesize`` -> ``@odata.nextLink``),
+  ``/me/calendar``, ``/me/calendars/{id}``.
+* ``/me/calendars/{id}/calendarView?startDateTime=&endDateTime=`` - single instances,
+  occurrences and exceptions overlapping the window (series masters expanded; daily and weekly
+  patterns with endDate / numbered / noEnd ranges), sorted by start; ``$select``, ``$top``,
+  ``$skip``, ``$expand=singleValueExtendedProperties($filter=id eq '...')``.
+* ``/me/calendars/{id}/calendarView/delta`` - the first request needs startDateTime and
+  endDateTime; answers carry ``@odata.nextLink`` (``$skiptoken``) until the round's last page,
+  which carries ``@odata.deltaLink`` (``$deltatoken``). Following a deltaLink lists instances
+  added or changed since (by changeKey) and ``{"id", "@removed": {"reason": "deleted"}}`` for
+  those gone or moved out of the window. ``$select``/``$expand``/``$filter``/``$orderby``/
+  ``$search`` are refused (400) as Graph documents. With ``partial_occurrences_in_delta`` set,
+  occurrences come as id/type/seriesMasterId/start/end rows, as some tenants send them.
+* ``/me/events/{id}`` - any stored event, occurrence or exception (``$select``, ``$expand``).
+
+``Prefer: outlook.timezone="<UTC or IANA name>"`` sets the zone of returned start/end
+(default UTC; all-day values stay midnights), ``Prefer: odata.maxpagesize=N`` the page size
+(default ``default_page_size``). Errors are ``{"error": {"code", "message", "innerError"}}``.
+Every mutation gets a sequence number; changeKey ``ck<seq>``, ``@odata.etag`` ``W/"ck<seq>"``.
+
+Auth: ``Authorization: Bearer <token>``; ``token_validator(token) -> e-mail | None`` (default:
+the ``fake.tokens`` dict); None -> 401 InvalidAuthenticationToken. Accounts added with
+``mailbox_enabled=False`` answer 404 MailboxNotEnabledForRESTAPI on mailbox endpoints.
+
+Faults: ``fail_next(status, code=, retry_after=, count=, path_contains=)`` answers the next
+matching request(s) with that error; ``expire_delta_tokens()`` makes every delta/skip token
+answer 410 syncStateNotFound. At most ``concurrency_limit`` (4) requests per mailbox run at
+once; more get 429 ApplicationThrottled (``response_delay`` makes overlap easy to provoke).
+``link_base`` overrides the origin used in nextLink/deltaLink (to test foreign links).
+``requests`` logs every request (method, path, query, params, prefer, token, status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+__all__ = [
+    "EXPORT_PROPERTY_ID",
+    "FakeAccount",
+    "FakeCalendar",
+    "GraphError",
+    "GraphFake",
+    "LoggedRequest",
+    "start_graph_fake",
+]
+
+EXPORT_PROPERTY_ID = "String {6a3c2c77-8f3e-4d3a-9a56-2b7e6f3f0e11} Name calsyncSessionId"
+_STARTUP_TIMEOUT = 10.0
+_MAX_PAGE = 1000
+_MAX_OCCURRENCES = 5000
+_WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_DELTA_REFUSED = ("$select", "$expand", "$filter", "$orderby", "$search")
+_EXPAND = re.compile(r"^singlevalueextendedproperties\(\$filter=id eq '([^']*)'\)$", re.I)
+_DEFAULT_CODES = {
+    400: "BadRequest",
+    401: "InvalidAuthenticationToken",
+    403: "ErrorAccessDenied",
+    404: "ErrorItemNotFound",
+    410: "syncStateNotFound",
+    429: "ApplicationThrottled",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
+_EVENT_PROPERTIES = {
+    "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories", "iCalUId",
+    "subject", "bodyPreview", "body", "importance", "sensitivity", "isAllDay", "isCancelled",
+    "isOrganizer", "responseRequested", "seriesMasterId", "showAs", "type", "start", "end",
+    "originalStart", "location", "locations", "recurrence", "attendees", "organizer",
+    "responseStatus", "reminderMinutesBeforeStart", "isReminderOn", "hasAttachments",
+    "webLink", "isOnlineMeeting", "isDraft", "originalStartTimeZone", "originalEndTimeZone",
+    "singleValueExtendedProperties",
+}  # fmt: skip
+_CALENDAR_PROPERTIES = {
+    "id", "name", "color", "hexColor", "isDefaultCalendar", "changeKey", "canShare",
+    "canViewPrivateItems", "canEdit", "isRemovable", "isTallyingResponses", "owner",
+    "allowedOnlineMeetingProviders", "defaultOnlineMeetingProvider",
+}  # fmt: skip
+
+TokenValidator = Callable[[str], "str | None"]
+_T = TypeVar("_T")
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeCalendar:
+    id: str
+    name: str
+    is_default: bool = False
+    can_edit: bool = True
+    change_key: str = ""
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)  # singleInstance + masters
+    # master id -> original local date (ISO) -> the exception event, or None: occurrence deleted
+    exceptions: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)
+
+
+@dataclass
+class FakeAccount:
+    email: str
+    upn: str
+    id: str
+    display_name: str
+    mailbox_enabled: bool = True
+    calendars: dict[str, FakeCalendar] = field(default_factory=dict)
+
+
+@dataclass
+class LoggedRequest:
+    method: str
+    path: str
+    query: str
+    params: dict[str, str]
+    prefer: str
+    token: str | None
+    status: int = 0
+
+
+@dataclass
+class _Fault:
+    status: int
+    code: str
+    retry_after: str | None
+    count: int
+    path_contains: str | None
+
+
+@dataclass
+class _DeltaState:
+    email: str
+    calendar_id: str
+    start: datetime
+    end: datetime
+    snapshot: dict[str, str]  # instance id -> changeKey
+
+
+@dataclass
+class _Round:
+    state: _DeltaState  # what the deltaLink at the end of the round will resume from
+    rows: list[dict[str, Any]]  # still to send
+
+
+class GraphError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+
+# --- the fake -------------------------------------------------------------------------------
+
+
+class GraphFake:
+    def __init__(
+        self, token_validator: TokenValidator | None = None, *, default_page_size: int = 10
+    ) -> None:
+        self.tokens: dict[str, str] = {}
+        self.token_validator: TokenValidator = token_validator or self._known_token
+        self.default_page_size = default_page_size
+        self.accounts: dict[str, FakeAccount] = {}
+        self.requests: list[LoggedRequest] = []
+        self.concurrency_limit = 4
+        self.response_delay = 0.0
+        self.partial_occurrences_in_delta = False
+        self.link_base: str | None = None
+        self.api_url = ""
+        self._lock = threading.RLock()
+        self._seq = itertools.count(1)
+        self._faults: list[_Fault] = []
+        self._states: dict[str, _DeltaState] = {}
+        self._rounds: dict[str, _Round] = {}
+        self._in_flight: dict[str, int] = {}
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = Starlette(
+            routes=[
+                Route(
+                    "/{path:path}",
+                    self._endpoint,
+                    methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+                )
+            ]
+        )
+
+    def _known_token(self, token: str) -> str | None:
+        return self.tokens.get(token)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> GraphFake:
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="graph-fake", daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+        deadline = time.monotonic() + _STARTUP_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the Graph fake did not start")
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self.api_url = f"http://127.0.0.1:{port}/v1.0"
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def __enter__(self) -> GraphFake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- set-up helpers -------------------------------------------------------------------------
+
+    def add_account(
+        self,
+        email: str,
+        upn: str | None = None,
+        *,
+        token: str | None = None,
+        display_name: str | None = None,
+        mailbox_enabled: bool = True,
+        default_calendar: str | None = "Calendar",
+    ) -> FakeAccount:
+        """A mailbox; with ``default_calendar`` (a name) it gets its default calendar."""
+        with self._lock:
+            account = FakeAccount(
+                email=email,
+                upn=upn or email,
+                id=str(uuid.uuid4()),
+                display_name=display_name or email.split("@")[0],
+                mailbox_enabled=mailbox_enabled,
+            )
+            self.accounts[email.casefold()] = account
+            if token is not None:
+                self.tokens[token] = email
+            if default_calendar is not None:
+                self.add_calendar(email, default_calendar, is_default=True)
+            return account
+
+    def account(self, email: str) -> FakeAccount:
+        return self.accounts[email.casefold()]
+
+    def add_calendar(
+        self,
+        email: str,
+        name: str,
+        *,
+        calendar_id: str | None = None,
+        is_default: bool = False,
+        can_edit: bool = True,
+    ) -> FakeCalendar:
+        with self._lock:
+            account = self.account(email)
+            calendar = FakeCalendar(
+                id=calendar_id or _new_id("cal"),
+                name=name,
+                is_default=is_default,
+                can_edit=can_edit,
+                change_key=f"ck{next(self._seq)}",
+            )
+            if is_default:
+                for other in account.calendars.values():
+                    other.is_default = False
+            account.calendars[calendar.id] = calendar
+            return calendar
+
+    def default_calendar(self, email: str) -> FakeCalendar:
+        with self._lock:
+            for calendar in self.account(email).calendars.values():
+                if calendar.is_default:
+                    return calendar
+        raise KeyError(f"{email} has no default calendar")
+
+    def remove_calendar(self, email: str, calendar_id: str) -> None:
+        with self._lock:
+            del self.account(email).calendars[calendar_id]
+
+    def put_event(
+        self, email: str, calendar_id: str, event: dict[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Create or replace a single instance or series master (Graph JSON).
+
+        Conveniences: ``start``/``end`` may be aware datetimes (kept in their zone) or dates
+        (an all-day event); ``export_tag="v"`` sets calsync's extended property.
+        """
+        data = {**(event or {}), **fields}
+        with self._lock:
+            calendar = self.account(email).calendars[calendar_id]
+            event_id = str(data.get("id") or _new_id("evt"))
+            old = calendar.events.get(event_id)
+            stored = self._normalise(data, event_id, email, old)
+            if stored["type"] not in ("singleInstance", "seriesMaster"):
+                raise ValueError("put_event stores single instances and series masters only")
+            if old is not None and old.get("recurrence") != stored.get("recurrence"):
+                calendar.exceptions.pop(event_id, None)  # a new pattern drops the exceptions
+            calendar.events[event_id] = stored
+            return _copy(stored)
+
+    def update_event(
+        self, email: str, calendar_id: str, event_id: str, **fields: Any
+    ) -> dict[str, Any]:
+        """PATCH-like: the stored event with ``fields`` changed."""
+        with self._lock:
+            current = self.account(email).calendars[calendar_id].events[event_id]
+            return self.put_event(email, calendar_id, _copy(current), **fields)
+
+    def delete_event(self, email: str, calendar_id: str, event_id: str) -> None:
+        """Delete a single instance or a whole series; an occurrence id deletes that one."""
+        with self._lock:
+            calendar = self.account(email).calendars[calendar_id]
+            if event_id in calendar.events:
+                del calendar.events[event_id]
+                calendar.exceptions.pop(event_id, None)
+                return
+            master_id, key = _split_occurrence_id(event_id)
+            if master_id in calendar.events and key is not None:
+                calendar.exceptions.setdefault(master_id, {})[key] = None
+                return
+            raise KeyError(event_id)
+
+    def modify_occurrence(
+        self, email: str, calendar_id: str, master_id: str, original: date, **fields: Any
+    ) -> dict[str, Any]:
+        """Turn one occurrence (by its original local date) into an exception with ``fields``."""
+        with self._lock:
+            calendar = self.account(email).calendars[calendar_id]
+            master = calendar.events[master_id]
+            key = original.isoformat()
+            if key not in {o["_key"] for o in self._pattern(master)}:
+                raise ValueError(f"{original} is not an occurrence of {master_id}")
+            current = calendar.exceptions.get(master_id, {}).get(key)
+            base = current or self._occurrence(master, key)
+            data = {k: v for k, v in base.items() if not k.startswith("_")}
+            data.update(fields)
+            stored = self._normalise(data, base["id"], email, base)
+            stored.update(type="exception", seriesMasterId=master_id, recurrence=None)
+            stored["originalStart"] = base["originalStart"]
+            calendar.exceptions.setdefault(master_id, {})[key] = stored
+            return _copy(stored)
+
+    def cancel_occurrence(
+        self, email: str, calendar_id: str, master_id: str, original: date
+    ) -> dict[str, Any]:
+        """The attendee view of a cancelled occurrence: an exception with isCancelled true."""
+        return self.modify_occurrence(email, calendar_id, master_id, original, isCancelled=True)
+
+    def delete_occurrence(
+        self, email: str, calendar_id: str, master_id: str, original: date
+    ) -> None:
+        with self._lock:
+            calendar = self.account(email).calendars[calendar_id]
+            calendar.exceptions.setdefault(master_id, {})[original.isoformat()] = None
+
+    def occurrence_id(self, master_id: str, original: date) -> str:
+        return f"{master_id}_{original.strftime('%Y%m%d')}"
+
+    def instances(
+        self, email: str, calendar_id: str, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """What calendarView would list (internal form, times as stored)."""
+        with self._lock:
+            calendar = self.account(email).calendars[calendar_id]
+            return [_copy(i) for i in self._instances(calendar, start, end)]
+
+    # --- faults ---------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        code: str | None = None,
+        retry_after: float | str | None = None,
+        count: int = 1,
+        path_contains: str | None = None,
+    ) -> None:
+        code = code or _DEFAULT_CODES.get(status, "UnknownError")
+        after = None if retry_after is None else str(retry_after)
+        with self._lock:
+            self._faults.append(_Fault(status, code, after, count, path_contains))
+
+    def expire_delta_tokens(self) -> None:
+        with self._lock:
+            self._states.clear()
+            self._rounds.clear()
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    async def _endpoint(self, request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        logged = LoggedRequest(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            params=dict(request.query_params),
+            prefer=", ".join(request.headers.getlist("prefer")),
+            token=token,
+        )
+        with self._lock:
+            self.requests.append(logged)
+        mailbox: str | None = None
+        try:
+            self._fault(request.url.path)
+            email = self.token_validator(token) if token else None
+            if not email:
+                message = "Access token is empty." if not token else "Invalid token."
+                raise GraphError(401, "InvalidAuthenticationToken", message)
+            mailbox = email.casefold()
+            with self._lock:
+                if self._in_flight.get(mailbox, 0) >= self.concurrency_limit:
+                    mailbox = None
+                    raise GraphError(
+                        429,
+                        "ApplicationThrottled",
+                        "Application is over its MailboxConcurrency limit.",
+                        {"Retry-After": "1"},
+                    )
+                self._in_flight[mailbox] = self._in_flight.get(mailbox, 0) + 1
+            if self.response_delay:
+                await asyncio.sleep(self.response_delay)
+            with self._lock:
+                response: Response = self._dispatch(request, email)
+        except GraphError as exc:
+            response = _error_response(exc)
+        finally:
+            if mailbox is not None:
+                with self._lock:
+                    self._in_flight[mailbox] -= 1
+        logged.status = response.status_code
+        return response
+
+    def _fault(self, path: str) -> None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.path_contains is None or fault.path_contains.lower() in path.lower():
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self._faults.remove(fault)
+                    headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                    raise GraphError(fault.status, fault.code, "Injected fault.", headers)
+
+    def _dispatch(self, request: Request, email: str) -> Response:
+        if request.method != "GET":
+            raise GraphError(405, "Request_BadRequest", "Only GET is faked.")
+        parts = [p for p in request.url.path.split("/") if p]
+        if not parts or parts[0].lower() != "v1.0":
+            raise GraphError(400, "BadRequest", "Invalid version.")
+        segments = parts[1:]
+        lowered = [s.lower() for s in segments]
+        if not lowered or lowered[0] != "me":
+            raise GraphError(400, "BadRequest", "Resource not found for the segment.")
+        account = self.accounts.get(email.casefold())
+        if lowered == ["me"]:
+            if account is None:
+                raise GraphError(404, "Request_ResourceNotFound", "The user does not exist.")
+            return JSONResponse(_user_json(account))
+        if account is None or not account.mailbox_enabled:
+            raise GraphError(
+                404,
+                "MailboxNotEnabledForRESTAPI",
+                "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            )
+        q = {k.lower(): v for k, v in request.query_params.items()}
+        prefer = _prefer(request)
+        base = self.link_base or f"{request.url.scheme}://{request.url.netloc}/v1.0"
+        if lowered == ["me", "calendars"]:
+            return self._list_calendars(account, q, prefer, base, request)
+        if len(lowered) == 3 and lowered[1] == "events":
+            event = self._find_event(account, segments[2])
+            return JSONResponse(_present(event, prefer, q))
+        # /me/calendar..., /me/calendarView..., /me/calendars/{id}...
+        if lowered[1] == "calendars" and len(lowered) >= 3:
+            calendar = self._calendar(account, segments[2])
+            rest = lowered[3:]
+        elif lowered[1] == "calendar":
+            calendar = self._calendar(account, None)
+            rest = lowered[2:]
+        elif lowered[1] == "calendarview":
+            calendar = self._calendar(account, None)
+            rest = lowered[1:]
+        else:
+            raise GraphError(400, "BadRequest", "Resource not found for the segment.")
+        if not rest:
+            return JSONResponse(_select(_calendar_json(calendar, account), q, _CALENDAR_PROPERTIES))
+        if rest == ["calendarview"]:
+            return self._calendar_view(calendar, q, prefer, base, request)
+        if rest == ["calendarview", "delta"]:
+            return self._delta(account, calendar, q, prefer, base)
+        raise GraphError(400, "BadRequest", "Resource not found for the segment.")
+
+    def _calendar(self, account: FakeAccount, calendar_id: str | None) -> FakeCalendar:
+        for calendar in account.calendars.values():
+            if (calendar_id is None and calendar.is_default) or calendar.id == calendar_id:
+                return calendar
+        raise GraphError(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        )
+
+    def _list_calendars(
+        self,
+        account: FakeAccount,
+        q: dict[str, str],
+        prefer: dict[str, str],
+        base: str,
+        request: Request,
+    ) -> Response:
+        _selected(q, _CALENDAR_PROPERTIES)
+        items = [
+            _select(_calendar_json(c, account), q, _CALENDAR_PROPERTIES)
+            for c in account.calendars.values()
+        ]
+        return self._page(items, q, prefer, f"{base}/me/calendars", request)
+
+    def _page(
+        self,
+        items: list[dict[str, Any]],
+        q: dict[str, str],
+        prefer: dict[str, str],
+        url: str,
+        request: Request,
+    ) -> Response:
+        """``$skip``/``$top`` (or odata.maxpagesize) paging with a ``$skip`` nextLink."""
+        skip = _int(q.get("$skip", "0"), "$skip")
+        size = _int(q.get("$top") or prefer.get("odata.maxpagesize") or "0", "$top")
+        size = min(size or self.default_page_size, _MAX_PAGE)
+        body: dict[str, Any] = {"value": items[skip : skip + size]}
+        if skip + size < len(items):
+            params = {k: v for k, v in request.query_params.items() if k.lower() != "$skip"}
+            params["$skip"] = str(skip + size)
+            body["@odata.nextLink"] = f"{url}?{urlencode(params, safe='$')}"
+        return _json(body, prefer)
+
+    def _calendar_view(
+        self,
+        calendar: FakeCalendar,
+        q: dict[str, str],
+        prefer: dict[str, str],
+        base: str,
+        request: Request,
+    ) -> Response:
+        if "$filter" in q or "$search" in q:
+            raise GraphError(400, "ErrorInvalidUrlQuery", "$filter/$search: not faked.")
+        start, end = _window(q)
+        _selected(q, _EVENT_PROPERTIES)  # refused even when nothing is listed
+        items = [_present(i, prefer, q) for i in self._instances(calendar, start, end)]
+        url = f"{base}/me/calendars/{calendar.id}/calendarView"
+        return self._page(items, q, prefer, url, request)
+
+    def _delta(
+        self,
+        account: FakeAccount,
+        calendar: FakeCalendar,
+        q: dict[str, str],
+        prefer: dict[str, str],
+        base: str,
+    ) -> Response:
+        for name in _DELTA_REFUSED:
+            if name in q:
+                raise GraphError(
+                    400,
+                    "ErrorInvalidUrlQuery",
+                    f"The query parameter '{name}' is not supported with delta on calendarView.",
+                )
+        if "$skiptoken" in q:
+            round_ = self._rounds.pop(q["$skiptoken"], None)
+            if round_ is None:
+                raise GraphError(410, "syncStateNotFound", "The sync state is not found.")
+            self._check_owner(round_.state, account, calendar)
+        elif "$deltatoken" in q:
+            state = self._states.get(q["$deltatoken"])
+            if state is None:
+                raise GraphError(410, "syncStateNotFound", "The sync state is not found.")
+            self._check_owner(state, account, calendar)
+            round_ = self._new_round(calendar, state)
+        else:
+            start, end = _window(q)
+            empty = _DeltaState(account.email, calendar.id, start, end, {})
+            round_ = self._new_round(calendar, empty)
+        size = min(_int(prefer.get("odata.maxpagesize") or "0", "odata.maxpagesize"), _MAX_PAGE)
+        size = size or self.default_page_size
+        rows, round_.rows = round_.rows[:size], round_.rows[size:]
+        body: dict[str, Any] = {"value": [self._delta_row(r, prefer) for r in rows]}
+        url = f"{base}/me/calendars/{calendar.id}/calendarView/delta"
+        token = secrets.token_urlsafe(24)
+        if round_.rows:
+            self._rounds[token] = round_
+            body["@odata.nextLink"] = f"{url}?$skiptoken={token}"
+        else:
+            self._states[token] = round_.state
+            body["@odata.deltaLink"] = f"{url}?$deltatoken={token}"
+        return _json(body, prefer)
+
+    def _check_owner(self, state: _DeltaState, account: FakeAccount, cal: FakeCalendar) -> None:
+        if state.email.casefold() != account.email.casefold() or state.calendar_id != cal.id:
+            raise GraphError(400, "ErrorInvalidSyncStateData", "The sync state is not valid here.")
+
+    def _new_round(self, calendar: FakeCalendar, since: _DeltaState) -> _Round:
+        current = self._instances(calendar, since.start, since.end)
+        snapshot = {i["id"]: i["changeKey"] for i in current}
+        rows: list[dict[str, Any]] = [
+            i for i in current if since.snapshot.get(i["id"]) != i["changeKey"]
+        ]
+        rows += [
+            {"@odata.type": "#microsoft.graph.event", "id": gone, "@removed": {"reason": "deleted"}}
+            for gone in since.snapshot
+            if gone not in snapshot
+        ]
+        state = _DeltaState(since.email, calendar.id, since.start, since.end, snapshot)
+        return _Round(state, [_copy(r) for r in rows])
+
+    def _delta_row(self, row: dict[str, Any], prefer: dict[str, str]) -> dict[str, Any]:
+        if "@removed" in row:
+            return row
+        if self.partial_occurrences_in_delta and row.get("type") == "occurrence":
+            keep = ("@odata.type", "@odata.etag", "id", "type", "seriesMasterId", "start", "end")
+            presented = _present(row, prefer, {})
+            return {k: presented[k] for k in keep if k in presented}
+        return _present(row, prefer, {})
+
+    def _find_event(self, account: FakeAccount, event_id: str) -> dict[str, Any]:
+        for calendar in account.calendars.values():
+            if event_id in calendar.events:
+                return calendar.events[event_id]
+            master_id, key = _split_occurrence_id(event_id)
+            master = calendar.events.get(master_id)
+            if master is None or key is None or master["type"] != "seriesMaster":
+                continue
+            exceptions = calendar.exceptions.get(master_id, {})
+            if key in exceptions:
+                exception = exceptions[key]
+                if exception is None:
+                    break
+                return exception
+            if key in {o["_key"] for o in self._pattern(master)}:
+                return self._occurrence(master, key)
+        raise GraphError(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        )
+
+    # --- events and recurrence ------------------------------------------------------------------
+
+    def _normalise(
+        self, data: dict[str, Any], event_id: str, email: str, old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        data = dict(data)
+        for key in ("start", "end"):
+            value = data.get(key)
+            if isinstance(value, date):
+                data[key] = _graph_time(value)
+                if not isinstance(value, datetime):
+                    data["isAllDay"] = True
+            elif not isinstance(value, dict) or "dateTime" not in value:
+                raise ValueError(f"an event needs {key} (a datetime, date or Graph dateTimeTZ)")
+        tag = data.pop("export_tag", None)
+        if tag is not None:
+            data["singleValueExtendedProperties"] = [{"id": EXPORT_PROPERTY_ID, "value": tag}]
+        recurrence = data.get("recurrence")
+        if recurrence is not None:
+            kind = recurrence.get("pattern", {}).get("type")
+            if kind not in ("daily", "weekly"):
+                raise ValueError(f"recurrence pattern {kind!r} is not faked (daily, weekly)")
+        seq = next(self._seq)
+        now = _utc_text(datetime.now(UTC))
+        stored: dict[str, Any] = {
+            "@odata.type": "#microsoft.graph.event",
+            "createdDateTime": (old or {}).get("createdDateTime", now),
+            "iCalUId": (old or {}).get("iCalUId")
+            or f"040000008200E00074C5B7101A82E008{uuid.uuid4().hex.upper()}",
+            "subject": "",
+            "bodyPreview": "",
+            "importance": "normal",
+            "sensitivity": "normal",
+            "isAllDay": False,
+            "isCancelled": False,
+            "isOrganizer": True,
+            "isDraft": False,
+            "isReminderOn": True,
+            "reminderMinutesBeforeStart": 15,
+            "hasAttachments": False,
+            "responseRequested": True,
+            "seriesMasterId": None,
+            "showAs": "busy",
+            "type": "seriesMaster" if recurrence is not None else "singleInstance",
+            "responseStatus": {"response": "organizer", "time": "0001-01-01T00:00:00Z"},
+            "recurrence": None,
+            "categories": [],
+            "location": {"displayName": ""},
+            "locations": [],
+            "attendees": [],
+            "organizer": {"emailAddress": {"name": email.split("@")[0], "address": email}},
+            **{k: v for k, v in data.items() if not k.startswith("_")},
+        }
+        stored.update(
+            id=event_id,
+            changeKey=f"ck{seq}",
+            lastModifiedDateTime=now,
+        )
+        stored["@odata.etag"] = f'W/"ck{seq}"'
+        stored["originalStartTimeZone"] = stored["start"].get("timeZone", "UTC")
+        stored["originalEndTimeZone"] = stored["end"].get("timeZone", "UTC")
+        return stored
+
+    def _instances(
+        self, calendar: FakeCalendar, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for event in calendar.events.values():
+            if event["type"] == "seriesMaster":
+                exceptions = calendar.exceptions.get(event["id"], {})
+                limit = end.date() + timedelta(days=2)
+                for occurrence in self._pattern(event, until=limit):
+                    if occurrence["_key"] not in exceptions:
+                        found.append(occurrence)
+                found.extend(e for e in exceptions.values() if e is not None)
+            else:
+                found.append(event)
+        hits = [i for i in found if _overlaps(i, start, end)]
+        hits.sort(key=lambda i: (_bounds(i)[0], i["id"]))
+        return [{k: v for k, v in i.items() if k != "_key"} for i in hits]
+
+    def _pattern(
+        self, master: dict[str, Any], until: date | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The occurrences of a series master (no exceptions applied), in order."""
+        for day in _pattern_dates(master, until):
+            yield self._occurrence(master, day.isoformat())
+
+    def _occurrence(self, master: dict[str, Any], key: str) -> dict[str, Any]:
+        day = date.fromisoformat(key)
+        first = _naive(master["start"]["dateTime"])
+        last = _naive(master["end"]["dateTime"])
+        zone = _zone(master["start"].get("timeZone"))
+        start = datetime.combine(day, first.time())
+        if master.get("isAllDay"):
+            end = start + (last - first)
+        else:  # same exact duration; wall clock in the master's zone
+            duration = _aware(last, _zone(master["end"].get("timeZone"))) - _aware(first, zone)
+            end = (_aware(start, zone) + duration).astimezone(zone).replace(tzinfo=None)
+        occurrence = {
+            k: _copy(v) for k, v in master.items() if k not in ("recurrence", "id", "type")
+        }
+        occurrence.update(
+            id=self.occurrence_id(master["id"], day),
+            type="occurrence",
+            seriesMasterId=master["id"],
+            recurrence=None,
+            iCalUId=f"{master['iCalUId']}{day.strftime('%Y%m%d')}",
+            start={"dateTime": _wall_text(start), "timeZone": master["start"].get("timeZone")},
+            end={"dateTime": _wall_text(end), "timeZone": master["end"].get("timeZone")},
+            originalStart=_utc_text(_aware(start, zone)),
+            _key=key,
+        )
+        return occurrence
+
+
+def start_graph_fake(
+    token_validator: TokenValidator | None = None, *, default_page_size: int = 10
+) -> GraphFake:
+    """A running fake; call ``.stop()`` (or use it as a context manager) when done."""
+    return GraphFake(token_validator, default_page_size=default_page_size).start()
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _new_id(prefix: str) -> str:
+    return f"AAMk{prefix}{uuid.uuid4().hex}"
+
+
+def _split_occurrence_id(event_id: str) -> tuple[str, str | None]:
+    master_id, _, stamp = event_id.rpartition("_")
+    if not master_id or not re.fullmatch(r"\d{8}", stamp):
+        return event_id, None
+    try:
+        day = datetime.strptime(stamp, "%Y%m%d").date()
+    except ValueError:
+        return event_id, None
+    return master_id, day.isoformat()
+
+
+def _pattern_dates(master: dict[str, Any], until: date | None) -> Iterator[date]:
+    recurrence = master.get("recurrence") or {}
+    pattern = recurrence.get("pattern", {})
+    range_ = recurrence.get("range", {})
+    first_day = _naive(master["start"]["dateTime"]).date()
+    start = date.fromisoformat(range_["startDate"]) if range_.get("startDate") else first_day
+    kind = range_.get("type", "noEnd")
+    end = date.fromisoformat(range_["endDate"]) if kind == "endDate" else None
+    count = int(range_.get("numberOfOccurrences", 0)) if kind == "numbered" else None
+    interval = max(1, int(pattern.get("interval", 1)))
+    if pattern.get("type") == "daily":
+        candidates: Iterator[date] = (
+            start + timedelta(days=n * interval) for n in itertools.count()
+        )
+    else:
+        days = sorted(_WEEKDAYS.index(d.lower()) for d in pattern.get("daysOfWeek", []))
+        if not days:
+            days = [start.weekday()]
+        week_first = _WEEKDAYS.index(str(pattern.get("firstDayOfWeek", "sunday")).lower())
+        week_start = start - timedelta(days=(start.weekday() - week_first) % 7)
+        order = sorted(days, key=lambda d: (d - week_first) % 7)
+
+        def weekly() -> Iterator[date]:
+            for n in itertools.count():
+                monday_ish = week_start + timedelta(weeks=n * interval)
+                for d in order:
+                    yield monday_ish + timedelta(days=(d - week_first) % 7)
+
+        candidates = (d for d in weekly() if d >= start)
+    for emitted, day in enumerate(candidates):
+        if end is not None and day > end:
+            return
+        if count is not None and emitted >= count:
+            return
+        if until is not None and day > until:
+            return
+        if emitted >= _MAX_OCCURRENCES:
+            return
+        yield day
+
+
+def _zone(name: object) -> tzinfo:
+    label = str(name or "UTC")
+    if label.upper() in ("UTC", "ETC/UTC", "GMT"):
+        return UTC
+    try:
+        return ZoneInfo(label)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time zone {label!r} is not faked (use UTC or an IANA name)") from None
+
+
+def _naive(text: str) -> datetime:
+    head, _, fraction = text.partition(".")
+    value = datetime.fromisoformat(head)
+    return value.replace(tzinfo=None, microsecond=int((fraction or "0")[:6].ljust(6, "0")))
+
+
+def _aware(naive: datetime, zone: tzinfo) -> datetime:
+    return naive.replace(tzinfo=zone)
+
+
+def _wall_text(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.0000000")
+
+
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _graph_time(value: date) -> dict[str, str]:
+    if not isinstance(value, datetime):  # all-day: a floating midnight
+        return {
+            "dateTime": _wall_text(datetime.combine(value, datetime.min.time())),
+            "timeZone": "UTC",
+        }
+    if value.tzinfo is None:
+        raise ValueError("use aware datetimes (or dates for all-day events)")
+    if isinstance(value.tzinfo, ZoneInfo):
+        name = value.tzinfo.key
+    else:
+        value, name = value.astimezone(UTC), "UTC"
+    return {"dateTime": _wall_text(value.replace(tzinfo=None)), "timeZone": name}
+
+
+def _bounds(event: dict[str, Any]) -> tuple[datetime, datetime]:
+    start = _aware(_naive(event["start"]["dateTime"]), _zone(event["start"].get("timeZone")))
+    end = _aware(_naive(event["end"]["dateTime"]), _zone(event["end"].get("timeZone")))
+    return start, max(start, end)
+
+
+def _overlaps(event: dict[str, Any], start: datetime, end: datetime) -> bool:
+    first, last = _bounds(event)
+    if first == last:
+        return start <= first < end
+    return first < end and last > start
+
+
+def _window(q: dict[str, str]) -> tuple[datetime, datetime]:
+    if not q.get("startdatetime") or not q.get("enddatetime"):
+        raise GraphError(
+            400,
+            "ErrorInvalidParameter",
+            "This request requires a time window specified by the query string parameters "
+            "StartDateTime and EndDateTime.",
+        )
+    try:
+        start = datetime.fromisoformat(q["startdatetime"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(q["enddatetime"].replace("Z", "+00:00"))
+    except ValueError:
+        raise GraphError(
+            400, "ErrorInvalidParameter", "StartDateTime or EndDateTime is not a date-time."
+        ) from None
+    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    if end <= start:
+        raise GraphError(400, "ErrorInvalidParameter", "EndDateTime must be after StartDateTime.")
+    return start, end
+
+
+def _int(value: str, name: str) -> int:
+    if not value.isdigit():
+        raise GraphError(400, "BadRequest", f"Invalid value for {name}.")
+    return int(value)
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for header in request.headers.getlist("prefer"):
+        for part in header.split(","):
+            name, _, value = part.strip().partition("=")
+            if name:
+                found[name.strip().lower()] = value.strip().strip('"')
+    return found
+
+
+def _present(event: dict[str, Any], prefer: dict[str, str], q: dict[str, str]) -> dict[str, Any]:
+    """The wire form: times in the preferred zone, $select and $expand applied."""
+    out = {k: _copy(v) for k, v in event.items() if not k.startswith("_")}
+    zone_name = prefer.get("outlook.timezone") or "UTC"
+    try:
+        zone = _zone(zone_name)
+    except ValueError:
+        zone, zone_name = UTC, "UTC"
+    for key in ("start", "end"):
+        value = event[key]
+        wall = _naive(value["dateTime"])
+        if not event.get("isAllDay"):
+            wall = _aware(wall, _zone(value.get("timeZone"))).astimezone(zone).replace(tzinfo=None)
+        out[key] = {"dateTime": _wall_text(wall), "timeZone": zone_name}
+    props = out.pop("singleValueExtendedProperties", None) or []
+    if "$expand" in q:
+        match = _EXPAND.match(q["$expand"].strip())
+        if match is None:
+            raise GraphError(400, "BadRequest", "Parsing OData Select and Expand failed.")
+        wanted = match.group(1).casefold()
+        chosen = [p for p in props if str(p.get("id", "")).casefold() == wanted]
+        if chosen:
+            out["singleValueExtendedProperties"] = chosen
+    return _select(out, q, _EVENT_PROPERTIES)
+
+
+def _selected(q: dict[str, str], known: set[str]) -> set[str] | None:
+    """The ``$select``ed property names (None: all); unknown names are refused."""
+    if "$select" not in q:
+        return None
+    names = {n.strip() for n in q["$select"].split(",") if n.strip()}
+    lowered = {k.lower(): k for k in known}
+    for name in names:
+        if name.lower() not in lowered:
+            raise GraphError(
+                400, "RequestBroker--ParseUri", f"Could not find a property named '{name}'."
+            )
+    return {lowered[n.lower()] for n in names}
+
+
+def _select(item: dict[str, Any], q: dict[str, str], known: set[str]) -> dict[str, Any]:
+    names = _selected(q, known)
+    if names is None:
+        return item
+    keep = names | {"id", "singleValueExtendedProperties"}
+    return {k: v for k, v in item.items() if k in keep or k.startswith("@odata.")}
+
+
+def _calendar_json(calendar: FakeCalendar, account: FakeAccount) -> dict[str, Any]:
+    return {
+        "id": calendar.id,
+        "name": calendar.name,
+        "color": "auto",
+        "hexColor": "",
+        "isDefaultCalendar": calendar.is_default,
+        "changeKey": calendar.change_key,
+        "canShare": calendar.can_edit,
+        "canViewPrivateItems": True,
+        "canEdit": calendar.can_edit,
+        "isRemovable": not calendar.is_default,
+        "isTallyingResponses": True,
+        "allowedOnlineMeetingProviders": ["teamsForBusiness"],
+        "defaultOnlineMeetingProvider": "teamsForBusiness",
+        "owner": {"name": account.display_name, "address": account.email},
+    }
+
+
+def _user_json(account: FakeAccount) -> dict[str, Any]:
+    return {
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+        "id": account.id,
+        "displayName": account.display_name,
+        "mail": account.email,
+        "userPrincipalName": account.upn,
+    }
+
+
+def _json(body: dict[str, Any], prefer: dict[str, str]) -> Response:
+    applied = []
+    if "outlook.timezone" in prefer:
+        applied.append(f'outlook.timezone="{prefer["outlook.timezone"]}"')
+    if "odata.maxpagesize" in prefer:
+        applied.append(f"odata.maxpagesize={prefer['odata.maxpagesize']}")
+    headers = {"Preference-Applied": ", ".join(applied)} if applied else None
+    return JSONResponse(body, headers=headers)
+
+
+def _error_response(exc: GraphError) -> Response:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    request_id = str(uuid.uuid4())
+    body = {
+        "error": {
+            "code": exc.code,
+            "message": exc.message,
+            "innerError": {"date": now, "request-id": request_id, "client-request-id": request_id},
+        }
+    }
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers or None)
+
+
+def _copy(value: _T) -> _T:
+    """A deep copy of JSON-like data (dicts, lists, scalars)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [_copy(v) for v in value]  # type: ignore[return-value]
+    return value
