@@ -83,13 +83,17 @@ def make_runtime(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ru
     def factory(
         providers: list[tuple[str, str, str]] | None = None,
         adapter_factory: Callable[[ProviderConfig], object] | None = None,
+        extra_toml: str = "",
         **overrides: object,
     ) -> Runtime:
         entries = providers or [(FAKE_PROVIDER_ID, "Test CalDAV", "http://127.0.0.1:9/")]
+        providers_file = write_providers(tmp_path / "providers.toml", entries)
+        if extra_toml:
+            providers_file.write_text(providers_file.read_text() + "\n" + extra_toml)
         settings = Settings(
             data_dir=tmp_path / "data",
             database_url=database_url,
-            providers_file=write_providers(tmp_path / "providers.toml", entries),
+            providers_file=providers_file,
             **overrides,  # type: ignore[arg-type]
         )
         rt = build_runtime(settings, adapter_factory=adapter_factory)  # type: ignore[arg-type]

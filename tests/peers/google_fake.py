@@ -181,10 +181,6 @@ class ApiMethod:
     parameters: Mapping[str, Any]
     response: str | None  # schema name
 
-    @property
-    def short(self) -> str:
-        return self.id.removeprefix("calendar.")
-
 
 @dataclass(frozen=True)
 class Violation:
@@ -710,7 +706,6 @@ class GoogleFake:
             self.requests.append(
                 RecordedRequest(request.method, path, tuple(query), method_id, status)
             )
-        headers = {**headers, "Vary": "Origin, X-Origin, Referer"}
         return Response(
             json.dumps(body, indent=1),
             status_code=status,

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from calsync.ical.expand import BusyInstance, expand_resource
@@ -305,6 +306,20 @@ def test_incremental_read_returns_exactly_the_changes(
     assert len(fake.requests) == 1
 
 
+def test_known_versions_are_not_upserted_again(
+    fake: GoogleFake, provider: GoogleCalendarProvider
+) -> None:
+    fake.put_event(EMAIL, PRIMARY, timed("e0", at(3, 9)))
+    fake.put_event(EMAIL, PRIMARY, timed("e1", at(4, 9)))
+    full = _full(fake, provider)
+    fake.put_event(EMAIL, PRIMARY, timed("e0", at(3, 10)))
+    fake.put_event(EMAIL, PRIMARY, timed("e1", at(4, 10)))
+    stored = _known(provider.read_changes(ACCOUNT, PRIMARY, None, {}))
+    stored["e1"] = full.upserted[1].etag  # the store holds e0's new version, e1's old one
+    changes = provider.read_changes(ACCOUNT, PRIMARY, full.cursor, stored)
+    assert [r.key for r in changes.upserted] == ["e1"] and changes.deleted == []
+
+
 def test_unchanged_calendar_costs_one_request(
     fake: GoogleFake, provider: GoogleCalendarProvider
 ) -> None:
@@ -482,3 +497,20 @@ def test_calendar_ids_are_escaped_in_paths(
     assert fake.requests[-1].path.endswith(
         "/calendars/en.usa%23holiday%40group.v.calendar.google.com/events"
     )
+
+
+def test_the_fake_refuses_what_google_would_refuse(fake: GoogleFake) -> None:
+    """The conformance checks above mean something only if the fake can say no."""
+    with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        typo = client.get(f"{fake.api_url}/calendars/{PRIMARY}/events?singleEvent=true")
+        bounded = client.get(
+            f"{fake.api_url}/calendars/{PRIMARY}/events",
+            params={"syncToken": "x", "timeMin": "2026-01-01T00:00:00Z"},
+        )
+    assert typo.status_code == bounded.status_code == 400
+    assert typo.json()["error"]["errors"][0]["location"] == "singleEvent"
+    assert [v.problem for v in fake.violations] == [
+        typo.json()["error"]["message"],
+        bounded.json()["error"]["message"],
+    ]
+    fake.violations.clear()

@@ -119,7 +119,7 @@ def complete(rt: Runtime, params: dict[str, str]) -> CallbackOutcome:
     except Exception as exc:  # token endpoint down, bad answers, storage: never a half result
         log.warning("oauth callback failed", extra={"reason": type(exc).__name__})
         return _back(attempt, error="internal")
-    return _back(attempt, connection_id=connection_id)
+    return _back(attempt, connectionId=connection_id)
 
 
 def _claim(rt: Runtime, state: str) -> OAuthAttempt | None:
