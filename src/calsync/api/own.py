@@ -13,6 +13,7 @@ from calsync.api.calls import Call, serve
 from calsync.errors import ViolationCollector
 from calsync.service import schedules
 from calsync.service.runtime import Runtime
+from calsync.service.sync_report import sync_report
 from calsync.store.db import ping
 from calsync.tz import zone_exists
 
@@ -85,5 +86,14 @@ async def delete_schedule(request: Request, schedule_id: str) -> JSONResponse:
         assert sid is not None
         view = schedules.delete_schedule(call.rt, identity=call.identity, schedule_id=sid)
         return {"schedule": wire.schedule(view)}
+
+    return await serve(request, work)
+
+
+@router.get("/connections/{connection_id}/sync")
+async def connection_sync(request: Request, connection_id: str) -> JSONResponse:
+    def work(call: Call) -> dict[str, Any]:
+        report = sync_report(call.rt, identity=call.identity, connection_id=connection_id)
+        return {"sync": wire.sync_report(report)}
 
     return await serve(request, work)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from calsync.api import sync_config_wire
@@ -12,6 +13,7 @@ from calsync.service.views import (
     EventsPage,
     EventView,
     ScheduleView,
+    SyncReport,
 )
 
 
@@ -87,7 +89,34 @@ def schedule(s: ScheduleView) -> dict[str, Any]:
     out.update(
         ownerName=s.owner_name,
         timeZone=s.time_zone,
-        createdDate=s.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        updatedDate=s.updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        createdDate=_time(s.created_at),
+        updatedDate=_time(s.updated_at),
     )
     return out
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
+
+
+def sync_report(r: SyncReport) -> dict[str, Any]:
+    return {
+        "connectionId": r.connection_id,
+        "status": r.status.value,
+        "errorReason": r.error_reason.value,
+        "lastSuccessfulSync": _time(r.last_synced_at),
+        "lastAttempt": _time(r.last_sync_attempt_at),
+        "nextSync": _time(r.next_sync_at),
+        "consecutiveFailures": r.failure_count,
+        "lastError": r.last_error,
+        "calendars": [
+            {
+                "id": c.calendar_id,
+                "name": c.name,
+                "lastSync": _time(c.synced_at),
+                "storedObjects": c.resources,
+                "storedInstances": c.instances,
+            }
+            for c in r.calendars
+        ],
+    }

@@ -84,7 +84,7 @@ def _owner_of(session: Session, row: Connection) -> str | None:
     return schedule.owner_user_id if schedule else None
 
 
-def _load(
+def load_connection(
     session: Session, identity: Identity, connection_id: str, *, own: Permission, all_: Permission
 ) -> Connection:
     """The tenant's connection, or NotFound; PermissionDenied if the caller may not act on it."""
@@ -99,7 +99,7 @@ def _load(
 
 def get_connection(rt: Runtime, *, identity: Identity, connection_id: str) -> ConnectionView:
     with transaction(rt.sessions) as session:
-        row = _load(
+        row = load_connection(
             session,
             identity,
             connection_id,
@@ -268,7 +268,7 @@ def _request_sync(rt: Runtime, row: Connection) -> None:
 
 def list_calendars(rt: Runtime, *, identity: Identity, connection_id: str) -> list[CalendarView]:
     with transaction(rt.sessions) as session:
-        row = _load(
+        row = load_connection(
             session,
             identity,
             connection_id,
@@ -324,7 +324,7 @@ def update_sync_config(
     field_mask: list[str] | None,
 ) -> ConnectionView:
     with transaction(rt.sessions) as session:
-        row = _load(
+        row = load_connection(
             session,
             identity,
             connection_id,
@@ -377,7 +377,7 @@ def update_sync_config(
 
 def disconnect(rt: Runtime, *, identity: Identity, connection_id: str) -> ConnectionView:
     with transaction(rt.sessions) as session:
-        row = _load(
+        row = load_connection(
             session,
             identity,
             connection_id,

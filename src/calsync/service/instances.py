@@ -43,6 +43,7 @@ class ExpansionContext:
     owner_emails: frozenset[str]
     window_start: datetime
     window_end: datetime
+    horizon_day: str
 
 
 def expansion_context(rt: Runtime, session: Session, row: Connection) -> ExpansionContext:
@@ -58,6 +59,7 @@ def expansion_context(rt: Runtime, session: Session, row: Connection) -> Expansi
         owner_emails=frozenset(emails),
         window_start=now - timedelta(days=rt.settings.horizon_past_days),
         window_end=now + timedelta(days=rt.settings.horizon_future_days),
+        horizon_day=now.date().isoformat(),
     )
 
 
@@ -114,6 +116,8 @@ def apply_changes(
             session.add(calendar)
         calendar.name, calendar.is_primary = calendar_name, is_primary
         calendar.cursor, calendar.synced_at = changes.cursor, utcnow()
+        if changes.full:
+            calendar.horizon_day = ctx.horizon_day
 
 
 def _delete_instances(

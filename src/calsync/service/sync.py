@@ -119,7 +119,10 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
                 select(ConnectionCalendar).where(ConnectionCalendar.connection_id == row.id)
             )
         }
-        cursors = {cid: c.cursor for cid, c in stored.items()}
+        today = utcnow().date().isoformat()
+        # A calendar last read in full on another day is read in full again: that re-expands
+        # recurrences over the moved horizon (and refreshes provider-side windows).
+        cursors = {cid: c.cursor if c.horizon_day == today else None for cid, c in stored.items()}
         names = {cid: c.name for cid, c in stored.items()}
         primary_id = row.account_state.get(PRIMARY_STATE_KEY)
 

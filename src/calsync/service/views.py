@@ -65,14 +65,24 @@ class ConnectionList:
 
 
 @dataclass(frozen=True)
+class CalendarSyncView:
+    calendar_id: str
+    name: str
+    synced_at: datetime | None
+    resources: int
+    instances: int
+
+
+@dataclass(frozen=True)
 class SyncReport:
     """calsync's own view of a connection's sync health (``/v1/connections/{id}/sync``)."""
 
     connection_id: str
     status: ConnectionStatus
+    error_reason: ErrorReason
     last_synced_at: datetime | None
     last_sync_attempt_at: datetime | None
+    next_sync_at: datetime | None
+    failure_count: int
     last_error: str | None
-    calendars: int
-    resources: int
-    instances: int
+    calendars: list[CalendarSyncView]

@@ -135,6 +135,9 @@ class ConnectionCalendar(Base):
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
     cursor: Mapped[str | None] = mapped_column(Text)
     synced_at: Mapped[datetime | None] = mapped_column()
+    # The UTC day whose rolling horizon the stored instances were expanded for; on a new day
+    # the calendar is read in full once, which moves the horizon forward.
+    horizon_day: Mapped[str | None] = mapped_column(String(10))
 
 
 class EventResource(Base):

@@ -1,0 +1,63 @@
+"""How a connection's sync is doing: last success, last error, next due time, counts."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from calsync.domain import ConnectionStatus, ErrorReason, Identity, Permission
+from calsync.service.connections import load_connection
+from calsync.service.runtime import Runtime
+from calsync.service.views import CalendarSyncView, SyncReport
+from calsync.store.db import transaction
+from calsync.store.models import ConnectionCalendar, EventInstance, EventResource
+
+
+def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncReport:
+    with transaction(rt.sessions) as session:
+        row = load_connection(
+            session,
+            identity,
+            connection_id,
+            own=Permission.READ_OWN_CONNECTIONS,
+            all_=Permission.READ_ALL_CONNECTIONS,
+        )
+        resources = dict(
+            session.execute(
+                select(EventResource.calendar_id, func.count())
+                .where(EventResource.connection_id == row.id)
+                .group_by(EventResource.calendar_id)
+            ).all()
+        )
+        instances = dict(
+            session.execute(
+                select(EventInstance.calendar_id, func.count())
+                .where(EventInstance.connection_id == row.id)
+                .group_by(EventInstance.calendar_id)
+            ).all()
+        )
+        calendars = [
+            CalendarSyncView(
+                calendar_id=c.calendar_id,
+                name=c.name,
+                synced_at=c.synced_at,
+                resources=int(resources.get(c.calendar_id, 0)),
+                instances=int(instances.get(c.calendar_id, 0)),
+            )
+            for c in session.scalars(
+                select(ConnectionCalendar)
+                .where(ConnectionCalendar.connection_id == row.id)
+                .order_by(ConnectionCalendar.calendar_id)
+            )
+        ]
+        active = row.status != ConnectionStatus.DISCONNECTED.value
+        return SyncReport(
+            connection_id=row.id,
+            status=ConnectionStatus(row.status),
+            error_reason=ErrorReason(row.error_reason),
+            last_synced_at=row.last_synced_at,
+            last_sync_attempt_at=row.last_sync_attempt_at,
+            next_sync_at=row.next_sync_at if active else None,
+            failure_count=row.failure_count,
+            last_error=row.last_error,
+            calendars=calendars,
+        )

@@ -1,0 +1,209 @@
+"""The sync worker: claiming with leases, one sync per connection at a time across workers,
+backoff and the error threshold, lease expiry, the horizon moving forward."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from calsync.domain import Identity, IdentityType, Permission
+from calsync.providers.base import (
+    AccountRef,
+    CalendarChanges,
+    ProviderUnreachable,
+    RateLimitedByProvider,
+)
+from calsync.service import leases, schedules
+from calsync.service.connections import connect_by_credentials
+from calsync.service.runtime import Runtime
+from calsync.service.sync import SyncFailed, sync_connection
+from calsync.service.sync_report import sync_report
+from calsync.service.worker import Worker
+from calsync.store.models import Connection, ConnectionCalendar
+from tests.api.test_external_api import ical
+from tests.conftest import FAKE_PROVIDER_ID, random_guid
+from tests.fakes import FakeProvider
+
+ADMIN = Identity(
+    tenant_id="site-one",
+    type=IdentityType.APP,
+    permissions=frozenset(Permission),
+    app_id=random_guid(),
+)
+
+
+class SlowFake(FakeProvider):
+    """Counts concurrent reads per account and can fail on demand."""
+
+    def __init__(self, delay: float = 0.05) -> None:
+        super().__init__()
+        self.delay = delay
+        self.active: dict[str, int] = {}
+        self.max_active: dict[str, int] = {}
+        self.failure: Exception | None = None
+        self._guard = threading.Lock()
+
+    def read_changes(
+        self, account: AccountRef, calendar_id: str, cursor: str | None, known_etags: dict[str, str]
+    ) -> CalendarChanges:
+        with self._guard:
+            self.active[account.email] = self.active.get(account.email, 0) + 1
+            self.max_active[account.email] = max(
+                self.max_active.get(account.email, 0), self.active[account.email]
+            )
+        try:
+            time.sleep(self.delay)
+            if self.failure is not None:
+                raise self.failure
+            return super().read_changes(account, calendar_id, cursor, known_etags)
+        finally:
+            with self._guard:
+                self.active[account.email] -= 1
+
+
+def seed(rt: Runtime, fake: FakeProvider, count: int) -> list[str]:
+    ids = []
+    for n in range(count):
+        email = f"user{n}@example.com"
+        fake.add_account(email, "pw")
+        fake.add_calendar(email, "cal", "Cal", primary=True)
+        fake.put(email, "cal", f"/{n}/a.ics", ical(f"u{n}", "20270105T100000Z", "20270105T110000Z"))
+        schedule_id = random_guid()
+        schedules.put_schedule(
+            rt,
+            identity=ADMIN,
+            schedule_id=schedule_id,
+            owner_user_id=None,
+            owner_name="",
+            time_zone="UTC",
+        )
+        view = connect_by_credentials(
+            rt,
+            identity=ADMIN,
+            schedule_id=schedule_id,
+            provider_id=FAKE_PROVIDER_ID,
+            email=email,
+            password="pw",
+        )
+        ids.append(view.id)
+    return ids
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def statuses(rt: Runtime) -> list[str]:
+    with rt.sessions() as session:
+        return list(session.scalars(select(Connection.status)))
+
+
+def test_two_workers_share_connections_without_overlap(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    fake = SlowFake()
+    first = make_runtime(
+        adapter_factory=lambda _c: fake,
+        worker_threads=3,
+        worker_tick_seconds=0.05,
+        poll_interval_seconds=0.2,
+    )
+    second = make_runtime(
+        adapter_factory=lambda _c: fake,
+        worker_threads=3,
+        worker_tick_seconds=0.05,
+        poll_interval_seconds=0.2,
+    )
+    second.instance_id = "second-worker"
+    ids = seed(first, fake, 8)
+    workers = [Worker(first), Worker(second)]
+    for worker in workers:
+        worker.start()
+    try:
+        wait_until(lambda: statuses(first).count("SYNCED") == len(ids))
+        time.sleep(1.0)  # several poll rounds with both workers competing
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert all(v == 1 for v in fake.max_active.values()), fake.max_active
+    assert len(fake.max_active) == len(ids)
+    with first.sessions() as session:
+        assert session.scalars(select(Connection.lease_owner)).all() == [None] * len(ids)
+
+
+def test_expired_lease_is_claimed_live_one_is_not(make_runtime: Callable[..., Runtime]) -> None:
+    fake = FakeProvider()
+    rt = make_runtime(adapter_factory=lambda _c: fake)
+    [held, dead] = seed(rt, fake, 2)
+    now = datetime.now(UTC)
+    with rt.sessions() as session, session.begin():
+        session.execute(
+            update(Connection)
+            .where(Connection.id == held)
+            .values(lease_owner="other", lease_expires_at=now + timedelta(minutes=5))
+        )
+        session.execute(
+            update(Connection)
+            .where(Connection.id == dead)
+            .values(lease_owner="killed", lease_expires_at=now - timedelta(seconds=1))
+        )
+    assert leases.claim_due(rt, "me", 10) == [dead]
+    assert leases.claim_due(rt, "someone", 10) == []
+    assert not leases.acquire(rt, held, "me")
+
+
+def test_transient_failures_back_off_then_error_then_recover(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    fake = SlowFake(delay=0)
+    rt = make_runtime(
+        adapter_factory=lambda _c: fake,
+        error_threshold=3,
+        retry_base_seconds=1,
+        retry_max_seconds=60,
+    )
+    [connection_id] = seed(rt, fake, 1)
+    sync_connection(rt, connection_id)
+    fake.failure = RateLimitedByProvider("429", retry_after=30)
+    for attempt in range(1, 4):
+        with pytest.raises(SyncFailed, match="429"):
+            sync_connection(rt, connection_id)
+        report = sync_report(rt, identity=ADMIN, connection_id=connection_id)
+        assert report.failure_count == attempt
+        assert report.next_sync_at is not None
+        assert report.next_sync_at >= datetime.now(UTC) + timedelta(seconds=29)
+        assert report.status.value == ("ERROR" if attempt >= 3 else "SYNCED")
+        assert report.error_reason.value == "UNDEFINED"
+    fake.failure = ProviderUnreachable("down")
+    with contextlib.suppress(SyncFailed):
+        sync_connection(rt, connection_id)
+    assert sync_report(rt, identity=ADMIN, connection_id=connection_id).last_error == "down"
+    fake.failure = None
+    sync_connection(rt, connection_id)
+    report = sync_report(rt, identity=ADMIN, connection_id=connection_id)
+    assert (report.status.value, report.failure_count, report.last_error) == ("SYNCED", 0, None)
+    assert report.calendars[0].instances == 1
+
+
+def test_new_day_reads_calendars_in_full_again(make_runtime: Callable[..., Runtime]) -> None:
+    fake = FakeProvider()
+    rt = make_runtime(adapter_factory=lambda _c: fake)
+    [connection_id] = seed(rt, fake, 1)
+    sync_connection(rt, connection_id)
+    fake.calls.clear()
+    sync_connection(rt, connection_id)
+    assert fake.calls == ["read:cal:True"]  # incremental
+    with rt.sessions() as session, session.begin():
+        session.execute(update(ConnectionCalendar).values(horizon_day="2020-01-01"))
+    fake.calls.clear()
+    sync_connection(rt, connection_id)
+    assert fake.calls == ["read:cal:False"]  # full read on a new day
