@@ -27,7 +27,11 @@ Faults: ``fail_next(status, reason=..., retry_after=..., count=..., method=...)`
 next matching requests with Google's error body for that status.
 
 Start it with ``start_google_fake()`` (or as a context manager); ``api_url`` is the base URL
-(``http://127.0.0.1:PORT/calendar/v3``); ``stop()`` ends the server thread and its socket.
+(``http://127.0.0.1:PORT/calendar/v3``); ``stop()`` ends the server thread and its socket;
+``reset()`` empties it for the next test while the server keeps running.
+
+The discovery document is read from ``$CALSYNC_GOOGLE_DISCOVERY``, else
+``tests/fixtures/google/calendar.v3.discovery.json``, else ``../shared/fixtures/google/``.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ JSON = dict[str, Any]
 _REPO = Path(__file__).resolve().parents[2]
 _DISCOVERY_CANDIDATES = (
     _REPO / "tests" / "fixtures" / "google" / "calendar.v3.discovery.json",
-    Path("/work/shared/fixtures/google/calendar.v3.discovery.json"),
+    _REPO.parent / "shared" / "fixtures" / "google" / "calendar.v3.discovery.json",
 )
 SERVICE_PATH = "/calendar/v3/"
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")

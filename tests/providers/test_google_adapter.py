@@ -514,3 +514,21 @@ def test_the_fake_refuses_what_google_would_refuse(fake: GoogleFake) -> None:
         bounded.json()["error"]["message"],
     ]
     fake.violations.clear()
+
+
+def test_a_given_transport_is_used_and_left_open(fake: GoogleFake) -> None:
+    seen: list[str] = []
+
+    class Counting(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request.url.path)
+            return super().handle_request(request)
+
+    with Counting() as transport:
+        provider = GoogleCalendarProvider(fake.api_url, transport=transport)
+        provider.list_calendars(ACCOUNT)
+        provider.read_changes(ACCOUNT, PRIMARY, None, {})  # the transport is still open
+    assert seen == [
+        "/calendar/v3/users/me/calendarList",
+        f"/calendar/v3/calendars/{PRIMARY}/events",
+    ]

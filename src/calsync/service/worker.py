@@ -41,7 +41,8 @@ class Worker:
         self.rt.work_available.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Claimed work still runs (and releases its lease) rather than being dropped.
+        self._pool.shutdown(wait=True)
 
     def run_once(self) -> int:
         """Claim what is due (as many as there are free threads) and start syncing it."""

@@ -26,6 +26,7 @@ from calsync.providers.base import (
 )
 from calsync.providers.caldav import dav
 from calsync.providers.caldav.dav import DavClient, DavResponse, canonical_path
+from calsync.providers.http import borrowed
 
 SYNC_PREFIX = "sync:"
 CTAG_PREFIX = "ctag:"
@@ -33,19 +34,6 @@ _MAX_REDIRECTS = 5
 _MAX_SYNC_PAGES = 100
 _MULTIGET_BATCH = 100
 _WRITE_PRIVILEGES = (dav.dav("all"), dav.dav("write"), dav.dav("write-content"))
-
-
-class _BorrowedTransport(httpx.BaseTransport):
-    """Delegates to a caller-owned transport without closing it with each short-lived Client."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self._inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        pass
 
 
 class CalDavProvider:
@@ -69,7 +57,7 @@ class CalDavProvider:
     def _session(self, credentials: Credentials | None) -> Iterator[DavClient]:
         if credentials is None:
             raise AuthRejected("a CalDAV account needs a login and password")
-        transport = _BorrowedTransport(self._transport) if self._transport is not None else None
+        transport = borrowed(self._transport)
         with httpx.Client(
             auth=httpx.BasicAuth(credentials.username, credentials.password),
             transport=transport,

@@ -9,11 +9,9 @@ never a header or a password.
 from __future__ import annotations
 
 import ipaddress
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
@@ -25,6 +23,7 @@ from calsync.providers.base import (
     ProviderUnreachable,
     RateLimitedByProvider,
 )
+from calsync.providers.http import retry_after_seconds
 
 DAV_NS = "DAV:"
 CALDAV_NS = "urn:ietf:params:xml:ns:caldav"
@@ -196,21 +195,6 @@ def canonical_path(base: str, href: str) -> str:
 
 
 # --- HTTP --------------------------------------------------------------------------------------
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def raise_for_status(

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import logging
 import ssl
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -34,44 +32,23 @@ from calsync.providers.base import (
     AccountRef,
     AuthRejected,
     CalendarChanges,
-    CalendarGone,
     Credentials,
     CursorExpired,
     EventResource,
     ExternalCalendar,
-    ProviderError,
-    ProviderUnreachable,
-    RateLimitedByProvider,
     UnsupportedAccount,
 )
+from calsync.providers.google.api import GoogleApi, list_items
 from calsync.providers.google.events import GoogleEventError, event_span, event_to_ical
+from calsync.providers.http import borrowed
 
 SYNC_PREFIX = "gsync:"
 _EVENTS_PAGE = 2500  # the largest page events.list serves
 _CALENDARS_PAGE = 250  # the largest page calendarList.list serves
-_MAX_PAGES = 1000
 _WINDOW_SLACK = timedelta(days=7)
-_RATE_REASONS = frozenset(
-    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
-)
-_SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
-_NO_SERVICE_REASONS = frozenset({"notACalendarUser"})
 _READ_ONLY_ROLES = frozenset({"reader", "freeBusyReader"})
 
 _log = logging.getLogger(__name__)
-
-
-class _BorrowedTransport(httpx.BaseTransport):
-    """Delegates to a caller-owned transport without closing it with each short-lived Client."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self._inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        pass
 
 
 class GoogleCalendarProvider:
@@ -100,11 +77,11 @@ class GoogleCalendarProvider:
         raise UnsupportedAccount("connect Google accounts by OAuth")
 
     @contextmanager
-    def _session(self, account: AccountRef) -> Iterator[_Api]:
+    def _session(self, account: AccountRef) -> Iterator[GoogleApi]:
         token = account.access_token
         if not token:
             raise AuthRejected("the Google account has no access token: reconnect it")
-        transport = _BorrowedTransport(self._transport) if self._transport is not None else None
+        transport = borrowed(self._transport)
         if transport is None and self._ssl is None:
             self._ssl = httpx.create_ssl_context()
         with httpx.Client(
@@ -118,7 +95,7 @@ class GoogleCalendarProvider:
                 "User-Agent": "calsync-google",
             },
         ) as client:
-            yield _Api(client, self.api_url)
+            yield GoogleApi(client, self.api_url)
 
     # --- calendars -----------------------------------------------------------------------------
 
@@ -131,7 +108,7 @@ class GoogleCalendarProvider:
                 what="calendarList.list",
                 listing_calendars=True,
             ):
-                entries.extend(_items(body))
+                entries.extend(list_items(body))
         primary: list[ExternalCalendar] = []
         rest: list[ExternalCalendar] = []
         seen: set[str] = set()
@@ -242,72 +219,6 @@ class GoogleCalendarProvider:
         return _sorted(upserted.values()), sorted(deleted)
 
 
-class _Api:
-    """GET requests against the API root, with Google's errors mapped to ``ProviderError``."""
-
-    def __init__(self, client: httpx.Client, root: str) -> None:
-        self.client = client
-        self.root = root
-
-    def get(
-        self,
-        path: list[str],
-        params: dict[str, str],
-        *,
-        what: str,
-        incremental: bool = False,
-        listing_calendars: bool = False,
-    ) -> Mapping[str, Any]:
-        url = self.root + "/" + "/".join(quote(segment, safe="") for segment in path)
-        try:
-            response = self.client.get(url, params=params)
-        except httpx.TimeoutException:
-            raise ProviderUnreachable(f"{what}: Google Calendar timed out") from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(
-                f"{what}: Google Calendar is unreachable ({type(exc).__name__})"
-            ) from None
-        if response.status_code != 200:
-            raise _error(response, what, incremental, listing_calendars)
-        try:
-            body = response.json()
-        except ValueError:
-            raise ProviderUnreachable(f"{what}: the answer is not JSON") from None
-        if not isinstance(body, dict):
-            raise ProviderUnreachable(f"{what}: the answer is not a JSON object")
-        return body
-
-    def pages(
-        self,
-        path: list[str],
-        params: dict[str, str],
-        *,
-        what: str,
-        incremental: bool = False,
-        listing_calendars: bool = False,
-    ) -> Iterator[Mapping[str, Any]]:
-        """Every page of a list call, following ``nextPageToken``."""
-        seen: set[str] = set()
-        query = dict(params)
-        for _ in range(_MAX_PAGES):
-            body = self.get(
-                path,
-                query,
-                what=what,
-                incremental=incremental,
-                listing_calendars=listing_calendars,
-            )
-            yield body
-            next_page = body.get("nextPageToken")
-            if not isinstance(next_page, str) or not next_page:
-                return
-            if next_page in seen:
-                raise ProviderUnreachable(f"{what}: Google repeated a page token")
-            seen.add(next_page)
-            query = {**params, "pageToken": next_page}
-        raise ProviderUnreachable(f"{what}: more than {_MAX_PAGES} pages")
-
-
 # --- helpers -----------------------------------------------------------------------------------
 
 
@@ -316,17 +227,10 @@ def _collect(pages: Iterator[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]
     items: list[Mapping[str, Any]] = []
     token: str | None = None
     for body in pages:
-        items.extend(_items(body))
+        items.extend(list_items(body))
         sync = body.get("nextSyncToken")
         token = sync if isinstance(sync, str) and sync else None
     return items, token
-
-
-def _items(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    items = body.get("items", [])
-    if not isinstance(items, list):
-        raise ProviderUnreachable("Google Calendar answered a list whose items are not a list")
-    return [item for item in items if isinstance(item, Mapping)]
 
 
 def _resource(item: Mapping[str, Any], key: str, owner_email: str) -> EventResource | None:
@@ -373,78 +277,5 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _sorted(resources: Any) -> list[EventResource]:
+def _sorted(resources: Iterable[EventResource]) -> list[EventResource]:
     return sorted(resources, key=lambda r: r.key)
-
-
-def _error_details(response: httpx.Response) -> tuple[set[str], str | None]:
-    """The ``errors[].reason`` values and ``status`` of a Google error body, and a location."""
-    reasons: set[str] = set()
-    location: str | None = None
-    try:
-        body = response.json()
-    except ValueError:
-        return reasons, None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return reasons, None
-    if isinstance(error.get("status"), str):
-        reasons.add(error["status"])
-    for detail in error.get("errors") or []:
-        if isinstance(detail, dict):
-            if isinstance(detail.get("reason"), str):
-                reasons.add(detail["reason"])
-            if isinstance(detail.get("location"), str):
-                location = detail["location"]
-    for detail in error.get("details") or []:
-        if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
-            reasons.add(detail["reason"])
-    return {r for r in reasons if r.isascii() and r.replace("_", "").isalnum()}, location
-
-
-def _error(
-    response: httpx.Response, what: str, incremental: bool, listing_calendars: bool
-) -> ProviderError:
-    """The adapter error for a non-200 answer. Messages name reasons, never tokens."""
-    code = response.status_code
-    reasons, location = _error_details(response)
-    where = f"{what}: HTTP {code}" + (f" ({', '.join(sorted(reasons))})" if reasons else "")
-    if code == 401:
-        return AuthRejected(f"{where}: the access token was refused")
-    if code == 429 or (code == 403 and reasons & _RATE_REASONS):
-        retry_after = _retry_after(response.headers.get("Retry-After"))
-        return RateLimitedByProvider(f"{where}: rate limited", retry_after=retry_after)
-    if reasons & _NO_SERVICE_REASONS:
-        return UnsupportedAccount(f"{where}: the account has no Google Calendar")
-    if code == 403 and reasons & _SCOPE_REASONS:
-        return AuthRejected(f"{where}: calendar access was not granted")
-    if listing_calendars and code in (403, 404):
-        return UnsupportedAccount(f"{where}: the account has no calendar list")
-    if code == 410:
-        if incremental:
-            return CursorExpired(f"{where}: the sync token expired: a full read is needed")
-        if "fullSyncRequired" in reasons:
-            return ProviderUnreachable(f"{where}: Google asks to start the read again")
-        return CalendarGone(f"{where}: the calendar is gone")
-    if code in (403, 404):
-        return CalendarGone(f"{where}: the calendar is gone or no longer shared")
-    if code == 400 and incremental and location == "syncToken":
-        return CursorExpired(f"{where}: the sync token was refused: a full read is needed")
-    if code >= 500 or code == 408:
-        return ProviderUnreachable(f"{where}: Google Calendar failed")
-    return ProviderError(f"{where}: unexpected answer")
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

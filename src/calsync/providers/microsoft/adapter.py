@@ -54,6 +54,7 @@ from calsync.providers.base import (
     ExternalCalendar,
     UnsupportedAccount,
 )
+from calsync.providers.http import borrowed
 from calsync.providers.microsoft.convert import (
     EXPORT_PROPERTY_ID,
     GraphEventError,
@@ -66,7 +67,6 @@ from calsync.providers.microsoft.graphhttp import (
     CALENDAR_RESUMING,
     EVENT,
     MAILBOX,
-    BorrowedTransport,
     GraphHttp,
     origin,
     values,
@@ -130,7 +130,7 @@ class GraphCalendarProvider:
     def _session(self, account: AccountRef) -> Iterator[GraphHttp]:
         if not account.access_token:
             raise AuthRejected("a Microsoft account needs an OAuth access token")
-        transport = BorrowedTransport(self._transport) if self._transport is not None else None
+        transport = borrowed(self._transport)
         with httpx.Client(
             transport=transport,
             timeout=self._timeout,

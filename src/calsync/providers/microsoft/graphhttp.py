@@ -12,8 +12,6 @@ Messages name the status, Graph's error code and the URL path, never tokens or q
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -28,22 +26,10 @@ from calsync.providers.base import (
     RateLimitedByProvider,
     UnsupportedAccount,
 )
+from calsync.providers.http import retry_after_seconds
 
 MAX_PAGES = 1000
 _MAILBOX_CODES = {"mailboxnotenabledforrestapi", "mailboxnothostedinexchangeonline"}
-
-
-class BorrowedTransport(httpx.BaseTransport):
-    """Delegates to a caller-owned transport without closing it with each short-lived Client."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self._inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        pass
 
 
 class Errors:
@@ -147,7 +133,7 @@ def _error(response: httpx.Response, where: str, errors: Errors) -> ProviderErro
     folded = code.casefold()
     if status == 401:
         return AuthRejected(f"{where}: Microsoft Graph refused the access token ({said})")
-    retry_after = _retry_after(response.headers.get("Retry-After"))
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     if status == 429 or (status == 503 and retry_after is not None):
         return RateLimitedByProvider(f"{where}: throttled by Microsoft Graph ({said})", retry_after)
     if status >= 500:
@@ -173,22 +159,6 @@ def _error_code(response: httpx.Response) -> str:
     error = data.get("error") if isinstance(data, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code[:100] if isinstance(code, str) else ""
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP-date (RFC 9110 section 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def values(page: dict[str, Any], what: str) -> list[dict[str, Any]]:

@@ -1,0 +1,164 @@
+"""HTTP to the Google Calendar API v3: bearer-authorised GETs, paging, and Google's errors.
+
+Google answers errors with a JSON body whose ``error.errors[].reason`` (and ``error.status``)
+says what went wrong; ``error_for`` maps status and reason to the adapter error tree. Messages
+name the call and the reasons, never a token or a query string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from calsync.providers.base import (
+    AuthRejected,
+    CalendarGone,
+    CursorExpired,
+    ProviderError,
+    ProviderUnreachable,
+    RateLimitedByProvider,
+    UnsupportedAccount,
+)
+from calsync.providers.http import retry_after_seconds
+
+MAX_PAGES = 1000
+_RATE_REASONS = frozenset(
+    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
+)
+_SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
+_NO_SERVICE_REASONS = frozenset({"notACalendarUser"})
+
+
+class GoogleApi:
+    """GET requests against the API root, with Google's errors mapped to ``ProviderError``."""
+
+    def __init__(self, client: httpx.Client, root: str) -> None:
+        self.client = client
+        self.root = root
+
+    def get(
+        self,
+        path: list[str],
+        params: dict[str, str],
+        *,
+        what: str,
+        incremental: bool = False,
+        listing_calendars: bool = False,
+    ) -> Mapping[str, Any]:
+        url = self.root + "/" + "/".join(quote(segment, safe="") for segment in path)
+        try:
+            response = self.client.get(url, params=params)
+        except httpx.TimeoutException:
+            raise ProviderUnreachable(f"{what}: Google Calendar timed out") from None
+        except httpx.HTTPError as exc:
+            raise ProviderUnreachable(
+                f"{what}: Google Calendar is unreachable ({type(exc).__name__})"
+            ) from None
+        if response.status_code != 200:
+            raise error_for(response, what, incremental, listing_calendars)
+        try:
+            body = response.json()
+        except ValueError:
+            raise ProviderUnreachable(f"{what}: the answer is not JSON") from None
+        if not isinstance(body, dict):
+            raise ProviderUnreachable(f"{what}: the answer is not a JSON object")
+        return body
+
+    def pages(
+        self,
+        path: list[str],
+        params: dict[str, str],
+        *,
+        what: str,
+        incremental: bool = False,
+        listing_calendars: bool = False,
+    ) -> Iterator[Mapping[str, Any]]:
+        """Every page of a list call, following ``nextPageToken``."""
+        seen: set[str] = set()
+        query = dict(params)
+        for _ in range(MAX_PAGES):
+            body = self.get(
+                path,
+                query,
+                what=what,
+                incremental=incremental,
+                listing_calendars=listing_calendars,
+            )
+            yield body
+            next_page = body.get("nextPageToken")
+            if not isinstance(next_page, str) or not next_page:
+                return
+            if next_page in seen:
+                raise ProviderUnreachable(f"{what}: Google repeated a page token")
+            seen.add(next_page)
+            query = {**params, "pageToken": next_page}
+        raise ProviderUnreachable(f"{what}: more than {MAX_PAGES} pages")
+
+
+def list_items(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The ``items`` of a list answer (objects only)."""
+    items = body.get("items", [])
+    if not isinstance(items, list):
+        raise ProviderUnreachable("Google Calendar answered a list whose items are not a list")
+    return [item for item in items if isinstance(item, Mapping)]
+
+
+def _error_details(response: httpx.Response) -> tuple[set[str], str | None]:
+    """The ``errors[].reason`` values and ``status`` of a Google error body, and a location."""
+    reasons: set[str] = set()
+    location: str | None = None
+    try:
+        body = response.json()
+    except ValueError:
+        return reasons, None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return reasons, None
+    if isinstance(error.get("status"), str):
+        reasons.add(error["status"])
+    for detail in error.get("errors") or []:
+        if isinstance(detail, dict):
+            if isinstance(detail.get("reason"), str):
+                reasons.add(detail["reason"])
+            if isinstance(detail.get("location"), str):
+                location = detail["location"]
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
+            reasons.add(detail["reason"])
+    return {r for r in reasons if r.isascii() and r.replace("_", "").isalnum()}, location
+
+
+def error_for(
+    response: httpx.Response, what: str, incremental: bool, listing_calendars: bool
+) -> ProviderError:
+    """The adapter error for a non-200 answer. Messages name reasons, never tokens."""
+    code = response.status_code
+    reasons, location = _error_details(response)
+    where = f"{what}: HTTP {code}" + (f" ({', '.join(sorted(reasons))})" if reasons else "")
+    if code == 401:
+        return AuthRejected(f"{where}: the access token was refused")
+    if code == 429 or (code == 403 and reasons & _RATE_REASONS):
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return RateLimitedByProvider(f"{where}: rate limited", retry_after=retry_after)
+    if reasons & _NO_SERVICE_REASONS:
+        return UnsupportedAccount(f"{where}: the account has no Google Calendar")
+    if code == 403 and reasons & _SCOPE_REASONS:
+        return AuthRejected(f"{where}: calendar access was not granted")
+    if listing_calendars and code in (403, 404):
+        return UnsupportedAccount(f"{where}: the account has no calendar list")
+    if code == 410:
+        if incremental:
+            return CursorExpired(f"{where}: the sync token expired: a full read is needed")
+        if "fullSyncRequired" in reasons:
+            return ProviderUnreachable(f"{where}: Google asks to start the read again")
+        return CalendarGone(f"{where}: the calendar is gone")
+    if code in (403, 404):
+        return CalendarGone(f"{where}: the calendar is gone or no longer shared")
+    if code == 400 and incremental and location == "syncToken":
+        return CursorExpired(f"{where}: the sync token was refused: a full read is needed")
+    if code >= 500 or code == 408:
+        return ProviderUnreachable(f"{where}: Google Calendar failed")
+    return ProviderError(f"{where}: unexpected answer")
