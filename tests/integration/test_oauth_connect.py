@@ -1,5 +1,6 @@
-"""Connect By OAuth against a real authorization server (oidc-provider) and the Graph fake:
-the whole flow, every failure redirect, state handling, and the token lifecycle."""
+"""Connect By OAuth against a real authorization server (oidc-provider) with the Google and
+Graph fakes behind it: the whole flow, every failure redirect, state handling, and the token
+lifecycle, for both OAuth provider kinds."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from sqlalchemy import update
 
 from calsync.api.app import create_app
 from calsync.providers.base import OAuthTokens
-from calsync.providers.registry import MICROSOFT_PROVIDER_ID
+from calsync.providers.registry import GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID
 from calsync.service.accounts import current_access_token, unseal
 from calsync.service.runtime import Runtime
 from calsync.service.sync import sync_connection
 from calsync.store.models import Connection, OAuthAttempt
 from tests.conftest import EXT, Api, new_key, random_guid
 from tests.peers.browser import consent_over_http
+from tests.peers.google_fake import GoogleFake, start_google_fake
 from tests.peers.graph_fake import GraphFake, start_graph_fake
 from tests.peers.oidc_server import OidcServer, account_sub, start_oidc_provider
 
@@ -41,9 +43,71 @@ PLATFORM = "https://platform.example/after-connect?tab=calendars"
 
 
 @dataclass
+class Service:
+    """One OAuth provider's calendar API (a fake), seen the same way for Google and Graph."""
+
+    kind: str
+    provider_id: str
+    calendar_type: str
+    api_url: str
+    scopes: list[str]
+    authorize_params: str
+    put_event: Callable[[str, str, datetime, datetime], None]
+    fail_next_401: Callable[[], None]
+    request_count: Callable[[], int]
+
+
+@dataclass
 class Peers:
     oidc: OidcServer
     graph: GraphFake
+    google: GoogleFake
+
+    def service(self, kind: str) -> Service:
+        if kind == "microsoft":
+            graph = self.graph
+
+            def put_graph(email: str, title: str, start: datetime, end: datetime) -> None:
+                graph.put_event(
+                    email, graph.default_calendar(email).id, subject=title, start=start, end=end
+                )
+
+            return Service(
+                kind,
+                MICROSOFT_PROVIDER_ID,
+                "MICROSOFT",
+                graph.api_url,
+                ["openid", "email", "offline_access", "Calendars.ReadWrite"],
+                # oidc-provider grants offline_access (a refresh token) only with prompt=consent.
+                '{ prompt = "consent" }',
+                put_graph,
+                lambda: graph.fail_next(401),
+                lambda: len(graph.requests),
+            )
+        google = self.google
+
+        def put_google(email: str, title: str, start: datetime, end: datetime) -> None:
+            google.put_event(
+                email,
+                email,
+                {
+                    "summary": title,
+                    "start": {"dateTime": start.isoformat()},
+                    "end": {"dateTime": end.isoformat()},
+                },
+            )
+
+        return Service(
+            kind,
+            GOOGLE_PROVIDER_ID,
+            "GOOGLE",
+            google.api_url,
+            ["openid", "email", "https://www.googleapis.com/auth/calendar.events"],
+            '{ access_type = "offline", prompt = "consent" }',
+            put_google,
+            lambda: google.fail_next(401),
+            lambda: len(google.requests),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -68,32 +132,37 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
         return subs.get(str(claims.get("sub"))) if claims else None
 
     graph = start_graph_fake(validate)
+    google = start_google_fake(token_validator=validate)
     for email in ("ada@example.com", "bob@example.com", "blocked@example.com"):
         graph.add_account(email)
+        google.add_account(email)
+        google.add_calendar(email, email, "Calendar", primary=True)
     graph.add_account("nomailbox@example.com", mailbox_enabled=False)
+    google.add_account("nomailbox@example.com", calendar_user=False)
     try:
-        yield Peers(oidc, graph)
+        yield Peers(oidc, graph, google)
     finally:
+        assert google.violations == [], google.violations
+        google.stop()
         graph.stop()
         oidc.stop()
 
 
-def provider_toml(peers: Peers) -> str:
+def provider_toml(peers: Peers, service: Service) -> str:
     return "\n".join(
         [
             "[[providers]]",
-            f'id = "{MICROSOFT_PROVIDER_ID}"',
-            'kind = "microsoft"',
+            f'id = "{service.provider_id}"',
+            f'kind = "{service.kind}"',
             f'client_id = "{CLIENT_ID}"',
             f'client_secret = "{CLIENT_SECRET}"',
             f'authorize_url = "{peers.oidc.authorize_url}"',
             f'token_url = "{peers.oidc.token_url}"',
             f'revoke_url = "{peers.oidc.revoke_url}"',
             f'userinfo_url = "{peers.oidc.userinfo_url}"',
-            f'api_url = "{peers.graph.api_url}"',
-            'scopes = ["openid", "email", "offline_access", "Calendars.ReadWrite"]',
-            # oidc-provider grants offline_access (a refresh token) only with prompt=consent.
-            'authorize_params = { prompt = "consent" }',
+            f'api_url = "{service.api_url}"',
+            f"scopes = {json.dumps(service.scopes)}",
+            f"authorize_params = {service.authorize_params}",
             "",
         ]
     )
@@ -104,6 +173,7 @@ class World:
     api: Api
     rt: Runtime
     peers: Peers
+    service: Service
     schedule_id: str
 
     def start(self, redirect: str = PLATFORM) -> str:
@@ -111,7 +181,7 @@ class World:
             f"{EXT}/connections:connectByOAuth",
             {
                 "scheduleId": self.schedule_id,
-                "providerId": MICROSOFT_PROVIDER_ID,
+                "providerId": self.service.provider_id,
                 "redirectUrl": redirect,
             },
         )
@@ -137,9 +207,14 @@ class World:
         return self.api.get(f"{EXT}/connections").json()["connections"]  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=["microsoft", "google"])
+def service(request: pytest.FixtureRequest, peers: Peers) -> Service:
+    return peers.service(request.param)
+
+
 @pytest.fixture
-def world(make_runtime: Callable[..., Runtime], peers: Peers) -> Iterator[World]:
-    rt = make_runtime(extra_toml=provider_toml(peers), public_url=PUBLIC_URL)
+def world(make_runtime: Callable[..., Runtime], peers: Peers, service: Service) -> Iterator[World]:
+    rt = make_runtime(extra_toml=provider_toml(peers, service), public_url=PUBLIC_URL)
     with TestClient(create_app(rt, worker=False)) as client:
         api = Api(client, new_key(rt))
         schedule_id = random_guid()
@@ -147,7 +222,7 @@ def world(make_runtime: Callable[..., Runtime], peers: Peers) -> Iterator[World]
             f"/v1/schedules/{schedule_id}",
             {"ownerUserId": random_guid(), "ownerName": "Ada", "timeZone": "UTC"},
         )
-        yield World(api, rt, peers, schedule_id)
+        yield World(api, rt, peers, service, schedule_id)
 
 
 def stored_tokens(rt: Runtime, connection_id: str) -> OAuthTokens:
@@ -159,30 +234,30 @@ def stored_tokens(rt: Runtime, connection_id: str) -> OAuthTokens:
     return tokens
 
 
-def test_listed_with_a_client_id_only(world: World, make_runtime: Callable[..., Runtime]) -> None:
-    providers = world.api.get(f"{EXT}/providers").json()["providers"]
-    microsoft = next(p for p in providers if p["id"] == MICROSOFT_PROVIDER_ID)
-    assert microsoft["features"]["connectMethods"] == ["OAUTH"]
-    assert microsoft["calendarType"] == "MICROSOFT"
+def test_listed_only_with_a_client_id(world: World) -> None:
+    providers = {p["id"]: p for p in world.api.get(f"{EXT}/providers").json()["providers"]}
+    ours = providers[world.service.provider_id]
+    assert ours["features"]["connectMethods"] == ["OAUTH"]
+    assert ours["calendarType"] == world.service.calendar_type
+    # The other built-in OAuth provider has no client_id here, so it is not offered.
+    assert {GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID} - set(providers) != set()
 
 
 def test_authorization_url_has_pkce_state_and_scopes(world: World) -> None:
     query = parse_qs(urlsplit(world.start()).query)
     assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
     assert len(query["state"][0]) >= 43
-    assert "offline_access" in query["scope"][0] and "Calendars.ReadWrite" in query["scope"][0]
+    assert query["scope"] == [" ".join(world.service.scopes)]
+    assert query["prompt"] == ["consent"]
     assert query["redirect_uri"] == [f"{PUBLIC_URL}/oauth/callback"]
 
 
 def test_success_creates_connection_and_reads_calendar(world: World) -> None:
-    graph = world.peers.graph
-    calendar = graph.default_calendar("ada@example.com")
-    graph.put_event(
+    world.service.put_event(
         "ada@example.com",
-        calendar.id,
-        subject=f"Dentist {world.schedule_id}",
-        start=datetime(2027, 1, 5, 9, tzinfo=UTC),
-        end=datetime(2027, 1, 5, 10, tzinfo=UTC),
+        f"Dentist {world.schedule_id}",
+        datetime(2027, 1, 5, 9, tzinfo=UTC),
+        datetime(2027, 1, 5, 10, tzinfo=UTC),
     )
     query = world.connect()
     [connection_id] = query["connectionId"]
@@ -205,7 +280,7 @@ def test_success_creates_connection_and_reads_calendar(world: World) -> None:
     ).json()["events"]
     mine = [e for e in events if e["title"] == f"Dentist {world.schedule_id}"]
     assert [(e["start"], e["end"], e["calendarType"]) for e in mine] == [
-        ("2027-01-05T09:00:00.000Z", "2027-01-05T10:00:00.000Z", "MICROSOFT")
+        ("2027-01-05T09:00:00.000Z", "2027-01-05T10:00:00.000Z", world.service.calendar_type)
     ]
     tokens = stored_tokens(world.rt, connection_id)
     assert tokens.refresh_token and tokens.access_token
@@ -275,10 +350,10 @@ def test_pkce_mismatch_is_internal(world: World) -> None:
 
 
 def test_redirect_origins_can_be_restricted(
-    make_runtime: Callable[..., Runtime], peers: Peers
+    make_runtime: Callable[..., Runtime], peers: Peers, service: Service
 ) -> None:
     rt = make_runtime(
-        extra_toml=provider_toml(peers),
+        extra_toml=provider_toml(peers, service),
         public_url=PUBLIC_URL,
         oauth_redirect_origins=json.dumps({"*": ["https://platform.example"]}),
     )
@@ -286,7 +361,7 @@ def test_redirect_origins_can_be_restricted(
         api = Api(client, new_key(rt))
         schedule_id = random_guid()
         api.put(f"/v1/schedules/{schedule_id}", {"timeZone": "UTC"})
-        body = {"scheduleId": schedule_id, "providerId": MICROSOFT_PROVIDER_ID}
+        body = {"scheduleId": schedule_id, "providerId": service.provider_id}
         evil = api.post(
             f"{EXT}/connections:connectByOAuth",
             {**body, "redirectUrl": "https://evil.example/steal"},
@@ -349,7 +424,7 @@ def test_refresh_rotates_and_concurrent_refresh_happens_once(world: World) -> No
 def test_access_token_rejected_by_api_is_refreshed_once(world: World) -> None:
     [connection_id] = world.connect()["connectionId"]
     before = stored_tokens(world.rt, connection_id)
-    world.peers.graph.fail_next(401)
+    world.service.fail_next_401()
     sync_connection(world.rt, connection_id)
     assert stored_tokens(world.rt, connection_id).access_token != before.access_token
     connection = world.api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
@@ -371,12 +446,12 @@ def test_revoked_grant_is_token_revoked_and_reconnect_repairs(world: World) -> N
         sync_connection(world.rt, connection_id)
     connection = world.api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
     assert (connection["status"], connection["errorReason"]) == ("ERROR", "TOKEN_REVOKED")
-    calls_before = len(world.peers.graph.requests)
+    calls_before = world.service.request_count()
     failed = world.api.get(
         f"{EXT}/events", params={"from": "2027-01-01T00:00:00Z", "to": "2027-02-01T00:00:00Z"}
     )
     assert failed.status_code == 503
-    assert len(world.peers.graph.requests) == calls_before  # no calls while revoked
+    assert world.service.request_count() == calls_before  # no calls while revoked
     again = world.connect()["connectionId"]
     assert again == [connection_id]
     repaired = world.api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
