@@ -166,9 +166,7 @@ def _seed_google(google: GoogleFake) -> tuple[list[Expected], tuple[str, str]]:
 
     expected = [
         Expected("Design review", _utc_wire(review[0]), _utc_wire(review[1]), False),
-        Expected(
-            "Offsite", berlin_midnight(d2), berlin_midnight(d2 + dt.timedelta(days=1)), True
-        ),
+        Expected("Offsite", berlin_midnight(d2), berlin_midnight(d2 + dt.timedelta(days=1)), True),
         Expected("Dentist", _utc_wire(dentist[0]), _utc_wire(dentist[1]), False),
     ]
     window_from = dt.datetime.combine(d0 - dt.timedelta(days=1), dt.time(), UTC)
@@ -306,9 +304,7 @@ def _new_site(server: official.CalsyncServer) -> Site:
 # --- driving the client and the browser ------------------------------------------------------
 
 
-def _run_phase(
-    node: Path, world: World, site: Site, phase: str, **extra: str
-) -> dict[str, Any]:
+def _run_phase(node: Path, world: World, site: Site, phase: str, **extra: str) -> dict[str, Any]:
     """Run one phase of oauth_flow.mjs; its JSON output (the test fails if it did not succeed)."""
     env = {k: v for k, v in os.environ.items() if k != "NODE_TLS_REJECT_UNAUTHORIZED"}
     env.update(
