@@ -39,6 +39,8 @@ class FakeAccount:
 
 
 class FakeProvider:
+    push = None
+
     def __init__(self) -> None:
         self.accounts: dict[str, FakeAccount] = {}
         self.unreachable = False

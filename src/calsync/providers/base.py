@@ -135,8 +135,52 @@ class CalendarChanges:
     cursor: str | None
 
 
+@dataclass(frozen=True)
+class PushChannel:
+    """A live subscription to a calendar's changes: a Google channel (``id`` and its
+    ``resource_id``) or a Graph subscription (``id``; ``resource_id`` empty)."""
+
+    id: str
+    resource_id: str
+    expires_at: datetime
+
+
+class PushChannels(Protocol):
+    """Change notifications of a provider that offers them (Google, Microsoft Graph)."""
+
+    def watch(
+        self,
+        account: AccountRef,
+        calendar_id: str,
+        *,
+        address: str,
+        secret: str,
+        lifecycle_address: str | None,
+        expires_at: datetime,
+    ) -> PushChannel:
+        """Subscribe ``address`` (an https URL) to changes of the calendar. ``secret`` comes
+        back with every notification (Google channel token, Graph clientState). The provider
+        may shorten ``expires_at``; the returned channel says when it really ends."""
+        ...
+
+    def renew(
+        self, account: AccountRef, channel: PushChannel, *, expires_at: datetime
+    ) -> PushChannel | None:
+        """Extend the channel; None when the provider cannot (then watch anew, unwatch old)."""
+        ...
+
+    def unwatch(self, account: AccountRef, channel: PushChannel) -> None:
+        """Stop the channel; a channel the provider no longer knows is not an error."""
+        ...
+
+
 class CalendarProvider(Protocol):
-    """One adapter per provider kind. Every method may raise a ``ProviderError``."""
+    """One adapter per provider kind. Every method may raise a ``ProviderError``.
+
+    ``push`` is the provider's change-notification capability, or None (polling only).
+    """
+
+    push: PushChannels | None
 
     def verify(self, credentials: Credentials) -> AccountRef:
         """Check the credentials against the server and discover the account."""

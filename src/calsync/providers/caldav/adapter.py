@@ -23,6 +23,7 @@ from calsync.providers.base import (
     EventResource,
     ExternalCalendar,
     ProviderUnreachable,
+    PushChannels,
 )
 from calsync.providers.caldav import dav
 from calsync.providers.caldav.dav import DavClient, DavResponse, canonical_path
@@ -38,6 +39,8 @@ _WRITE_PRIVILEGES = (dav.dav("all"), dav.dav("write"), dav.dav("write-content"))
 
 class CalDavProvider:
     """``CalendarProvider`` for any CalDAV server reachable from ``base_url``."""
+
+    push: PushChannels | None = None  # CalDAV has no change notifications
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ from calsync.providers.base import (
     CursorExpired,
     EventResource,
     ExternalCalendar,
+    PushChannels,
     UnsupportedAccount,
 )
 from calsync.providers.google.api import GoogleApi, list_items
@@ -53,6 +54,8 @@ _log = logging.getLogger(__name__)
 
 class GoogleCalendarProvider:
     """``CalendarProvider`` for Google Calendar (API v3 at ``api_url``)."""
+
+    push: PushChannels | None = None  # set in __init__ once push support lands
 
     def __init__(
         self,

@@ -52,6 +52,7 @@ from calsync.providers.base import (
     CursorExpired,
     EventResource,
     ExternalCalendar,
+    PushChannels,
     UnsupportedAccount,
 )
 from calsync.providers.http import borrowed
@@ -102,6 +103,8 @@ _OWN = frozenset(
 
 class GraphCalendarProvider:
     """``CalendarProvider`` for Microsoft 365 / Outlook.com mailboxes over Microsoft Graph."""
+
+    push: PushChannels | None = None  # set in __init__ once push support lands
 
     def __init__(
         self,

@@ -1,0 +1,103 @@
+"""The two databases the bench runs on: a SQLite file and a fresh PostgreSQL schema."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from calsync.service import api_keys
+from calsync.service.runtime import Runtime, build_runtime
+from calsync.settings import Settings
+from calsync.store.db import transaction, upgrade
+
+POSTGRES_URL = os.environ.get(
+    "CALSYNC_BENCH_POSTGRES_URL",
+    os.environ.get("CALSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+)
+# List Events re-reads a connection whose data is older than this; the bench data must stay
+# "fresh" for the whole run, so the bench servers use an hour instead of the default minute.
+FRESHNESS_SECONDS = 3600
+
+
+def postgres_problem() -> str | None:
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@dataclass
+class Backend:
+    name: str  # "sqlite" | "postgres"
+    url: str  # SQLAlchemy URL the server uses
+    workdir: Path
+    schema: str | None = None
+    sqlite_path: Path | None = None
+    runtime: Runtime | None = field(default=None, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    def settings(self, providers_file: Path) -> Settings:
+        return Settings(
+            data_dir=self.data_dir,
+            database_url=self.url,
+            providers_file=providers_file,
+            freshness_seconds=FRESHNESS_SECONDS,
+            log_level="WARNING",
+        )
+
+    def env(self, providers_file: Path) -> dict[str, str]:
+        """Environment for a ``calsync serve`` subprocess on this database."""
+        return {
+            "CALSYNC_DATA_DIR": str(self.data_dir),
+            "CALSYNC_DATABASE_URL": self.url,
+            "CALSYNC_PROVIDERS_FILE": str(providers_file),
+            "CALSYNC_FRESHNESS_SECONDS": str(FRESHNESS_SECONDS),
+        }
+
+    def open(self, providers_file: Path) -> Runtime:
+        """Create the schema (Alembic, as calsync does) and a runtime in this process."""
+        self.runtime = build_runtime(self.settings(providers_file))
+        upgrade(self.runtime.engine)
+        return self.runtime
+
+    def new_key(self, tenant: str) -> str:
+        assert self.runtime is not None
+        with transaction(self.runtime.sessions) as session:
+            return api_keys.create_key(session, tenant_id=tenant, name="bench").key
+
+    def close(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None
+        if self.schema:
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def sqlite_backend() -> Backend:
+    workdir = Path(tempfile.mkdtemp(prefix="calsync-bench-sqlite-"))
+    path = workdir / "data" / "calsync.db"
+    return Backend("sqlite", f"sqlite:///{path}", workdir, sqlite_path=path)
+
+
+def postgres_backend() -> Backend:
+    workdir = Path(tempfile.mkdtemp(prefix="calsync-bench-pg-"))
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    base = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    sep = "&" if "?" in base else "?"
+    return Backend(
+        "postgres", f"{base}{sep}options=-csearch_path%3D{schema}", workdir, schema=schema
+    )

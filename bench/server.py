@@ -1,0 +1,79 @@
+"""A ``calsync serve --no-worker`` subprocess on 127.0.0.1 (one extra process), optionally with a
+List Events query variant patched in (see ``serve_variant.py``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+CALSYNC = Path(sys.executable).with_name("calsync")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``calsync serve --no-worker`` exactly as shipped (``variant=None``), or the same CLI with
+    one query variant monkeypatched in by ``serve_variant.py`` (``variant="bound"``...)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, variant: str | None = None) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        args = ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(self.port)]
+        if variant is None:
+            argv = [str(CALSYNC), *args] if CALSYNC.exists() else [sys.executable, "-m", "calsync.cli", *args]
+        else:
+            argv = [sys.executable, str(BENCH / "serve_variant.py"), variant, *args]
+        self.log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            argv,
+            env={**os.environ, **env, "PYTHONPATH": str(REPO / "src")},
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=str(log_path.parent),
+        )
+        self._wait(log_path)
+
+    def _wait(self, log_path: Path) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"calsync serve exited:\n{tail}")
+            try:
+                if httpx.get(self.base_url + "/v1/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("calsync serve did not answer within 60 s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
