@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     error_threshold: int = Field(
         default=5, description="Consecutive failed syncs before a connection shows ERROR."
     )
+    push_channel_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        description="Requested lifetime of push channels (providers may shorten it).",
+    )
+    push_renew_before_seconds: int = Field(
+        default=6 * 3600, description="Push channels are renewed this long before they expire."
+    )
     oauth_redirect_origins: str | None = Field(
         default=None,
         description='JSON object: tenant -> allowed redirectUrl origins ("*" for every tenant), '
@@ -77,6 +84,10 @@ class Settings(BaseSettings):
     oauth_state_ttl_seconds: int = Field(
         default=900, description="How long an OAuth authorization request stays valid."
     )
+
+    def push_enabled(self) -> bool:
+        """Providers can only notify a public https URL; without one calsync polls."""
+        return self.public_url.lower().startswith("https://")
 
     def redirect_origins(self) -> dict[str, list[str]] | None:
         """The allowed redirect origins per tenant, or None when any origin is allowed."""

@@ -13,7 +13,9 @@ published formats and says no where Google would:
 * Bearer tokens are checked by ``token_validator`` (token -> account e-mail or None); the
   default looks tokens up in ``fake.tokens``.
 
-Served: ``calendarList.list``, ``calendarList.get``, ``events.list`` and ``events.get``. Other
+Served: ``calendarList.list``, ``calendarList.get``, ``events.list``, ``events.get``,
+``events.watch`` and ``channels.stop`` (JSON request bodies are checked against the discovery
+schema too: unknown properties, wrong types and a non-JSON content type are violations). Other
 documented methods answer 501 and are noted in ``unimplemented`` (not a violation: the request
 was valid, the fake just cannot serve it). ``events.list`` supports ``singleEvents`` (recurring
 events expanded into instances ``<id>_<YYYYMMDDTHHMMSSZ>`` / ``<id>_<YYYYMMDD>``, with
@@ -23,11 +25,30 @@ exceptions and EXDATE), ``timeMin``/``timeMax``, ``showDeleted``, ``orderBy``, `
 ``nextSyncToken`` encodes it and a ``syncToken`` read returns what changed since, deletions as
 ``status: "cancelled"``. ``expire_sync_tokens()`` makes older tokens answer 410.
 
+Push (``events.watch``): a channel needs ``type`` web_hook (or webhook), an ``id`` of at most
+64 characters that no live channel uses, and an https ``address`` (http is refused with 400
+``push.webhookUrlNotHttps`` as Google does; that is a verdict, not a violation). Its lifetime
+is ``params.ttl`` seconds, else the body's ``expiration`` (ms), else ``default_channel_ttl``
+(604800 s, the documented default), capped at ``max_channel_ttl`` (no maximum is documented:
+the fake grants at most the default week; clients must read the answer's ``expiration``). The
+answer is the Channel resource (``resourceId`` stable per calendar, ``expiration`` in ms as a
+string). Right after a watch the channel gets a ``sync`` message; every event mutation
+(``put_event``, ``delete_event``) sends ``exists`` to each live, unexpired channel of that
+calendar, ``remove_calendar`` sends ``not_exists`` and ends them. Notifications are POSTs with
+an empty body and the ``X-Goog-*`` headers, message numbers counting from 1 per channel, sent
+in order by a background thread (httpx, ``verify=False``, ``delivery_timeout``) and never
+retried; each lands in ``deliveries`` (``Delivery``: channel id, state, message number,
+receiver status or error). ``wait_deliveries(n)`` waits for the first ``n``, ``wait_idle()``
+for the queue to drain; ``channels`` lists the live channels. ``channels.stop`` needs ``id``
+and ``resourceId`` and answers 204, or 404 for a channel it does not know (stopped, expired,
+another account's). Expiry follows ``clock``.
+
 Faults: ``fail_next(status, reason=..., retry_after=..., count=..., method=...)`` answers the
 next matching requests with Google's error body for that status.
 
 Start it with ``start_google_fake()`` (or as a context manager); ``api_url`` is the base URL
-(``http://127.0.0.1:PORT/calendar/v3``); ``stop()`` ends the server thread and its socket;
+(``http://127.0.0.1:PORT/calendar/v3``); ``stop()`` ends the server thread and its socket
+and the notification thread (dropping what is still queued);
 ``reset()`` empties it for the next test while the server keeps running.
 
 The discovery document is read from ``$CALSYNC_GOOGLE_DISCOVERY``, else
@@ -42,18 +63,22 @@ import hashlib
 import itertools
 import json
 import os
+import queue
 import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+import httpx
 import uvicorn
 from dateutil.rrule import rrule, rruleset, rrulestr
 from starlette.applications import Starlette
@@ -134,6 +159,14 @@ _NO_SYNC_TOKEN_FILTERS = (
 _UNSERVED_PARAMETERS = frozenset({"fields", "q", "updatedMin", "timeZone", "maxAttendees"})
 _EXPANSION_YEARS_AHEAD = 2
 _MAX_INSTANCES = 5000
+# Push channels (events.watch): the reference documents params.ttl with a default of 604800
+# seconds; no maximum is documented, so the fake grants at most the default as well (Google
+# may shorten a requested lifetime: clients must read the answer's expiration).
+DEFAULT_CHANNEL_TTL = timedelta(seconds=604800)
+MAX_CHANNEL_TTL = timedelta(seconds=604800)
+_CHANNEL_ID_MAX = 64  # the push guide's limit on channel ids
+_CHANNEL_TOKEN_MAX = 256  # the push guide's limit on channel tokens
+_PUSH_USER_AGENT = "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)"
 
 
 class GoogleApiError(Exception):
@@ -149,8 +182,10 @@ class GoogleApiError(Exception):
         location: str | None = None,
         location_type: str | None = None,
         headers: dict[str, str] | None = None,
+        violation: bool = True,
     ) -> None:
         super().__init__(message)
+        self.violation = violation  # a 400 the client should never have caused
         self.status = status
         self.reason = reason
         self.message = message
@@ -184,6 +219,7 @@ class ApiMethod:
     segments: tuple[str, ...]  # path template split on "/"
     parameters: Mapping[str, Any]
     response: str | None  # schema name
+    request: str | None = None  # schema name of the JSON body, if the method takes one
 
 
 @dataclass(frozen=True)
@@ -229,6 +265,7 @@ class Discovery:
         for resource in resources.values():
             for method in resource.get("methods", {}).values():
                 response = method.get("response", {}).get("$ref")
+                request = method.get("request", {}).get("$ref")
                 self.methods.append(
                     ApiMethod(
                         id=method["id"],
@@ -236,6 +273,7 @@ class Discovery:
                         segments=tuple(method["path"].split("/")),
                         parameters=method.get("parameters", {}),
                         response=response,
+                        request=request,
                     )
                 )
             self._collect(resource.get("resources", {}))
@@ -463,6 +501,48 @@ class RecordedRequest:
 
 
 @dataclass
+class FakeChannel:
+    """An ``events.watch`` notification channel of one account's calendar."""
+
+    id: str
+    resource_id: str
+    resource_uri: str
+    email: str
+    calendar_id: str
+    address: str
+    token: str | None
+    expiration: datetime
+    messages: int = 0  # the last X-Goog-Message-Number sent
+
+    @property
+    def expiration_ms(self) -> int:
+        return int(self.expiration.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One notification POSTed to a channel's address, and how the receiver answered."""
+
+    channel_id: str
+    state: str  # X-Goog-Resource-State: sync, exists or not_exists
+    message_number: int
+    address: str
+    headers: dict[str, str]
+    status: int | None  # the receiver's HTTP status; None when the POST failed
+    error: str | None = None  # why the POST failed (exception type and message)
+
+
+@dataclass(frozen=True)
+class _Notification:
+    generation: int
+    channel_id: str
+    state: str
+    message_number: int
+    address: str
+    headers: dict[str, str]
+
+
+@dataclass
 class _Snapshot:
     """A list result frozen at its first page, served page by page."""
 
@@ -505,6 +585,18 @@ class GoogleFake:
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self.api_url = ""
+        # push: channels, and notifications sent by a background thread
+        self.default_channel_ttl = DEFAULT_CHANNEL_TTL
+        self.max_channel_ttl = MAX_CHANNEL_TTL
+        self.delivery_timeout = 2.0
+        self.deliveries: list[Delivery] = []
+        self._channels: dict[str, FakeChannel] = {}
+        self._outbox: queue.SimpleQueue[_Notification | None] = queue.SimpleQueue()
+        self._delivered = threading.Condition()
+        self._pending = 0
+        self._push_generation = 0
+        self._sender: threading.Thread | None = None
+        self._sender_stopping = False
         self.app = Starlette(
             routes=[
                 Route(
@@ -551,6 +643,7 @@ class GoogleFake:
             thread.join(10)
         if sock is not None:
             sock.close()
+        self._stop_sender()
 
     def __enter__(self) -> GoogleFake:
         return self if self._server is not None else self.start()
@@ -593,8 +686,10 @@ class GoogleFake:
             return calendar
 
     def remove_calendar(self, email: str, calendar_id: str) -> None:
+        """Delete a calendar; its channels get a ``not_exists`` notification and end."""
         with self._lock:
             del self._account(email).calendars[calendar_id]
+            self._notify(email, calendar_id, "not_exists")
 
     def put_event(self, email: str, calendar_id: str, event_json: Mapping[str, Any]) -> JSON:
         """Insert or replace an event (Google Event JSON); returns it as stored."""
@@ -621,6 +716,7 @@ class GoogleFake:
             old_ids = self._instance_ids(calendar, before) if before else set()
             calendar.events[event_id] = StoredEvent(event, seq)
             self._forget_instances(calendar, old_ids - self._instance_ids(calendar, event), seq)
+            self._notify(email, calendar.id, "exists")
             return copy.deepcopy(event)
 
     def delete_event(self, email: str, calendar_id: str, event_id: str) -> None:
@@ -653,6 +749,7 @@ class GoogleFake:
             stored.event["updated"] = _rfc3339(self.clock())
             stored.seq, stored.deleted = seq, True
             self._forget_instances(calendar, old_ids, seq)
+            self._notify(email, calendar.id, "exists")
 
     def expire_sync_tokens(self) -> None:
         """Every sync token issued so far now answers 410 fullSyncRequired."""
@@ -686,6 +783,10 @@ class GoogleFake:
             self._faults.clear()
             self._snapshots.clear()
             self._generation += 1
+            self._channels.clear()
+        with self._delivered:
+            self._push_generation += 1  # notifications still queued are dropped
+            self.deliveries.clear()
 
     def clear_log(self) -> None:
         with self._lock:
@@ -694,6 +795,131 @@ class GoogleFake:
     def requests_for(self, method: str) -> list[RecordedRequest]:
         wanted = self.discovery.method(method).id
         return [r for r in self.requests if r.method == wanted]
+
+    # --- push notifications ----------------------------------------------------------------------
+
+    @property
+    def channels(self) -> list[FakeChannel]:
+        """The live channels (not stopped, not expired), as copies."""
+        with self._lock:
+            now = self.clock()
+            return [replace(c) for c in self._channels.values() if c.expiration > now]
+
+    def wait_deliveries(self, count: int, timeout: float = 5.0) -> list[Delivery]:
+        """Wait until ``count`` notifications were delivered (or failed); all of them so far."""
+        deadline = time.monotonic() + timeout
+        with self._delivered:
+            while len(self.deliveries) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"{len(self.deliveries)} of {count} notifications delivered in "
+                        f"{timeout}s: {self.deliveries}"
+                    )
+                self._delivered.wait(left)
+            return list(self.deliveries)
+
+    def wait_idle(self, timeout: float = 5.0) -> list[Delivery]:
+        """Wait until every notification queued so far is delivered; all deliveries so far."""
+        deadline = time.monotonic() + timeout
+        with self._delivered:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{self._pending} notifications still queued")
+                self._delivered.wait(left)
+            return list(self.deliveries)
+
+    def _notify(self, email: str, calendar_id: str, state: str) -> None:
+        """Queue ``state`` for every live channel of the calendar (``not_exists`` ends them)."""
+        now = self.clock()
+        for channel in list(self._channels.values()):
+            if channel.expiration <= now:
+                del self._channels[channel.id]  # Google forgets expired channels
+            elif channel.email == email.lower() and channel.calendar_id == calendar_id:
+                self._queue(channel, state)
+                if state == "not_exists":
+                    del self._channels[channel.id]
+
+    def _queue(self, channel: FakeChannel, state: str) -> None:
+        channel.messages += 1
+        headers = {
+            "X-Goog-Channel-ID": channel.id,
+            "X-Goog-Channel-Expiration": format_datetime(channel.expiration, usegmt=True),
+            "X-Goog-Resource-ID": channel.resource_id,
+            "X-Goog-Resource-URI": channel.resource_uri,
+            "X-Goog-Resource-State": state,
+            "X-Goog-Message-Number": str(channel.messages),
+            "User-Agent": _PUSH_USER_AGENT,
+        }
+        if channel.token is not None:
+            headers["X-Goog-Channel-Token"] = channel.token
+        with self._delivered:
+            if self._sender is None or not self._sender.is_alive():
+                self._sender_stopping = False
+                self._sender = threading.Thread(
+                    target=self._send_loop, name="google-fake-push", daemon=True
+                )
+                self._sender.start()
+            self._pending += 1
+            self._outbox.put(
+                _Notification(
+                    self._push_generation,
+                    channel.id,
+                    state,
+                    channel.messages,
+                    channel.address,
+                    headers,
+                )
+            )
+
+    def _send_loop(self) -> None:
+        while True:
+            notification = self._outbox.get()
+            if notification is None:
+                return
+            status: int | None = None
+            error: str | None = None
+            with self._delivered:
+                skip = self._sender_stopping or notification.generation != self._push_generation
+            if not skip:
+                status, error = self._post(notification)
+            with self._delivered:
+                if not skip and notification.generation == self._push_generation:
+                    self.deliveries.append(
+                        Delivery(
+                            notification.channel_id,
+                            notification.state,
+                            notification.message_number,
+                            notification.address,
+                            dict(notification.headers),
+                            status,
+                            error,
+                        )
+                    )
+                self._pending -= 1
+                self._delivered.notify_all()
+
+    def _post(self, notification: _Notification) -> tuple[int | None, str | None]:
+        """POST one notification (empty body); no retries (Google retries with back-off)."""
+        try:
+            with httpx.Client(
+                verify=False, timeout=self.delivery_timeout, follow_redirects=False
+            ) as client:
+                response = client.post(
+                    notification.address, content=b"", headers=notification.headers
+                )
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        return response.status_code, None
+
+    def _stop_sender(self) -> None:
+        with self._delivered:
+            sender, self._sender = self._sender, None
+            self._sender_stopping = True  # what is still queued is dropped
+        if sender is not None:
+            self._outbox.put(None)
+            sender.join(self.delivery_timeout + 10)
 
     # --- request handling ------------------------------------------------------------------------
 
@@ -704,12 +930,17 @@ class GoogleFake:
             request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
         )
         auth = request.headers.get("authorization")
-        await request.body()
+        payload = await request.body()
+        content_type = request.headers.get("content-type")
         with self._lock:
-            status, body, headers, method_id = self._handle(request.method, path, query, auth)
+            status, body, headers, method_id = self._handle(
+                request.method, path, query, auth, payload=payload, content_type=content_type
+            )
             self.requests.append(
                 RecordedRequest(request.method, path, tuple(query), method_id, status)
             )
+        if body is None:
+            return Response(status_code=status, headers=headers)
         return Response(
             json.dumps(body, indent=1),
             status_code=status,
@@ -718,8 +949,15 @@ class GoogleFake:
         )
 
     def _handle(
-        self, http_method: str, path: str, query: list[tuple[str, str]], auth: str | None
-    ) -> tuple[int, JSON, dict[str, str], str | None]:
+        self,
+        http_method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        auth: str | None,
+        *,
+        payload: bytes = b"",
+        content_type: str | None = None,
+    ) -> tuple[int, JSON | None, dict[str, str], str | None]:
         method: ApiMethod | None = None
         try:
             try:  # what the discovery document allows
@@ -728,6 +966,7 @@ class GoogleFake:
                 segments = [unquote(s) for s in path[len(SERVICE_PATH) :].split("/")]
                 method, path_params = self.discovery.match(http_method, segments)
                 values = self.discovery.check_parameters(method, path_params, query)
+                resource = self._request_body(method, payload, content_type)
             except GoogleApiError as exc:
                 self.violations.append(
                     Violation((method.id if method else None), path, exc.message)
@@ -736,13 +975,15 @@ class GoogleFake:
             self._injected_fault(method)
             email = self._authenticate(auth, values)
             try:
-                body = self._serve(method, path_params, values, email)
+                body = self._serve(method, path_params, values, email, resource)
             except GoogleApiError as exc:
-                if exc.status == 400:  # a combination the reference pages forbid
+                if exc.status == 400 and exc.violation:  # what the reference pages forbid
                     self.violations.append(Violation(method.id, path, exc.message))
                 raise
         except GoogleApiError as exc:
             return exc.status, exc.body(), exc.headers, (method.id if method else None)
+        if body is None:
+            return 204, None, {}, method.id
         if method.response:
             schema = {"$ref": method.response}
             for problem in schema_problems(body, schema, self.discovery.schemas):
@@ -795,13 +1036,32 @@ class GoogleFake:
             raise GoogleApiError(403, "notACalendarUser", message, domain=domain)
         return account.email
 
+    def _request_body(self, method: ApiMethod, payload: bytes, content_type: str | None) -> JSON:
+        """The JSON body of a method that takes one, checked against its discovery schema."""
+        if method.request is None or not payload.strip():
+            return {}
+        if (content_type or "").split(";")[0].strip().lower() != "application/json":
+            raise _bad_request("The request body must be sent as application/json.")
+        try:
+            body = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise GoogleApiError(400, "parseError", "Parse Error") from None
+        problems = schema_problems(body, {"$ref": method.request}, self.discovery.schemas)
+        if problems:
+            raise _bad_request(
+                f"Invalid JSON payload received: {'; '.join(problems)}", reason="badRequest"
+            )
+        assert isinstance(body, dict)
+        return body
+
     def _serve(
         self,
         method: ApiMethod,
         path_params: Mapping[str, str],
         values: Mapping[str, list[str]],
         email: str,
-    ) -> JSON:
+        resource: JSON,
+    ) -> JSON | None:
         unserved = sorted(_UNSERVED_PARAMETERS & values.keys())
         handler = {
             "calendar.calendarList.list": self._calendar_list,
@@ -809,15 +1069,128 @@ class GoogleFake:
             "calendar.events.list": self._events_list,
             "calendar.events.get": self._events_get,
         }.get(method.id)
+        with_body = {
+            "calendar.events.watch": self._events_watch,
+            "calendar.channels.stop": self._channels_stop,
+        }.get(method.id)
         if (
-            handler is None
+            (handler is None and with_body is None)
             or unserved
             or (method.id == "calendar.calendarList.list" and "syncToken" in values)
         ):
             what = f"{method.id} {' '.join(unserved)}".strip()
             self.unimplemented.append(what)
             raise GoogleApiError(501, "notImplemented", f"The fake does not serve {what}")
+        if with_body is not None:
+            return with_body(email, path_params, values, resource)
+        assert handler is not None
         return handler(email, path_params, values)
+
+    # --- events.watch and channels.stop --------------------------------------------------------
+
+    def _events_watch(
+        self,
+        email: str,
+        path_params: Mapping[str, str],
+        values: Mapping[str, list[str]],
+        resource: JSON,
+    ) -> JSON:
+        calendar = self._calendar(email, path_params["calendarId"])
+        channel_id, kind, address = (resource.get(k) for k in ("id", "type", "address"))
+        for name, value in (("id", channel_id), ("type", kind), ("address", address)):
+            if not value:
+                raise _bad_request(f"Required: {name}", f"resource.{name}", "required")
+        assert isinstance(channel_id, str) and isinstance(address, str)
+        if len(channel_id) > _CHANNEL_ID_MAX:
+            raise _bad_request(
+                f"Channel id longer than {_CHANNEL_ID_MAX} characters", "resource.id"
+            )
+        if kind not in ("web_hook", "webhook"):
+            raise _bad_request(f"Invalid value for type: {kind}", "resource.type")
+        token = resource.get("token")
+        if isinstance(token, str) and len(token) > _CHANNEL_TOKEN_MAX:
+            raise _bad_request(
+                f"Channel token longer than {_CHANNEL_TOKEN_MAX} characters", "resource.token"
+            )
+        now = self.clock()
+        live = self._channels.get(channel_id)
+        if live is not None and live.expiration > now:
+            raise GoogleApiError(
+                400, "channelIdNotUnique", f"Channel id {channel_id} not unique", domain="push"
+            )
+        parts = urlsplit(address)
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise GoogleApiError(
+                400,
+                "push.webhookUrlNotHttps",
+                f"WebHook callback must be HTTPS: {address}",
+                domain="global",
+                violation=False,  # Google's verdict on a well-formed request
+            )
+        lifetime = self._channel_lifetime(resource, now)
+        expiration = datetime.fromtimestamp(int((now + lifetime).timestamp() * 1000) / 1000, UTC)
+        digest = hashlib.sha256(f"events:{calendar.id}".encode()).digest()
+        channel = FakeChannel(
+            id=channel_id,
+            resource_id=base64.b32encode(digest).decode().lower()[:26],  # stable per calendar
+            resource_uri=f"{self.api_url}/calendars/{quote(calendar.id, safe='')}/events?alt=json",
+            email=email.lower(),
+            calendar_id=calendar.id,
+            address=address,
+            token=token if isinstance(token, str) else None,
+            expiration=expiration,
+        )
+        self._channels[channel_id] = channel
+        self._queue(channel, "sync")
+        body: JSON = {
+            "kind": "api#channel",
+            "id": channel.id,
+            "resourceId": channel.resource_id,
+            "resourceUri": channel.resource_uri,
+            "expiration": str(channel.expiration_ms),
+        }
+        if channel.token is not None:
+            body["token"] = channel.token
+        return body
+
+    def _channel_lifetime(self, resource: JSON, now: datetime) -> timedelta:
+        """``params.ttl`` (seconds), else ``expiration`` (ms), else the default; capped."""
+        ttl = (resource.get("params") or {}).get("ttl")
+        expiration = resource.get("expiration")
+        if ttl is not None:
+            if not _INT.match(ttl) or int(ttl) <= 0:
+                raise _bad_request(f"Invalid ttl value: {ttl}", "resource.params.ttl")
+            lifetime = timedelta(seconds=int(ttl))
+        elif expiration is not None:
+            ends = datetime.fromtimestamp(int(expiration) / 1000, UTC)
+            if ends <= now:
+                raise _bad_request("The channel expiration lies in the past", "expiration")
+            lifetime = ends - now
+        else:
+            lifetime = self.default_channel_ttl
+        return min(lifetime, self.max_channel_ttl)
+
+    def _channels_stop(
+        self,
+        email: str,
+        path_params: Mapping[str, str],
+        values: Mapping[str, list[str]],
+        resource: JSON,
+    ) -> None:
+        channel_id, resource_id = resource.get("id"), resource.get("resourceId")
+        for name, value in (("id", channel_id), ("resourceId", resource_id)):
+            if not value:
+                raise _bad_request(f"Required: {name}", f"resource.{name}", "required")
+        channel = self._channels.get(str(channel_id))
+        if (
+            channel is None
+            or channel.resource_id != resource_id
+            or channel.email != email.lower()
+            or channel.expiration <= self.clock()
+        ):
+            raise GoogleApiError(404, "notFound", f"Channel '{channel_id}' not found")
+        del self._channels[channel.id]
+        return None
 
     # --- calendarList ------------------------------------------------------------------------
 

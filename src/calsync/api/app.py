@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calsync import __version__
-from calsync.api import errors, external, oauth_callback, own
+from calsync.api import errors, external, oauth_callback, own, push_routes
 from calsync.service.runtime import Runtime
 from calsync.service.worker import Worker
 
@@ -102,6 +102,7 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
         app.include_router(external.router, prefix=prefix)
     app.include_router(own.router)
     app.include_router(oauth_callback.router)
+    app.include_router(push_routes.router)
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
     return app

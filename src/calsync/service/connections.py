@@ -42,6 +42,7 @@ from calsync.service.accounts import (
     with_account,
 )
 from calsync.service.auth import may_act_on, owns, require_any
+from calsync.service.push import stop_channels_later
 from calsync.service.runtime import Runtime
 from calsync.service.views import CalendarView, ConnectionList, ConnectionView
 from calsync.store.db import transaction
@@ -386,6 +387,7 @@ def disconnect(rt: Runtime, *, identity: Identity, connection_id: str) -> Connec
         )
         if row.status == ConnectionStatus.DISCONNECTED.value:
             raise ConnectionAlreadyDisconnected("the connection is already disconnected")
+        stop_channels_later(rt, row)
         secret = disconnect_row(session, row)
         view = to_view(rt, row)
     rt.calendar_cache.pop(connection_id, None)

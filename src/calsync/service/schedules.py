@@ -11,6 +11,7 @@ from calsync.service.accounts import revoke_later
 from calsync.service.auth import require_any
 from calsync.service.connections import disconnect_row
 from calsync.service.instances import reexpand_connection
+from calsync.service.push import stop_channels_later
 from calsync.service.runtime import Runtime
 from calsync.service.views import ScheduleView
 from calsync.store.db import transaction
@@ -76,6 +77,7 @@ def put_schedule(
         forgotten = []
         for connection in _active_connections(session, identity.tenant_id, schedule_id):
             if owner_changed:
+                stop_channels_later(rt, connection)
                 forgotten.append((connection.provider_id, disconnect_row(session, connection)))
             elif tz_changed:
                 reexpand_connection(rt, session, connection)
@@ -112,10 +114,10 @@ def delete_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> Sch
         row = session.get(Schedule, (identity.tenant_id, schedule_id.lower()))
         if row is None:
             raise NotFound(f"schedule {schedule_id} not found")
-        forgotten = [
-            (connection.provider_id, disconnect_row(session, connection))
-            for connection in _active_connections(session, identity.tenant_id, row.id)
-        ]
+        forgotten = []
+        for connection in _active_connections(session, identity.tenant_id, row.id):
+            stop_channels_later(rt, connection)
+            forgotten.append((connection.provider_id, disconnect_row(session, connection)))
         view = _view(row)
         session.delete(row)
     for provider_id, secret in forgotten:

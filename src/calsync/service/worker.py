@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.exc import SQLAlchemyError
 
 from calsync.service import leases
+from calsync.service.push import ensure_channels
 from calsync.service.runtime import Runtime
 from calsync.service.sync import sync_connection_quietly
 from calsync.store.db import transaction
@@ -69,6 +70,7 @@ class Worker:
         try:
             with self._provider_slot(connection_id):
                 sync_connection_quietly(self.rt, connection_id)
+                ensure_channels(self.rt, connection_id)
         finally:
             leases.release(self.rt, connection_id, self.rt.instance_id)
             with self._guard:

@@ -197,3 +197,20 @@ class OAuthAttempt(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None] = mapped_column()
+
+
+class PushChannelRow(Base):
+    """A provider push channel (Google) or subscription (Graph) watching one imported calendar.
+    Only the hash of the shared secret is kept: notifications are checked against it."""
+
+    __tablename__ = "push_channels"
+
+    channel_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    calendar_id: Mapped[str] = mapped_column(String(512))
+    resource_id: Mapped[str] = mapped_column(String(300), default="")
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

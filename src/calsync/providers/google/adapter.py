@@ -1,4 +1,4 @@
-"""Google Calendar API v3 adapter: calendar listing, full and incremental event reads.
+"""Google Calendar API v3 adapter: calendar listing, full and incremental event reads, push.
 
 Plain REST over ``httpx`` (no Google client library), authorised by the OAuth bearer token
 that the caller keeps fresh in ``AccountRef.access_token``.
@@ -14,6 +14,8 @@ The cursor is ``gsync:<unix time the window ends>:<nextSyncToken>``. A full read
 the last full read (events that were out of reach then would never show up as changes), the
 next read is a full one again. Incremental results outside the window are dropped (or deleted
 when stored), so the store holds what a full read would hold.
+
+``push`` watches calendars through ``events.watch`` channels (see ``push.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from calsync.providers.base import (
 )
 from calsync.providers.google.api import GoogleApi, list_items
 from calsync.providers.google.events import GoogleEventError, event_span, event_to_ical
+from calsync.providers.google.push import GooglePushChannels
 from calsync.providers.http import borrowed
 
 SYNC_PREFIX = "gsync:"
@@ -55,7 +58,7 @@ _log = logging.getLogger(__name__)
 class GoogleCalendarProvider:
     """``CalendarProvider`` for Google Calendar (API v3 at ``api_url``)."""
 
-    push: PushChannels | None = None  # set in __init__ once push support lands
+    push: PushChannels | None
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class GoogleCalendarProvider:
         self._ssl: ssl.SSLContext | None = None  # built once: loading CA files is slow
         self._past = timedelta(days=horizon_past_days)
         self._future = timedelta(days=horizon_future_days)
+        self.push = GooglePushChannels(self._session)
 
     def verify(self, credentials: Credentials) -> AccountRef:
         raise UnsupportedAccount("connect Google accounts by OAuth")

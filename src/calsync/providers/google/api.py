@@ -1,4 +1,4 @@
-"""HTTP to the Google Calendar API v3: bearer-authorised GETs, paging, and Google's errors.
+"""HTTP to the Google Calendar API v3: bearer-authorised requests, paging, Google's errors.
 
 Google answers errors with a JSON body whose ``error.errors[].reason`` (and ``error.status``)
 says what went wrong; ``error_for`` maps status and reason to the adapter error tree. Messages
@@ -7,6 +7,7 @@ name the call and the reasons, never a token or a query string.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -30,14 +31,35 @@ _RATE_REASONS = frozenset(
 )
 _SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
 _NO_SERVICE_REASONS = frozenset({"notACalendarUser"})
+_REASON = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # e.g. push.webhookUrlNotHttps
 
 
 class GoogleApi:
-    """GET requests against the API root, with Google's errors mapped to ``ProviderError``."""
+    """Requests against the API root, with Google's errors mapped to ``ProviderError``."""
 
     def __init__(self, client: httpx.Client, root: str) -> None:
         self.client = client
         self.root = root
+
+    def request(
+        self,
+        http_method: str,
+        path: list[str],
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        """One request below the API root; transport failures become ``ProviderUnreachable``."""
+        url = self.root + "/" + "/".join(quote(segment, safe="") for segment in path)
+        try:
+            return self.client.request(http_method, url, params=params, json=json)
+        except httpx.TimeoutException:
+            raise ProviderUnreachable(f"{what}: Google Calendar timed out") from None
+        except httpx.HTTPError as exc:
+            raise ProviderUnreachable(
+                f"{what}: Google Calendar is unreachable ({type(exc).__name__})"
+            ) from None
 
     def get(
         self,
@@ -48,24 +70,10 @@ class GoogleApi:
         incremental: bool = False,
         listing_calendars: bool = False,
     ) -> Mapping[str, Any]:
-        url = self.root + "/" + "/".join(quote(segment, safe="") for segment in path)
-        try:
-            response = self.client.get(url, params=params)
-        except httpx.TimeoutException:
-            raise ProviderUnreachable(f"{what}: Google Calendar timed out") from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(
-                f"{what}: Google Calendar is unreachable ({type(exc).__name__})"
-            ) from None
+        response = self.request("GET", path, what=what, params=params)
         if response.status_code != 200:
             raise error_for(response, what, incremental, listing_calendars)
-        try:
-            body = response.json()
-        except ValueError:
-            raise ProviderUnreachable(f"{what}: the answer is not JSON") from None
-        if not isinstance(body, dict):
-            raise ProviderUnreachable(f"{what}: the answer is not a JSON object")
-        return body
+        return json_object(response, what)
 
     def pages(
         self,
@@ -98,6 +106,17 @@ class GoogleApi:
         raise ProviderUnreachable(f"{what}: more than {MAX_PAGES} pages")
 
 
+def json_object(response: httpx.Response, what: str) -> Mapping[str, Any]:
+    """The JSON object a successful answer carries."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise ProviderUnreachable(f"{what}: the answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise ProviderUnreachable(f"{what}: the answer is not a JSON object")
+    return body
+
+
 def list_items(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The ``items`` of a list answer (objects only)."""
     items = body.get("items", [])
@@ -106,7 +125,7 @@ def list_items(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [item for item in items if isinstance(item, Mapping)]
 
 
-def _error_details(response: httpx.Response) -> tuple[set[str], str | None]:
+def error_details(response: httpx.Response) -> tuple[set[str], str | None]:
     """The ``errors[].reason`` values and ``status`` of a Google error body, and a location."""
     reasons: set[str] = set()
     location: str | None = None
@@ -128,7 +147,7 @@ def _error_details(response: httpx.Response) -> tuple[set[str], str | None]:
     for detail in error.get("details") or []:
         if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
             reasons.add(detail["reason"])
-    return {r for r in reasons if r.isascii() and r.replace("_", "").isalnum()}, location
+    return {r for r in reasons if _REASON.fullmatch(r)}, location
 
 
 def error_for(
@@ -136,7 +155,7 @@ def error_for(
 ) -> ProviderError:
     """The adapter error for a non-200 answer. Messages name reasons, never tokens."""
     code = response.status_code
-    reasons, location = _error_details(response)
+    reasons, location = error_details(response)
     where = f"{what}: HTTP {code}" + (f" ({', '.join(sorted(reasons))})" if reasons else "")
     if code == 401:
         return AuthRejected(f"{where}: the access token was refused")

@@ -6,11 +6,14 @@ from calsync.providers.microsoft.adapter import (
     GraphCalendarProvider,
 )
 from calsync.providers.microsoft.convert import EXPORT_PROPERTY_ID, event_to_ical
+from calsync.providers.microsoft.push import MAX_LIFETIME, GraphPushChannels
 
 __all__ = [
     "CURSOR_PREFIX",
     "DEFAULT_API_URL",
     "EXPORT_PROPERTY_ID",
+    "MAX_LIFETIME",
     "GraphCalendarProvider",
+    "GraphPushChannels",
     "event_to_ical",
 ]

@@ -31,6 +31,7 @@ contain tokens or query strings.
 Incremental reads leave out changed rows whose etag the store already holds (``known_etags``);
 full reads list everything (``full=True``, ``deleted`` empty). Event -> iCalendar mapping,
 including ``showAs`` ``free``/``workingElsewhere`` -> TRANSP:TRANSPARENT: see ``convert``.
+Change notifications (``push``, webhook subscriptions): see ``push``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ from calsync.providers.microsoft.graphhttp import (
     origin,
     values,
 )
+from calsync.providers.microsoft.push import GraphPushChannels
 
 DEFAULT_API_URL = "https://graph.microsoft.com/v1.0"
 CURSOR_PREFIX = "graph-delta:"
@@ -104,7 +106,7 @@ _OWN = frozenset(
 class GraphCalendarProvider:
     """``CalendarProvider`` for Microsoft 365 / Outlook.com mailboxes over Microsoft Graph."""
 
-    push: PushChannels | None = None  # set in __init__ once push support lands
+    push: PushChannels | None  # webhook subscriptions (see ``push``), set in __init__
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class GraphCalendarProvider:
         self._past = timedelta(days=horizon_past_days)
         self._future = timedelta(days=horizon_future_days)
         self._page_size = page_size
+        self.push = GraphPushChannels(self._session, timeout=timeout)
 
     @contextmanager
     def _session(self, account: AccountRef) -> Iterator[GraphHttp]:

@@ -54,7 +54,8 @@ EVENT = Errors(None, CalendarGone)
 
 
 class GraphHttp:
-    """GETs against one Graph endpoint, always asking for UTC times."""
+    """Requests against one Graph endpoint: GETs always ask for UTC times; ``send`` is for
+    writes (subscriptions), leaving the status to the caller."""
 
     def __init__(self, client: httpx.Client, api_url: str, allowed: tuple[str, str, int]) -> None:
         self._client = client
@@ -63,6 +64,34 @@ class GraphHttp:
 
     def url(self, *segments: str) -> str:
         return self._api_url + "/" + "/".join(quote(s, safe="") for s in segments)
+
+    def where(self, url: str, what: str) -> str:
+        """How messages name a request: ``what`` and the URL without its query."""
+        return f"{what} ({_safe(url)})"
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """One request with a JSON body (or none); network failures -> ProviderUnreachable."""
+        self.check_link(url, what)
+        where = self.where(url, what)
+        try:
+            return self._client.request(
+                method,
+                url,
+                json=body,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
+        except httpx.TimeoutException:
+            raise ProviderUnreachable(f"{where}: Microsoft Graph timed out") from None
+        except httpx.HTTPError as exc:
+            raise ProviderUnreachable(f"{where}: {type(exc).__name__}") from None
 
     def check_link(self, link: str, what: str) -> None:
         if origin(link) != self._origin:
@@ -126,6 +155,11 @@ class GraphHttp:
         raise _error(response, where, errors)
 
 
+def error(response: httpx.Response, where: str, errors: Errors) -> ProviderError:
+    """The error a non-success answer maps to (see the module docstring)."""
+    return _error(response, where, errors)
+
+
 def _error(response: httpx.Response, where: str, errors: Errors) -> ProviderError:
     status = response.status_code
     code = _error_code(response)
@@ -152,13 +186,18 @@ def _error(response: httpx.Response, where: str, errors: Errors) -> ProviderErro
 
 
 def _error_code(response: httpx.Response) -> str:
+    return error_detail(response, "code")[:100]
+
+
+def error_detail(response: httpx.Response, name: str) -> str:
+    """``error.<name>`` (``code``, ``message``) of a Graph error answer, or ""."""
     try:
         data = response.json()
     except ValueError:
         return ""
     error = data.get("error") if isinstance(data, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    return code[:100] if isinstance(code, str) else ""
+    value = error.get(name) if isinstance(error, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def values(page: dict[str, Any], what: str) -> list[dict[str, Any]]:
