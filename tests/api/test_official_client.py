@@ -11,11 +11,9 @@ What the client sends and how it reads responses is written down in ``tests/js/W
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -29,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+
+from tests.peers.tls import free_port, write_self_signed_cert
 
 pytestmark = pytest.mark.js
 
@@ -65,73 +65,11 @@ VTIMEZONE_BERLIN = (
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _write_self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for IP 127.0.0.1 (and DNS localhost); returns (cert, key)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 def _calsync_command() -> list[str]:
     executable = Path(sys.executable).with_name("calsync")
     if executable.exists():
         return [str(executable)]
     return [sys.executable, "-m", "calsync.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _unavailable(reason: str) -> None:
@@ -226,7 +164,7 @@ def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 def calsync_server(tmp_path: Path, radicale: Any) -> Iterator[CalsyncServer]:
     """calsync over HTTPS with one CalDAV provider pointing at the Radicale fixture."""
-    cert, key = _write_self_signed_cert(tmp_path)
+    cert, key = write_self_signed_cert(tmp_path)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     provider_id = str(uuid.uuid4())
@@ -239,7 +177,7 @@ def calsync_server(tmp_path: Path, radicale: Any) -> Iterator[CalsyncServer]:
         'calendar_type = "OTHER"\n'
         f"url = {json.dumps(radicale.base_url)}\n"
     )
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
     env.update(
         CALSYNC_DATA_DIR=str(data_dir),

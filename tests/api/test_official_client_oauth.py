@@ -34,6 +34,7 @@ from tests.api import test_official_client as official
 from tests.peers.browser import consent_over_http
 from tests.peers.google_fake import GoogleFake, start_google_fake
 from tests.peers.oidc_server import OidcServer, account_sub, start_oidc_provider
+from tests.peers.tls import free_port, write_self_signed_cert
 
 pytestmark = pytest.mark.js
 
@@ -200,7 +201,7 @@ def _providers_toml(oidc: OidcServer, google: GoogleFake) -> str:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """oidc-provider, the Google fake (seeded) and calsync over HTTPS, for the whole module."""
     root = tmp_path_factory.mktemp("oauth-client")
-    port = official._free_port()
+    port = free_port()
     url = f"https://127.0.0.1:{port}"
     oidc = start_oidc_provider(  # skips (or fails with CALSYNC_REQUIRE_NODE=1) without node
         root / "oidc",
@@ -225,7 +226,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     log = None
     try:
         expected, window = _seed_google(google)
-        cert, key = official._write_self_signed_cert(root)
+        cert, key = write_self_signed_cert(root)
         data_dir = root / "data"
         data_dir.mkdir()
         providers_file = root / "providers.toml"

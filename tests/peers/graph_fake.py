@@ -42,13 +42,52 @@ matching request(s) with that error; ``expire_delta_tokens()`` makes every delta
 answer 410 syncStateNotFound. At most ``concurrency_limit`` (4) requests per mailbox run at
 once; more get 429 ApplicationThrottled (``response_delay`` makes overlap easy to provoke).
 ``link_base`` overrides the origin used in nextLink/deltaLink (to test foreign links).
-``requests`` logs every request (method, path, query, params, prefer, token, status).
+``requests`` logs every request (method, path, query, params, prefer, token, status; ``body``:
+the JSON of a POST/PATCH).
+
+Change notifications (webhook subscriptions, as Graph does them for Outlook events):
+
+* ``POST /subscriptions`` checks the body (the required properties; ``changeType`` a list of
+  created/updated/deleted; ``resource`` ``me/calendars/{id}/events`` or ``me/events`` (the
+  default calendar), the calendar existing; https ``notificationUrl`` and
+  ``lifecycleNotificationUrl``; ``expirationDateTime`` in the future and at most
+  ``max_subscription_minutes`` (4230) ahead; ``clientState`` at most 255 characters) -> 400
+  InvalidRequest otherwise. Then, before answering, the validation handshake: POST
+  ``{url}?validationToken=<Graph-like sentence, URL-encoded>`` (Content-Type text/plain) to the
+  notification URL and then the lifecycle URL; each must answer 200, text/plain, the token
+  exactly, within ``validation_timeout`` (10 s), else 400 InvalidRequest "Subscription
+  validation request failed. ...". Handshakes are logged in ``validations``. Success: 201 and
+  the subscription resource (7-digit fraction times, like Graph).
+* ``GET /subscriptions``, ``GET|PATCH|DELETE /subscriptions/{id}`` (PATCH: only
+  ``expirationDateTime``, same limits), ``POST /subscriptions/{id}/reauthorize`` (204).
+  Another mailbox's, an expired or a deleted subscription: 404 ResourceNotFound.
+* Every event mutation through the helpers (``put_event`` created/updated, ``update_event``,
+  ``delete_event``, ``modify_occurrence``/``cancel_occurrence`` updated, ``delete_occurrence``
+  deleted, ``remove_calendar`` deleted for each stored event) notifies the live subscriptions
+  on that calendar whose changeType includes the change: POST JSON ``{"value": [{subscriptionId,
+  subscriptionExpirationDateTime, changeType, resource: "Users/{userId}/Events/{id}",
+  resourceData: {@odata.type, @odata.id, @odata.etag (not for deleted), id}, clientState,
+  tenantId}]}``, one notification per request; 202 is success, anything else is recorded.
+* ``send_lifecycle(subscription_id, "reauthorizationRequired" | "subscriptionRemoved" |
+  "missed")`` POSTs ``{"value": [{lifecycleEvent, subscriptionId,
+  subscriptionExpirationDateTime, clientState, tenantId}]}`` to the lifecycle URL
+  (subscriptionRemoved also deletes the subscription). ``remove_subscription(id)`` drops one
+  silently (as expiry does).
+
+Deliveries run in order on one background thread (httpx, ``verify=False``: receivers use
+self-signed certificates; ``delivery_timeout`` 3 s), stopped by ``stop()``. They are recorded
+in ``deliveries`` (``Delivery``: subscription id, kind = changeType or lifecycle event, url,
+body, status or error); ``wait_deliveries(n, timeout)`` waits for the n-th, ``wait_idle()`` for
+the queue to drain. ``subscriptions`` lists the live subscriptions (copies).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import json
+import queue
 import re
 import secrets
 import threading
@@ -58,9 +97,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -69,16 +109,32 @@ from starlette.routing import Route
 
 __all__ = [
     "EXPORT_PROPERTY_ID",
+    "LIFECYCLE_EVENTS",
+    "SUBSCRIPTION_MAX_MINUTES",
+    "Delivery",
     "FakeAccount",
     "FakeCalendar",
+    "FakeSubscription",
     "GraphError",
     "GraphFake",
     "LoggedRequest",
+    "Validation",
     "start_graph_fake",
 ]
 
 EXPORT_PROPERTY_ID = "String {6a3c2c77-8f3e-4d3a-9a56-2b7e6f3f0e11} Name calsyncSessionId"
 _STARTUP_TIMEOUT = 10.0
+SUBSCRIPTION_MAX_MINUTES = 4230  # Outlook event subscriptions
+LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
+_CHANGE_TYPES = ("created", "updated", "deleted")
+_MAX_CLIENT_STATE = 255
+_SUBSCRIPTION_PROPERTIES = {
+    "changeType", "notificationUrl", "lifecycleNotificationUrl", "resource",
+    "expirationDateTime", "clientState", "latestSupportedTlsVersion", "includeResourceData",
+    "encryptionCertificate", "encryptionCertificateId", "notificationQueryOptions",
+    "notificationUrlAppId", "@odata.type",
+}  # fmt: skip
+_VALIDATION_FAILED = "Subscription validation request failed."
 _MAX_PAGE = 1000
 _MAX_OCCURRENCES = 5000
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -149,6 +205,7 @@ class LoggedRequest:
     prefer: str
     token: str | None
     status: int = 0
+    body: Any = None
 
 
 @dataclass
@@ -173,6 +230,51 @@ class _DeltaState:
 class _Round:
     state: _DeltaState  # what the deltaLink at the end of the round will resume from
     rows: list[dict[str, Any]]  # still to send
+
+
+@dataclass
+class FakeSubscription:
+    id: str
+    email: str  # casefolded owner mailbox
+    calendar_id: str | None  # None: ``me/events``, the default calendar
+    resource: str
+    change_type: str  # as sent
+    notification_url: str
+    lifecycle_url: str | None
+    client_state: str | None
+    expires_at: datetime
+    creator_id: str
+
+    @property
+    def change_types(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.change_type.split(","))
+
+
+@dataclass
+class Delivery:
+    """One POST of a change or lifecycle notification; ``status`` None when ``error``."""
+
+    subscription_id: str
+    kind: str  # created / updated / deleted, or a lifecycle event
+    url: str
+    body: dict[str, Any]
+    status: int | None = None
+    error: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 202
+
+
+@dataclass
+class Validation:
+    """One validation handshake (POST ?validationToken=...) and how the endpoint answered."""
+
+    url: str
+    token: str
+    status: int | None
+    error: str | None
+    ok: bool
 
 
 class GraphError(Exception):
@@ -209,6 +311,20 @@ class GraphFake:
         self._in_flight: dict[str, int] = {}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        # change notifications
+        self.tenant_id = str(uuid.uuid4())
+        self.application_id = str(uuid.uuid4())
+        self.max_subscription_minutes = SUBSCRIPTION_MAX_MINUTES
+        self.validation_timeout = 10.0
+        self.delivery_timeout = 3.0
+        self.validations: list[Validation] = []
+        self.deliveries: list[Delivery] = []
+        self._subscriptions: dict[str, FakeSubscription] = {}
+        self._queue: queue.Queue[Delivery | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self._pending = 0
+        self._delivered = threading.Condition()
         self.app = Starlette(
             routes=[
                 Route(
@@ -225,6 +341,7 @@ class GraphFake:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> GraphFake:
+        self._closed = False
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -249,6 +366,12 @@ class GraphFake:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            self._closed = True  # no new deliveries; those queued are still attempted
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            self._queue.put(None)
+            worker.join(timeout=30)
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None:
@@ -325,8 +448,16 @@ class GraphFake:
         raise KeyError(f"{email} has no default calendar")
 
     def remove_calendar(self, email: str, calendar_id: str) -> None:
+        """Delete a calendar; its subscribers hear "deleted" for each stored event."""
         with self._lock:
-            del self.account(email).calendars[calendar_id]
+            account = self.account(email)
+            calendar = account.calendars[calendar_id]
+            gone = list(calendar.events)
+            for exceptions in calendar.exceptions.values():
+                gone += [e["id"] for e in exceptions.values() if e is not None]
+            for event_id in gone:
+                self._notify(account, calendar, event_id, "deleted", None)
+            del account.calendars[calendar_id]
 
     def put_event(
         self, email: str, calendar_id: str, event: dict[str, Any] | None = None, **fields: Any
@@ -347,6 +478,8 @@ class GraphFake:
             if old is not None and old.get("recurrence") != stored.get("recurrence"):
                 calendar.exceptions.pop(event_id, None)  # a new pattern drops the exceptions
             calendar.events[event_id] = stored
+            change = "created" if old is None else "updated"
+            self._notify(self.account(email), calendar, event_id, change, stored["@odata.etag"])
             return _copy(stored)
 
     def update_event(
@@ -360,14 +493,17 @@ class GraphFake:
     def delete_event(self, email: str, calendar_id: str, event_id: str) -> None:
         """Delete a single instance or a whole series; an occurrence id deletes that one."""
         with self._lock:
-            calendar = self.account(email).calendars[calendar_id]
+            account = self.account(email)
+            calendar = account.calendars[calendar_id]
             if event_id in calendar.events:
                 del calendar.events[event_id]
                 calendar.exceptions.pop(event_id, None)
+                self._notify(account, calendar, event_id, "deleted", None)
                 return
             master_id, key = _split_occurrence_id(event_id)
             if master_id in calendar.events and key is not None:
                 calendar.exceptions.setdefault(master_id, {})[key] = None
+                self._notify(account, calendar, event_id, "deleted", None)
                 return
             raise KeyError(event_id)
 
@@ -389,6 +525,8 @@ class GraphFake:
             stored.update(type="exception", seriesMasterId=master_id, recurrence=None)
             stored["originalStart"] = base["originalStart"]
             calendar.exceptions.setdefault(master_id, {})[key] = stored
+            account = self.account(email)
+            self._notify(account, calendar, stored["id"], "updated", stored["@odata.etag"])
             return _copy(stored)
 
     def cancel_occurrence(
@@ -401,8 +539,11 @@ class GraphFake:
         self, email: str, calendar_id: str, master_id: str, original: date
     ) -> None:
         with self._lock:
-            calendar = self.account(email).calendars[calendar_id]
+            account = self.account(email)
+            calendar = account.calendars[calendar_id]
             calendar.exceptions.setdefault(master_id, {})[original.isoformat()] = None
+            occurrence = self.occurrence_id(master_id, original)
+            self._notify(account, calendar, occurrence, "deleted", None)
 
     def occurrence_id(self, master_id: str, original: date) -> str:
         return f"{master_id}_{original.strftime('%Y%m%d')}"
@@ -449,8 +590,16 @@ class GraphFake:
             prefer=", ".join(request.headers.getlist("prefer")),
             token=token,
         )
+        if request.method in ("POST", "PATCH", "PUT"):
+            raw = await request.body()
+            try:
+                logged.body = json.loads(raw) if raw else None
+            except ValueError:
+                logged.body = raw.decode("utf-8", "replace")
         with self._lock:
             self.requests.append(logged)
+        segments = [p for p in request.url.path.split("/") if p]
+        subscriptions = [s.lower() for s in segments[:2]] == ["v1.0", "subscriptions"]
         mailbox: str | None = None
         try:
             self._fault(request.url.path)
@@ -471,8 +620,13 @@ class GraphFake:
                 self._in_flight[mailbox] = self._in_flight.get(mailbox, 0) + 1
             if self.response_delay:
                 await asyncio.sleep(self.response_delay)
-            with self._lock:
-                response: Response = self._dispatch(request, email)
+            if subscriptions:
+                response: Response = await self._subscription_endpoint(
+                    request.method, email, segments[1:], logged.body
+                )
+            else:
+                with self._lock:
+                    response = self._dispatch(request, email)
         except GraphError as exc:
             response = _error_response(exc)
         finally:
@@ -690,6 +844,348 @@ class GraphFake:
             404, "ErrorItemNotFound", "The specified object was not found in the store."
         )
 
+    # --- change notifications: subscriptions ---------------------------------------------------
+
+    @property
+    def subscriptions(self) -> list[FakeSubscription]:
+        """The live (created, not deleted, not expired) subscriptions, as copies."""
+        with self._lock:
+            return [dataclasses.replace(s) for s in self._live()]
+
+    def remove_subscription(self, subscription_id: str) -> None:
+        """Drop a subscription without telling anyone (as its expiry would)."""
+        with self._lock:
+            self._subscriptions.pop(subscription_id, None)
+
+    def send_lifecycle(self, subscription_id: str, event: str) -> None:
+        """Queue a lifecycle notification to the subscription's lifecycle URL."""
+        if event not in LIFECYCLE_EVENTS:
+            raise ValueError(f"lifecycle events are {', '.join(LIFECYCLE_EVENTS)}")
+        with self._lock:
+            subscription = {s.id: s for s in self._live()}.get(subscription_id)
+            if subscription is None:
+                raise KeyError(subscription_id)
+            if subscription.lifecycle_url is None:
+                raise ValueError("the subscription has no lifecycleNotificationUrl")
+            note = {
+                "lifecycleEvent": event,
+                "subscriptionId": subscription.id,
+                "subscriptionExpirationDateTime": _graph_instant(subscription.expires_at),
+                "clientState": subscription.client_state,
+                "tenantId": self.tenant_id,
+            }
+            if event == "subscriptionRemoved":
+                del self._subscriptions[subscription.id]
+            self._enqueue(subscription.id, event, subscription.lifecycle_url, note)
+
+    def wait_deliveries(self, count: int, timeout: float = 5.0) -> list[Delivery]:
+        """All deliveries once there are at least ``count``; TimeoutError if not in time."""
+        deadline = time.monotonic() + timeout
+        with self._delivered:
+            while len(self.deliveries) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(self.deliveries)} of {count} deliveries made")
+                self._delivered.wait(left)
+            return list(self.deliveries)
+
+    def wait_idle(self, timeout: float = 5.0) -> list[Delivery]:
+        """All deliveries once nothing is queued or being sent; TimeoutError if not in time."""
+        deadline = time.monotonic() + timeout
+        with self._delivered:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self._pending} deliveries still pending")
+                self._delivered.wait(left)
+            return list(self.deliveries)
+
+    def _live(self) -> list[FakeSubscription]:
+        now = datetime.now(UTC)
+        for subscription_id, subscription in list(self._subscriptions.items()):
+            if subscription.expires_at <= now:
+                del self._subscriptions[subscription_id]
+        return list(self._subscriptions.values())
+
+    async def _subscription_endpoint(
+        self, method: str, email: str, segments: list[str], body: Any
+    ) -> Response:
+        with self._lock:
+            account = self.accounts.get(email.casefold())
+            if account is None or not account.mailbox_enabled:
+                raise GraphError(
+                    404,
+                    "MailboxNotEnabledForRESTAPI",
+                    "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+                )
+        if len(segments) == 1 and method == "POST":
+            return await self._create_subscription(account, body)
+        with self._lock:
+            if len(segments) == 1 and method == "GET":
+                owned = [s for s in self._live() if s.email == account.email.casefold()]
+                return JSONResponse(
+                    {
+                        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions",
+                        "value": [self._subscription_json(s) for s in owned],
+                    }
+                )
+            if len(segments) == 2 and method in ("GET", "PATCH", "DELETE"):
+                subscription = self._owned(account, segments[1])
+                if method == "DELETE":
+                    del self._subscriptions[subscription.id]
+                    return Response(status_code=204)
+                if method == "PATCH":
+                    if not isinstance(body, dict):
+                        raise GraphError(400, "BadRequest", "The request body is not JSON.")
+                    others = sorted(set(body) - {"expirationDateTime", "@odata.type"})
+                    if others:
+                        raise GraphError(
+                            400, "InvalidRequest", f"Updating {others[0]} is not faked."
+                        )
+                    expires = self._check_expiration(body.get("expirationDateTime"))
+                    subscription.expires_at = expires
+                return JSONResponse(self._subscription_json(subscription))
+            if len(segments) == 3 and segments[2].lower() == "reauthorize" and method == "POST":
+                self._owned(account, segments[1])
+                return Response(status_code=204)
+        raise GraphError(405, "Request_BadRequest", "The method is not allowed here.")
+
+    def _owned(self, account: FakeAccount, subscription_id: str) -> FakeSubscription:
+        for subscription in self._live():
+            if (
+                subscription.id == subscription_id
+                and subscription.email == account.email.casefold()
+            ):
+                return subscription
+        raise GraphError(
+            404, "ResourceNotFound", f"The object was not found: subscription {subscription_id}"
+        )
+
+    async def _create_subscription(self, account: FakeAccount, body: Any) -> Response:
+        with self._lock:
+            subscription = self._check_subscription(account, body)
+        for url in (subscription.notification_url, subscription.lifecycle_url):
+            if url is not None:
+                problem = await self._handshake(url)
+                if problem is not None:
+                    raise GraphError(400, "InvalidRequest", f"{_VALIDATION_FAILED} {problem}")
+        with self._lock:
+            self._subscriptions[subscription.id] = subscription
+            return JSONResponse(self._subscription_json(subscription), status_code=201)
+
+    def _check_subscription(self, account: FakeAccount, body: Any) -> FakeSubscription:
+        if not isinstance(body, dict):
+            raise GraphError(400, "BadRequest", "The request body is not a JSON object.")
+        for name in body:
+            if name not in _SUBSCRIPTION_PROPERTIES:
+                raise GraphError(
+                    400,
+                    "BadRequest",
+                    f"The property '{name}' does not exist on type 'microsoft.graph.subscription'.",
+                )
+        for name in ("changeType", "notificationUrl", "resource", "expirationDateTime"):
+            value = body.get(name)
+            if not isinstance(value, str) or not value.strip():
+                raise GraphError(400, "InvalidRequest", f"The '{name}' property is required.")
+        change_type = body["changeType"]
+        changes = [c.strip() for c in change_type.split(",")]
+        if any(c not in _CHANGE_TYPES for c in changes) or len(set(changes)) != len(changes):
+            raise GraphError(
+                400,
+                "InvalidRequest",
+                f"Invalid changeType '{change_type}': use created, updated, deleted.",
+            )
+        calendar_id = self._subscribed_calendar(account, body["resource"])
+        notification_url = _https_url(body["notificationUrl"], "notificationUrl")
+        lifecycle_url = body.get("lifecycleNotificationUrl")
+        if lifecycle_url is not None:
+            lifecycle_url = _https_url(lifecycle_url, "lifecycleNotificationUrl")
+        expires = self._check_expiration(body["expirationDateTime"])
+        client_state = body.get("clientState")
+        if client_state is not None and not isinstance(client_state, str):
+            raise GraphError(400, "BadRequest", "clientState must be a string.")
+        if client_state is not None and len(client_state) > _MAX_CLIENT_STATE:
+            raise GraphError(
+                400,
+                "InvalidRequest",
+                f"clientState is longer than the maximum of {_MAX_CLIENT_STATE} characters.",
+            )
+        return FakeSubscription(
+            id=str(uuid.uuid4()),
+            email=account.email.casefold(),
+            calendar_id=calendar_id,
+            resource=body["resource"],
+            change_type=change_type,
+            notification_url=notification_url,
+            lifecycle_url=lifecycle_url,
+            client_state=client_state,
+            expires_at=expires,
+            creator_id=account.id,
+        )
+
+    def _subscribed_calendar(self, account: FakeAccount, resource: str) -> str | None:
+        parts = resource.strip().strip("/").split("/")
+        lowered = [p.lower() for p in parts]
+        if lowered == ["me", "events"]:
+            self._calendar(account, None)  # 404 without a default calendar
+            return None
+        if len(parts) == 4 and lowered[:2] == ["me", "calendars"] and lowered[3] == "events":
+            return self._calendar(account, unquote(parts[2])).id
+        raise GraphError(
+            400,
+            "InvalidRequest",
+            f"Resource '{resource}' is not supported "
+            "(faked: me/calendars/{id}/events, me/events).",
+        )
+
+    def _check_expiration(self, value: object) -> datetime:
+        expires = _parse_instant(value)
+        if expires is None:
+            raise GraphError(400, "InvalidRequest", "expirationDateTime is not a valid date-time.")
+        now = datetime.now(UTC)
+        if expires <= now:
+            raise GraphError(
+                400, "InvalidRequest", "Subscription expiration must be in the future."
+            )
+        if expires > now + timedelta(minutes=self.max_subscription_minutes):
+            raise GraphError(
+                400,
+                "InvalidRequest",
+                f"Subscription expiration can only be {self.max_subscription_minutes} minutes "
+                "in the future.",
+            )
+        return expires
+
+    async def _handshake(self, url: str) -> str | None:
+        """POST ?validationToken=...; None when the endpoint echoed it, else what went wrong."""
+        request_id = uuid.uuid4()
+        token = (
+            "Validation: Testing client application reachability for subscription "
+            f"Request-Id: {request_id}"
+        )
+        parts = urlsplit(url)
+        query = urlencode({"validationToken": token})
+        target = urlunsplit(
+            parts._replace(query=f"{parts.query}&{query}" if parts.query else query)
+        )
+        status: int | None = None
+        error: str | None = None
+        problem: str | None = None
+        try:
+            async with asyncio.timeout(self.validation_timeout):
+                async with httpx.AsyncClient(
+                    verify=False, follow_redirects=False, timeout=self.validation_timeout
+                ) as client:
+                    response = await client.post(
+                        target, content=b"", headers={"Content-Type": "text/plain; charset=utf-8"}
+                    )
+                    text = response.text
+            status = response.status_code
+            media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if status != 200:
+                problem = "Notification endpoint must respond with 200 OK to validation request."
+            elif media != "text/plain":
+                problem = "The validation response must have Content-Type text/plain."
+            elif text != token:
+                problem = "Response must exactly match validationToken query parameter."
+        except (TimeoutError, httpx.TimeoutException):
+            error = "timed out"
+            problem = "Notification endpoint must respond with 200 OK to validation request."
+        except Exception as exc:  # unreachable, TLS failure, bad URL
+            error = f"{type(exc).__name__}: {exc}"
+            problem = "Notification endpoint must respond with 200 OK to validation request."
+        with self._lock:
+            self.validations.append(Validation(url, token, status, error, problem is None))
+        return problem
+
+    def _subscription_json(self, subscription: FakeSubscription) -> dict[str, Any]:
+        return {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions/$entity",
+            "id": subscription.id,
+            "resource": subscription.resource,
+            "applicationId": self.application_id,
+            "changeType": subscription.change_type,
+            "clientState": subscription.client_state,
+            "notificationUrl": subscription.notification_url,
+            "notificationQueryOptions": None,
+            "lifecycleNotificationUrl": subscription.lifecycle_url,
+            "expirationDateTime": _graph_instant(subscription.expires_at),
+            "creatorId": subscription.creator_id,
+            "includeResourceData": False,
+            "latestSupportedTlsVersion": "v1_2",
+            "encryptionCertificate": None,
+            "encryptionCertificateId": None,
+            "notificationUrlAppId": None,
+        }
+
+    # --- change notifications: delivery ---------------------------------------------------------
+
+    def _notify(
+        self,
+        account: FakeAccount,
+        calendar: FakeCalendar,
+        event_id: str,
+        change: str,
+        etag: str | None,
+    ) -> None:
+        """Queue a change notification for each live subscription watching ``calendar``."""
+        for subscription in self._live():
+            if subscription.email != account.email.casefold():
+                continue
+            if subscription.calendar_id is None:
+                if not calendar.is_default:
+                    continue
+            elif subscription.calendar_id != calendar.id:
+                continue
+            if change not in subscription.change_types:
+                continue
+            resource = f"Users/{account.id}/Events/{event_id}"
+            data: dict[str, Any] = {"@odata.type": "#Microsoft.Graph.Event", "@odata.id": resource}
+            if etag and change != "deleted":
+                data["@odata.etag"] = etag
+            data["id"] = event_id
+            note = {
+                "subscriptionId": subscription.id,
+                "subscriptionExpirationDateTime": _graph_instant(subscription.expires_at),
+                "changeType": change,
+                "resource": resource,
+                "resourceData": data,
+                "clientState": subscription.client_state,
+                "tenantId": self.tenant_id,
+            }
+            self._enqueue(subscription.id, change, subscription.notification_url, note)
+
+    def _enqueue(self, subscription_id: str, kind: str, url: str, note: dict[str, Any]) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            with self._delivered:
+                self._pending += 1
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._deliver_all, name="graph-fake-deliveries", daemon=True
+                )
+                self._worker.start()
+            self._queue.put(Delivery(subscription_id, kind, url, {"value": [note]}))
+
+    def _deliver_all(self) -> None:
+        with httpx.Client(verify=False, follow_redirects=False) as client:
+            while True:
+                delivery = self._queue.get()
+                if delivery is None:
+                    return
+                try:
+                    response = client.post(
+                        delivery.url, json=delivery.body, timeout=self.delivery_timeout
+                    )
+                    delivery.status = response.status_code
+                except Exception as exc:  # unreachable, timeout, TLS failure, bad URL
+                    delivery.error = f"{type(exc).__name__}: {exc}"
+                with self._delivered:
+                    self.deliveries.append(delivery)
+                    self._pending -= 1
+                    self._delivered.notify_all()
+
     # --- events and recurrence ------------------------------------------------------------------
 
     def _normalise(
@@ -880,6 +1376,44 @@ def _zone(name: object) -> tzinfo:
         return ZoneInfo(label)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"time zone {label!r} is not faked (use UTC or an IANA name)") from None
+
+
+def _https_url(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise GraphError(400, "BadRequest", f"{name} must be a string.")
+    parts = urlsplit(value)
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise GraphError(
+            400, "InvalidRequest", f"Invalid {name} '{value}': only https URLs are supported."
+        )
+    return value
+
+
+def _parse_instant(value: object) -> datetime | None:
+    """An ISO 8601 date-time (up to 7 fraction digits, Z or an offset; naive is UTC)."""
+    if not isinstance(value, str):
+        return None
+    match = re.fullmatch(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d)?)(?:\.(\d{1,7}))?(Z|[+-]\d\d:\d\d)?",
+        value.strip(),
+        re.IGNORECASE,
+    )
+    if match is None:
+        return None
+    head, fraction, zone = match.groups()
+    text = head + (f".{fraction[:6].ljust(6, '0')}" if fraction else "")
+    if zone and zone.upper() != "Z":
+        text += zone
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _graph_instant(value: datetime) -> str:
+    """Graph's form of an instant: UTC with seven fraction digits."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
 def _naive(text: str) -> datetime:

@@ -1,0 +1,175 @@
+"""Push end to end: calsync served over HTTPS subscribes to the Google and Graph fakes, their
+notifications make connections due at once, forged ones do nothing, disconnect unsubscribes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import select
+
+from calsync.api.app import create_app
+from calsync.domain import Identity, IdentityType, Permission
+from calsync.providers.base import OAuthTokens
+from calsync.providers.registry import GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID
+from calsync.service import schedules
+from calsync.service.accounts import seal_tokens
+from calsync.service.connections import disconnect, upsert_connection
+from calsync.service.runtime import Runtime
+from calsync.store.models import EventInstance, PushChannelRow
+from tests.conftest import random_guid
+from tests.peers.google_fake import GoogleFake, start_google_fake
+from tests.peers.graph_fake import GraphFake, start_graph_fake
+from tests.peers.tls import free_port, write_self_signed_cert
+
+ADMIN = Identity(tenant_id="site-one", type=IdentityType.APP, permissions=frozenset(Permission),
+                 app_id=random_guid())
+BASE = datetime(2027, 4, 6, 9, tzinfo=UTC)
+# A change must show within 5 s of its notification; the wait below is that bound.
+PUSH_TO_VISIBLE_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[GoogleFake]:
+    fake = start_google_fake()
+    yield fake
+    assert fake.violations == [], fake.violations
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[GraphFake]:
+    fake = start_graph_fake()
+    yield fake
+    fake.stop()
+
+
+@dataclass
+class Calsync:
+    rt: Runtime
+    url: str
+
+
+@pytest.fixture
+def calsync(
+    make_runtime: Callable[..., Runtime], google: GoogleFake, graph: GraphFake, tmp_path: Path
+) -> Iterator[Calsync]:
+    """calsync over HTTPS in this process, with its worker; polling is slow (an hour), so
+    only notifications (and the first sync) make it read the fakes."""
+    cert, key = write_self_signed_cert(tmp_path)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    toml = "\n".join(
+        f'[[providers]]\nid = "{pid}"\nkind = "{kind}"\nclient_id = "cid"\n'
+        f'client_secret = "secret"\napi_url = "{api}"\n'
+        for pid, kind, api in ((GOOGLE_PROVIDER_ID, "google", google.api_url),
+                               (MICROSOFT_PROVIDER_ID, "microsoft", graph.api_url))
+    )
+    rt = make_runtime(extra_toml=toml, public_url=url, poll_interval_seconds=3600,
+                      worker_tick_seconds=0.1)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(rt), host="127.0.0.1", port=port, ssl_certfile=str(cert),
+        ssl_keyfile=str(key), log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "calsync did not start"
+        time.sleep(0.05)
+    yield Calsync(rt, url)
+    server.should_exit = True
+    thread.join(20)
+
+
+def connect(rt: Runtime, provider_id: str, email: str, token: str) -> str:
+    schedule_id = random_guid()
+    schedules.put_schedule(rt, identity=ADMIN, schedule_id=schedule_id, owner_user_id=None,
+                           owner_name="", time_zone="UTC")
+    provider = rt.providers.get(provider_id)
+    assert provider is not None
+    far = datetime.now(UTC) + timedelta(days=30)
+    return upsert_connection(
+        rt, tenant_id=ADMIN.tenant_id, schedule_id=schedule_id, provider=provider, email=email,
+        secret=seal_tokens(rt, OAuthTokens(token, None, far)), account_state={},
+        caller_user_id=None, caller_app_id=ADMIN.app_id,
+    )
+
+
+def titles(rt: Runtime, connection_id: str) -> list[str]:
+    with rt.sessions() as session:
+        return sorted(session.scalars(
+            select(EventInstance.title).where(EventInstance.connection_id == connection_id)))
+
+
+def channels(rt: Runtime, connection_id: str) -> list[PushChannelRow]:
+    with rt.sessions() as session:
+        return list(session.scalars(
+            select(PushChannelRow).where(PushChannelRow.connection_id == connection_id)))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_google_notifications_make_changes_visible(calsync: Calsync, google: GoogleFake) -> None:
+    email = f"{random_guid()[:8]}@example.com"
+    token = google.add_account(email)
+    google.add_calendar(email, email, "Calendar", primary=True)
+    connection_id = connect(calsync.rt, GOOGLE_PROVIDER_ID, email, token)
+    wait_for(lambda: len(channels(calsync.rt, connection_id)) == 1, 20, "a push channel")
+    [channel] = channels(calsync.rt, connection_id)
+    assert channel.channel_id in {c["id"] for c in google.channels}
+    google.put_event(email, email, {
+        "summary": "Pushed", "start": {"dateTime": BASE.isoformat()},
+        "end": {"dateTime": (BASE + timedelta(hours=1)).isoformat()}})
+    wait_for(lambda: titles(calsync.rt, connection_id) == ["Pushed"], PUSH_TO_VISIBLE_SECONDS,
+             "the pushed change in the store")
+
+    forged = httpx.post(f"{calsync.url}/push/google", verify=False, headers={
+        "X-Goog-Channel-ID": channel.channel_id, "X-Goog-Channel-Token": "forged",
+        "X-Goog-Resource-State": "exists", "X-Goog-Resource-ID": channel.resource_id})
+    assert forged.status_code == 403
+
+    disconnect(calsync.rt, identity=ADMIN, connection_id=connection_id)
+    wait_for(lambda: channel.channel_id not in {c["id"] for c in google.channels}, 10,
+             "the channel to be stopped")
+
+
+def test_graph_notifications_and_lifecycle(calsync: Calsync, graph: GraphFake) -> None:
+    email = f"{random_guid()[:8]}@example.com"
+    token = f"tok-{random_guid()}"
+    graph.add_account(email, token=token)
+    calendar_id = graph.default_calendar(email).id
+    connection_id = connect(calsync.rt, MICROSOFT_PROVIDER_ID, email, token)
+    wait_for(lambda: len(channels(calsync.rt, connection_id)) == 1, 20, "a subscription")
+    [subscription] = channels(calsync.rt, connection_id)
+    assert subscription.channel_id in {s["id"] for s in graph.subscriptions}
+    graph.put_event(email, calendar_id, subject="Pushed", start=BASE,
+                    end=BASE + timedelta(hours=1))
+    wait_for(lambda: titles(calsync.rt, connection_id) == ["Pushed"], PUSH_TO_VISIBLE_SECONDS,
+             "the pushed change in the store")
+
+    forged = httpx.post(f"{calsync.url}/push/microsoft", verify=False, json={"value": [{
+        "subscriptionId": subscription.channel_id, "clientState": "forged",
+        "changeType": "created"}]})
+    assert forged.status_code == 202
+
+    graph.send_lifecycle(subscription.channel_id, "subscriptionRemoved")
+    wait_for(lambda: {c.channel_id for c in channels(calsync.rt, connection_id)}
+             - {subscription.channel_id} != set(), 20, "a new subscription after removal")
+
+    disconnect(calsync.rt, identity=ADMIN, connection_id=connection_id)
+    wait_for(lambda: not any(s.get("resource", "").endswith(f"{calendar_id}/events")
+                             for s in graph.subscriptions), 10, "the subscription to be deleted")
