@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from contextlib import AbstractContextManager
@@ -78,6 +79,10 @@ def serve(
     settings = _settings()
     logs.configure(settings.log_level)
     runtime = build_runtime(settings)
+    if settings.redirect_origins() is None:
+        logging.getLogger("calsync").warning(
+            "CALSYNC_OAUTH_REDIRECT_ORIGINS is not set: OAuth may redirect to any origin"
+        )
     if migrate:
         upgrade(runtime.engine)
     config = uvicorn.Config(
@@ -95,6 +100,14 @@ def serve(
         uvicorn.Server(config).run()
     finally:
         runtime.close()
+
+
+@app.command("settings")
+def settings_command() -> None:
+    """Print every setting (environment variable, default, meaning) as a Markdown table."""
+    from calsync.settings import settings_table
+
+    typer.echo(settings_table())
 
 
 @app.command("worker")

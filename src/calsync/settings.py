@@ -107,3 +107,12 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from this module so it cannot drift."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = "" if info.default is None else str(info.default)
+        rows.append(f"| `CALSYNC_{name.upper()}` | `{default}` | {info.description or ''} |")
+    return "\n".join(rows)

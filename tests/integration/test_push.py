@@ -29,8 +29,12 @@ from tests.peers.google_fake import GoogleFake, start_google_fake
 from tests.peers.graph_fake import GraphFake, start_graph_fake
 from tests.peers.tls import free_port, write_self_signed_cert
 
-ADMIN = Identity(tenant_id="site-one", type=IdentityType.APP, permissions=frozenset(Permission),
-                 app_id=random_guid())
+ADMIN = Identity(
+    tenant_id="site-one",
+    type=IdentityType.APP,
+    permissions=frozenset(Permission),
+    app_id=random_guid(),
+)
 BASE = datetime(2027, 4, 6, 9, tzinfo=UTC)
 # A change must show within 5 s of its notification; the wait below is that bound.
 PUSH_TO_VISIBLE_SECONDS = 5.0
@@ -69,14 +73,25 @@ def calsync(
     toml = "\n".join(
         f'[[providers]]\nid = "{pid}"\nkind = "{kind}"\nclient_id = "cid"\n'
         f'client_secret = "secret"\napi_url = "{api}"\n'
-        for pid, kind, api in ((GOOGLE_PROVIDER_ID, "google", google.api_url),
-                               (MICROSOFT_PROVIDER_ID, "microsoft", graph.api_url))
+        for pid, kind, api in (
+            (GOOGLE_PROVIDER_ID, "google", google.api_url),
+            (MICROSOFT_PROVIDER_ID, "microsoft", graph.api_url),
+        )
     )
-    rt = make_runtime(extra_toml=toml, public_url=url, poll_interval_seconds=3600,
-                      worker_tick_seconds=0.1)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(rt), host="127.0.0.1", port=port, ssl_certfile=str(cert),
-        ssl_keyfile=str(key), log_config=None, lifespan="on"))
+    rt = make_runtime(
+        extra_toml=toml, public_url=url, poll_interval_seconds=3600, worker_tick_seconds=0.1
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(rt),
+            host="127.0.0.1",
+            port=port,
+            ssl_certfile=str(cert),
+            ssl_keyfile=str(key),
+            log_config=None,
+            lifespan="on",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -90,28 +105,46 @@ def calsync(
 
 def connect(rt: Runtime, provider_id: str, email: str, token: str) -> str:
     schedule_id = random_guid()
-    schedules.put_schedule(rt, identity=ADMIN, schedule_id=schedule_id, owner_user_id=None,
-                           owner_name="", time_zone="UTC")
+    schedules.put_schedule(
+        rt,
+        identity=ADMIN,
+        schedule_id=schedule_id,
+        owner_user_id=None,
+        owner_name="",
+        time_zone="UTC",
+    )
     provider = rt.providers.get(provider_id)
     assert provider is not None
     far = datetime.now(UTC) + timedelta(days=30)
     return upsert_connection(
-        rt, tenant_id=ADMIN.tenant_id, schedule_id=schedule_id, provider=provider, email=email,
-        secret=seal_tokens(rt, OAuthTokens(token, None, far)), account_state={},
-        caller_user_id=None, caller_app_id=ADMIN.app_id,
+        rt,
+        tenant_id=ADMIN.tenant_id,
+        schedule_id=schedule_id,
+        provider=provider,
+        email=email,
+        secret=seal_tokens(rt, OAuthTokens(token, None, far)),
+        account_state={},
+        caller_user_id=None,
+        caller_app_id=ADMIN.app_id,
     )
 
 
 def titles(rt: Runtime, connection_id: str) -> list[str]:
     with rt.sessions() as session:
-        return sorted(session.scalars(
-            select(EventInstance.title).where(EventInstance.connection_id == connection_id)))
+        return sorted(
+            session.scalars(
+                select(EventInstance.title).where(EventInstance.connection_id == connection_id)
+            )
+        )
 
 
 def channels(rt: Runtime, connection_id: str) -> list[PushChannelRow]:
     with rt.sessions() as session:
-        return list(session.scalars(
-            select(PushChannelRow).where(PushChannelRow.connection_id == connection_id)))
+        return list(
+            session.scalars(
+                select(PushChannelRow).where(PushChannelRow.connection_id == connection_id)
+            )
+        )
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
@@ -131,20 +164,39 @@ def test_google_notifications_make_changes_visible(calsync: Calsync, google: Goo
     wait_for(lambda: len(channels(calsync.rt, connection_id)) == 1, 20, "a push channel")
     [channel] = channels(calsync.rt, connection_id)
     assert channel.channel_id in {c["id"] for c in google.channels}
-    google.put_event(email, email, {
-        "summary": "Pushed", "start": {"dateTime": BASE.isoformat()},
-        "end": {"dateTime": (BASE + timedelta(hours=1)).isoformat()}})
-    wait_for(lambda: titles(calsync.rt, connection_id) == ["Pushed"], PUSH_TO_VISIBLE_SECONDS,
-             "the pushed change in the store")
+    google.put_event(
+        email,
+        email,
+        {
+            "summary": "Pushed",
+            "start": {"dateTime": BASE.isoformat()},
+            "end": {"dateTime": (BASE + timedelta(hours=1)).isoformat()},
+        },
+    )
+    wait_for(
+        lambda: titles(calsync.rt, connection_id) == ["Pushed"],
+        PUSH_TO_VISIBLE_SECONDS,
+        "the pushed change in the store",
+    )
 
-    forged = httpx.post(f"{calsync.url}/push/google", verify=False, headers={
-        "X-Goog-Channel-ID": channel.channel_id, "X-Goog-Channel-Token": "forged",
-        "X-Goog-Resource-State": "exists", "X-Goog-Resource-ID": channel.resource_id})
+    forged = httpx.post(
+        f"{calsync.url}/push/google",
+        verify=False,
+        headers={
+            "X-Goog-Channel-ID": channel.channel_id,
+            "X-Goog-Channel-Token": "forged",
+            "X-Goog-Resource-State": "exists",
+            "X-Goog-Resource-ID": channel.resource_id,
+        },
+    )
     assert forged.status_code == 403
 
     disconnect(calsync.rt, identity=ADMIN, connection_id=connection_id)
-    wait_for(lambda: channel.channel_id not in {c["id"] for c in google.channels}, 10,
-             "the channel to be stopped")
+    wait_for(
+        lambda: channel.channel_id not in {c["id"] for c in google.channels},
+        10,
+        "the channel to be stopped",
+    )
 
 
 def test_graph_notifications_and_lifecycle(calsync: Calsync, graph: GraphFake) -> None:
@@ -156,20 +208,45 @@ def test_graph_notifications_and_lifecycle(calsync: Calsync, graph: GraphFake) -
     wait_for(lambda: len(channels(calsync.rt, connection_id)) == 1, 20, "a subscription")
     [subscription] = channels(calsync.rt, connection_id)
     assert subscription.channel_id in {s["id"] for s in graph.subscriptions}
-    graph.put_event(email, calendar_id, subject="Pushed", start=BASE,
-                    end=BASE + timedelta(hours=1))
-    wait_for(lambda: titles(calsync.rt, connection_id) == ["Pushed"], PUSH_TO_VISIBLE_SECONDS,
-             "the pushed change in the store")
+    graph.put_event(email, calendar_id, subject="Pushed", start=BASE, end=BASE + timedelta(hours=1))
+    wait_for(
+        lambda: titles(calsync.rt, connection_id) == ["Pushed"],
+        PUSH_TO_VISIBLE_SECONDS,
+        "the pushed change in the store",
+    )
 
-    forged = httpx.post(f"{calsync.url}/push/microsoft", verify=False, json={"value": [{
-        "subscriptionId": subscription.channel_id, "clientState": "forged",
-        "changeType": "created"}]})
+    forged = httpx.post(
+        f"{calsync.url}/push/microsoft",
+        verify=False,
+        json={
+            "value": [
+                {
+                    "subscriptionId": subscription.channel_id,
+                    "clientState": "forged",
+                    "changeType": "created",
+                }
+            ]
+        },
+    )
     assert forged.status_code == 202
 
     graph.send_lifecycle(subscription.channel_id, "subscriptionRemoved")
-    wait_for(lambda: {c.channel_id for c in channels(calsync.rt, connection_id)}
-             - {subscription.channel_id} != set(), 20, "a new subscription after removal")
+    wait_for(
+        lambda: (
+            {c.channel_id for c in channels(calsync.rt, connection_id)} - {subscription.channel_id}
+            != set()
+        ),
+        20,
+        "a new subscription after removal",
+    )
 
     disconnect(calsync.rt, identity=ADMIN, connection_id=connection_id)
-    wait_for(lambda: not any(s.get("resource", "").endswith(f"{calendar_id}/events")
-                             for s in graph.subscriptions), 10, "the subscription to be deleted")
+    wait_for(
+        lambda: (
+            not any(
+                s.get("resource", "").endswith(f"{calendar_id}/events") for s in graph.subscriptions
+            )
+        ),
+        10,
+        "the subscription to be deleted",
+    )

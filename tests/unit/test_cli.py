@@ -94,3 +94,10 @@ def test_help_explains_every_command(tmp_path: Path) -> None:
     ):
         result = run(tmp_path, url, *args)
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_readme_settings_table_is_generated_from_the_settings_module() -> None:
+    from calsync.settings import settings_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert settings_table() in readme
