@@ -207,3 +207,40 @@ def test_new_day_reads_calendars_in_full_again(make_runtime: Callable[..., Runti
     fake.calls.clear()
     sync_connection(rt, connection_id)
     assert fake.calls == ["read:cal:False"]  # full read on a new day
+
+
+def test_deleted_calendar_stops_being_imported_and_is_reported(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    fake = FakeProvider()
+    rt = make_runtime(adapter_factory=lambda _c: fake)
+    [connection_id] = seed(rt, fake, 1)
+    fake.add_calendar("user0@example.com", "work", "Work")
+    fake.put(
+        "user0@example.com",
+        "work",
+        "/w.ics",
+        ical("w", "20270106T100000Z", "20270106T110000Z", "Work thing"),
+    )
+    from calsync.domain import ImportConfig, SyncConfig
+    from calsync.service.connections import update_sync_config
+
+    update_sync_config(
+        rt,
+        identity=ADMIN,
+        connection_id=connection_id,
+        requested=SyncConfig(import_=ImportConfig(True, ("cal", "work"))),
+        present={"listEventFromCalendars"},
+        field_mask=None,
+    )
+    sync_connection(rt, connection_id)
+    assert sync_report(rt, identity=ADMIN, connection_id=connection_id).calendars[1].instances == 1
+    del fake.accounts["user0@example.com"].calendars["work"]
+    sync_connection(rt, connection_id)
+    report = sync_report(rt, identity=ADMIN, connection_id=connection_id)
+    assert report.status.value == "SYNCED"
+    assert report.last_error is not None and "work" in report.last_error
+    assert [c.calendar_id for c in report.calendars] == ["cal"]
+    with rt.sessions() as session:
+        row = session.get(Connection, connection_id)
+        assert row is not None and row.sync_config["import"]["calendars"] == ["cal"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -128,6 +129,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
 
     adapter = rt.providers.adapter(provider)
     problems: list[str] = []
+    gone: list[str] = []
     try:
         wanted = _wanted_calendars(config.import_.enabled, config.import_.calendar_ids, primary_id)
         if wanted is None or any(cid not in names for cid in wanted):
@@ -142,7 +144,8 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
             try:
                 changes = _read(rt, adapter, row, calendar_id, cursors.get(calendar_id))
             except CalendarGone:
-                problems.append(f"calendar {calendar_id} no longer exists")
+                problems.append(f"calendar {calendar_id} no longer exists; it is not imported")
+                gone.append(calendar_id)
                 drop_calendars(rt, connection_id, [calendar_id])
                 continue
             apply_changes(
@@ -171,6 +174,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
         synced_from=started,
         primary_id=primary_id,
         problems="; ".join(problems) or None,
+        gone=gone,
     )
 
 
@@ -224,6 +228,7 @@ def _record(
     synced_from: datetime | None = None,
     primary_id: str | None = None,
     problems: str | None = None,
+    gone: list[str] | None = None,
     revoked: str | None = None,
     failure: ProviderError | None = None,
     previous_status: str = ConnectionStatus.CONNECTED.value,
@@ -252,6 +257,8 @@ def _record(
             row.next_sync_at = now + timedelta(seconds=rt.settings.poll_interval_seconds)
             if primary_id and row.account_state.get(PRIMARY_STATE_KEY) != primary_id:
                 row.account_state = {**row.account_state, PRIMARY_STATE_KEY: primary_id}
+            if gone:
+                _forget_calendars(row, set(gone))
             return
         row.failure_count += 1
         retry_after = failure.retry_after if isinstance(failure, RateLimitedByProvider) else None
@@ -259,3 +266,17 @@ def _record(
         row.last_error = (str(failure) if failure else "internal error")[:500]
         failing = row.failure_count >= rt.settings.error_threshold
         row.status = ConnectionStatus.ERROR.value if failing else previous_status
+
+
+def _forget_calendars(row: Connection, gone: set[str]) -> None:
+    """Deleted calendars leave the import selection (a deleted primary is looked up again)."""
+    config = sc.from_json(row.sync_config)
+    ids = config.import_.calendar_ids
+    if ids is not None and gone & set(ids):
+        kept = tuple(c for c in ids if c not in gone)
+        imp = replace(
+            config.import_, calendar_ids=kept, enabled=config.import_.enabled and bool(kept)
+        )
+        row.sync_config = sc.to_json(replace(config, import_=imp))
+    if row.account_state.get(PRIMARY_STATE_KEY) in gone:
+        row.account_state = {k: v for k, v in row.account_state.items() if k != PRIMARY_STATE_KEY}

@@ -53,6 +53,7 @@ Session = Callable[[AccountRef], AbstractContextManager[GraphHttp]]
 
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://\S*", re.IGNORECASE)
 _MESSAGE_LIMIT = 200
+_HIDE_IN_PLACE = 8  # secrets at least this long are replaced within Graph's message
 
 
 def _utcnow() -> datetime:
@@ -194,8 +195,11 @@ def _failure(
 
 
 def _scrubbed(message: str, hidden: Iterable[str | None]) -> str:
-    """Graph's message without secrets, URLs or control characters, shortened."""
+    """Graph's message without secrets, URLs or control characters, shortened. A short secret
+    cannot be cut out without mangling words: a message containing one is left out."""
     for value in sorted((h for h in hidden if h), key=len, reverse=True):
+        if value in message and len(value) < _HIDE_IN_PLACE:
+            return ""
         message = message.replace(value, "[hidden]")
     message = _URL.sub("[url]", message)
     message = " ".join("".join(c if c.isprintable() else " " for c in message).split())
