@@ -78,7 +78,8 @@ Deliveries run in order on one background thread (httpx, ``verify=False``: recei
 self-signed certificates; ``delivery_timeout`` 3 s), stopped by ``stop()``. They are recorded
 in ``deliveries`` (``Delivery``: subscription id, kind = changeType or lifecycle event, url,
 body, status or error); ``wait_deliveries(n, timeout)`` waits for the n-th, ``wait_idle()`` for
-the queue to drain. ``subscriptions`` lists the live subscriptions (copies).
+the queue to drain. ``subscriptions`` lists the live subscriptions (``FakeSubscription``
+copies, readable as attributes or by Graph property name).
 """
 
 from __future__ import annotations
@@ -234,6 +235,9 @@ class _Round:
 
 @dataclass
 class FakeSubscription:
+    """A subscription; also readable by its Graph property names (``s["id"]``,
+    ``s.get("resource")``, ``s["expirationDateTime"]``: the wire form)."""
+
     id: str
     email: str  # casefolded owner mailbox
     calendar_id: str | None  # None: ``me/events``, the default calendar
@@ -244,10 +248,38 @@ class FakeSubscription:
     client_state: str | None
     expires_at: datetime
     creator_id: str
+    application_id: str
 
     @property
     def change_types(self) -> frozenset[str]:
         return frozenset(c.strip() for c in self.change_type.split(","))
+
+    def as_json(self) -> dict[str, Any]:
+        """The subscription resource as Graph returns it."""
+        return {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions/$entity",
+            "id": self.id,
+            "resource": self.resource,
+            "applicationId": self.application_id,
+            "changeType": self.change_type,
+            "clientState": self.client_state,
+            "notificationUrl": self.notification_url,
+            "notificationQueryOptions": None,
+            "lifecycleNotificationUrl": self.lifecycle_url,
+            "expirationDateTime": _graph_instant(self.expires_at),
+            "creatorId": self.creator_id,
+            "includeResourceData": False,
+            "latestSupportedTlsVersion": "v1_2",
+            "encryptionCertificate": None,
+            "encryptionCertificateId": None,
+            "notificationUrlAppId": None,
+        }
+
+    def __getitem__(self, name: str) -> Any:
+        return self.as_json()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.as_json().get(name, default)
 
 
 @dataclass
@@ -1021,6 +1053,7 @@ class GraphFake:
             client_state=client_state,
             expires_at=expires,
             creator_id=account.id,
+            application_id=self.application_id,
         )
 
     def _subscribed_calendar(self, account: FakeAccount, resource: str) -> str | None:
@@ -1099,24 +1132,7 @@ class GraphFake:
         return problem
 
     def _subscription_json(self, subscription: FakeSubscription) -> dict[str, Any]:
-        return {
-            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions/$entity",
-            "id": subscription.id,
-            "resource": subscription.resource,
-            "applicationId": self.application_id,
-            "changeType": subscription.change_type,
-            "clientState": subscription.client_state,
-            "notificationUrl": subscription.notification_url,
-            "notificationQueryOptions": None,
-            "lifecycleNotificationUrl": subscription.lifecycle_url,
-            "expirationDateTime": _graph_instant(subscription.expires_at),
-            "creatorId": subscription.creator_id,
-            "includeResourceData": False,
-            "latestSupportedTlsVersion": "v1_2",
-            "encryptionCertificate": None,
-            "encryptionCertificateId": None,
-            "notificationUrlAppId": None,
-        }
+        return subscription.as_json()
 
     # --- change notifications: delivery ---------------------------------------------------------
 
@@ -1169,7 +1185,10 @@ class GraphFake:
             self._queue.put(Delivery(subscription_id, kind, url, {"value": [note]}))
 
     def _deliver_all(self) -> None:
-        with httpx.Client(verify=False, follow_redirects=False) as client:
+        # No idle keep-alive connections: a receiver shutting down (uvicorn over TLS) would
+        # otherwise wait for this client to close them.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(verify=False, follow_redirects=False, limits=limits) as client:
             while True:
                 delivery = self._queue.get()
                 if delivery is None:
