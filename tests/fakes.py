@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from calsync.providers.base import (
     AccountRef,
@@ -120,3 +121,13 @@ class FakeProvider:
             deleted=[k for k, v in calendar.deleted.items() if v > since],
             cursor=now,
         )
+
+    def read_window(
+        self, account: AccountRef, calendar_id: str, start: datetime, end: datetime
+    ) -> list[EventResource]:
+        self.calls.append(f"window:{calendar_id}")
+        found = self._account(account.credentials)
+        calendar = found.calendars.get(calendar_id)
+        if calendar is None:
+            raise CalendarGone(calendar_id)
+        return [r for _, r in calendar.resources.values()]

@@ -366,3 +366,23 @@ def test_unchanged_calendars_cost_one_request_each(
         assert len(transport.requests) == 2, transport.requests
         assert all(r.startswith(("REPORT", "PROPFIND")) for r in transport.requests)
     transport.close()
+
+
+def test_window_beyond_the_horizon_is_read_live(world: World) -> None:
+    calendar_id = unique_name("far")
+    url = make_calendar(world.server, USER, PASSWORD, calendar_id, "Far")
+    weekly = vevent(
+        "forever",
+        "SUMMARY:Weekly forever",
+        "DTSTART;TZID=Europe/Berlin:20261201T090000",
+        "DTEND;TZID=Europe/Berlin:20261201T100000",
+        "RRULE:FREQ=WEEKLY",
+    )
+    put_event(url, USER, PASSWORD, "forever.ics", calendar_object(weekly, timezone=True))
+    connection_id = connect(world).json()["connection"]["id"]
+    select_calendars(world, connection_id, calendar_id)
+    assert len(events(world, "2027-01-04T00:00:00Z", "2027-01-11T00:00:00Z")) == 1  # stored
+    # Four years ahead, far past the 400-day horizon: summer time in Berlin (UTC+2).
+    assert events(world, "2030-07-01T00:00:00Z", "2030-07-08T00:00:00Z") == [
+        ("Weekly forever", "2030-07-02T07:00:00.000Z", "2030-07-02T08:00:00.000Z", False)
+    ]

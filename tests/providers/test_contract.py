@@ -249,3 +249,24 @@ def test_removed_calendar_is_gone(contract: Contract) -> None:
 def test_refused_credentials(contract: Contract) -> None:
     with pytest.raises(AuthRejected):
         contract.adapter.list_calendars(contract.bad_account)
+
+
+def test_read_window_reaches_beyond_the_horizon(contract: Contract) -> None:
+    calendar_id = contract.add_calendar("Far")
+    far = datetime(2031, 6, 2, 9, tzinfo=UTC)  # years past any sync horizon
+    contract.put(calendar_id, "far", "Far away", far)
+    contract.put(calendar_id, "near", "Near", START)
+    found = contract.adapter.read_window(
+        contract.account, calendar_id, far - timedelta(days=1), far + timedelta(days=1)
+    )
+    titles = set()
+    for resource in found:
+        for instance in expand_resource(
+            resource.ical,
+            window_start=far - timedelta(days=1),
+            window_end=far + timedelta(days=1),
+            owner_emails=frozenset(),
+            local_tz=ZoneInfo("UTC"),
+        ):
+            titles.add((instance.title, instance.start))
+    assert titles == {("Far away", far)}

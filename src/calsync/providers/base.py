@@ -199,3 +199,10 @@ class CalendarProvider(Protocol):
     ) -> CalendarChanges:
         """Changes since ``cursor`` (None: read everything). ``known_etags``: key -> etag held."""
         ...
+
+    def read_window(
+        self, account: AccountRef, calendar_id: str, start: datetime, end: datetime
+    ) -> list[EventResource]:
+        """Live, uncached: the calendar objects with instances in [start, end), for windows
+        outside the stored horizon. May return objects that turn out to lie outside it."""
+        ...

@@ -18,6 +18,7 @@ from calsync.errors import ProviderUnavailable
 from calsync.service import cursor as cursors
 from calsync.service import sync_config as sc
 from calsync.service.auth import owns, require_any
+from calsync.service.live_events import live_rows, outside_horizon, sort_key
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
 from calsync.service.views import EventsPage, EventView
@@ -47,16 +48,28 @@ def list_events(
             data={"failedProviderIds": failed_ids},
         )
     readable = [c for c in connections if c.id not in failed]
+    if outside_horizon(rt, query):
+        rows, live_failed = live_rows(rt, readable, query, limit)
+        if live_failed:
+            failed.update(live_failed)
+            failed_ids = _distinct(c.provider_id for c in connections if c.id in failed)
+            if not query.partial_failure or len(failed) == len(connections):
+                raise ProviderUnavailable(
+                    "events of some connections could not be read from their provider",
+                    data={"failedProviderIds": failed_ids},
+                )
+            readable = [c for c in readable if c.id not in failed]
+    else:
+        with transaction(rt.sessions) as session:
+            rows = _page(session, [c.id for c in readable], query, limit)
     with transaction(rt.sessions) as session:
-        rows = _page(session, [c.id for c in readable], query, limit)
         events = _render(rt, session, identity, readable, rows[:limit], query.own_pi)
     next_cursor = None
     if len(rows) > limit:
-        last = rows[limit - 1]
         next_cursor = cursors.encode(
             rt.cursor_key,
             identity.tenant_id,
-            cursors.continue_after(query, _sort_key(last)),
+            cursors.continue_after(query, sort_key(rows[limit - 1])),
             rt.settings.cursor_ttl_seconds,
         )
     return EventsPage(events=events, next_cursor=next_cursor, failed_provider_ids=failed_ids)
@@ -114,17 +127,6 @@ def _freshen(rt: Runtime, connections: list[Connection]) -> dict[str, str]:
             log.exception("sync crashed", extra={"connection_id": connection.id})
             failed[connection.id] = connection.provider_id
     return failed
-
-
-def _sort_key(row: EventInstance) -> cursors.SortKey:
-    return (
-        row.start_ms,
-        row.end_ms,
-        row.schedule_id,
-        row.connection_id,
-        row.calendar_id,
-        row.instance_key,
-    )
 
 
 def _page(

@@ -46,9 +46,25 @@ class ExpansionContext:
     horizon_day: str
 
 
-def expansion_context(rt: Runtime, session: Session, row: Connection) -> ExpansionContext:
+def horizon(rt: Runtime, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The span over which imported instances are stored."""
+    now = now or utcnow()
+    return (
+        now - timedelta(days=rt.settings.horizon_past_days),
+        now + timedelta(days=rt.settings.horizon_future_days),
+    )
+
+
+def expansion_context(
+    rt: Runtime,
+    session: Session,
+    row: Connection,
+    window: tuple[datetime, datetime] | None = None,
+) -> ExpansionContext:
+    """How a connection's objects are expanded: over ``window``, the horizon by default."""
     schedule = session.get(Schedule, (row.tenant_id, row.schedule_id))
     now = utcnow()
+    start, end = window or horizon(rt, now)
     emails = {row.external_account_email.lower()} if row.external_account_email else set()
     return ExpansionContext(
         tenant_id=row.tenant_id,
@@ -57,8 +73,8 @@ def expansion_context(rt: Runtime, session: Session, row: Connection) -> Expansi
         provider_id=row.provider_id,
         local_tz=zone(schedule.time_zone if schedule else "UTC"),
         owner_emails=frozenset(emails),
-        window_start=now - timedelta(days=rt.settings.horizon_past_days),
-        window_end=now + timedelta(days=rt.settings.horizon_future_days),
+        window_start=start,
+        window_end=end,
         horizon_day=now.date().isoformat(),
     )
 
@@ -107,7 +123,7 @@ def apply_changes(
                 )
             else:
                 stored.etag, stored.ical = resource.etag, resource.ical
-            new_rows.extend(_instances(ctx, calendar_id, resource.key, resource.ical))
+            new_rows.extend(instance_rows(ctx, calendar_id, resource.key, resource.ical))
         if new_rows:
             session.execute(insert(EventInstance), new_rows)
         calendar = session.get(ConnectionCalendar, (ctx.connection_id, calendar_id))
@@ -134,7 +150,7 @@ def _delete_instances(
         )
 
 
-def _instances(
+def instance_rows(
     ctx: ExpansionContext, calendar_id: str, resource_key: str, ical: str
 ) -> list[dict[str, object]]:
     try:
@@ -197,6 +213,6 @@ def reexpand_connection(rt: Runtime, session: Session, row: Connection) -> None:
     ).all()
     new_rows = []
     for resource in resources:
-        new_rows.extend(_instances(ctx, resource.calendar_id, resource.key, resource.ical))
+        new_rows.extend(instance_rows(ctx, resource.calendar_id, resource.key, resource.ical))
     if new_rows:
         session.execute(insert(EventInstance), new_rows)

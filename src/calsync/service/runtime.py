@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +19,8 @@ from calsync.providers.base import CalendarProvider, ExternalCalendar
 from calsync.providers.registry import ProviderConfig, ProviderRegistry, load_providers
 from calsync.settings import Settings
 from calsync.store.db import make_engine, make_session_factory
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,7 +46,7 @@ class Runtime:
         with self._locks_guard:
             return self._locks.setdefault((purpose, key), threading.Lock())
 
-    def submit(self, fn: Callable[[], object]) -> Future[object]:
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
         return self.background.submit(fn)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import httpx
@@ -184,6 +185,13 @@ class CalDavProvider:
         return urljoin(self._home(client, account), quote(calendar_id, safe="") + "/")
 
     # --- reading -------------------------------------------------------------------------------
+
+    def read_window(
+        self, account: AccountRef, calendar_id: str, start: datetime, end: datetime
+    ) -> list[EventResource]:
+        # Servers expand recurrences inconsistently (DST), so no time-range filter: read all,
+        # the caller expands.
+        return self.read_changes(account, calendar_id, None, {}).upserted
 
     def read_changes(
         self,

@@ -180,6 +180,23 @@ class GoogleCalendarProvider:
             False, changes[0], changes[1], _cursor(window_end, token or sync_token)
         )
 
+    def read_window(
+        self, account: AccountRef, calendar_id: str, start: datetime, end: datetime
+    ) -> list[EventResource]:
+        """events.list over [start, end) with instances expanded by Google; no sync token."""
+        params = {
+            "singleEvents": "true",
+            "showDeleted": "false",
+            "maxResults": str(_EVENTS_PAGE),
+            "timeMin": _rfc3339(start),
+            "timeMax": _rfc3339(end),
+        }
+        what = f"events.list of calendar {calendar_id!r}"
+        with self._session(account) as api:
+            path = ["calendars", calendar_id, "events"]
+            items, _ = _collect(api.pages(path, params, what=what, incremental=False))
+        return list(self._full(account, items, None).upserted)
+
     def _full(
         self, account: AccountRef, items: list[Mapping[str, Any]], cursor: str | None
     ) -> CalendarChanges:

@@ -213,6 +213,28 @@ class GraphCalendarProvider:
             return CalendarChanges(True, resources, [], new_cursor)
         return CalendarChanges(False, resources, sorted(removed | vanished), new_cursor)
 
+    def read_window(
+        self, account: AccountRef, calendar_id: str, start: datetime, end: datetime
+    ) -> list[EventResource]:
+        """One paged calendarView over the window (occurrences expanded by Graph)."""
+        with self._session(account) as graph:
+            url = graph.url("me", "calendars", calendar_id, "calendarView")
+            params = {
+                "startDateTime": _iso(start),
+                "endDateTime": _iso(end),
+                "$expand": EXPORT_EXPAND,
+            }
+            resources = []
+            for page in graph.pages(url, params, "calendar view", CALENDAR, self._page_size):
+                for item in values(page, "calendar view"):
+                    try:
+                        ical = event_to_ical(item, account.email, export_tag(item))
+                    except GraphEventError as exc:
+                        _log.warning("skipping a Graph event that cannot be converted: %s", exc)
+                        continue
+                    resources.append(EventResource(str(item.get("id")), _etag(item), ical))
+        return resources
+
     def _cursor_link(self, cursor: str) -> str:
         if not cursor.startswith(CURSOR_PREFIX):
             raise CursorExpired("unrecognised Microsoft Graph cursor: a full read is needed")

@@ -1,0 +1,110 @@
+"""List Events for windows the store does not cover: read the providers live.
+
+Instances are stored over a rolling horizon; a window reaching outside it is answered from the
+providers directly (uncached), expanded the same way, and paged with the same sort key, so the
+answer is correct for any window. It costs provider round trips, within the time budget.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from datetime import UTC, datetime
+from functools import partial
+
+from sqlalchemy import select
+
+from calsync.providers.base import AccountRef, EventResource, ProviderError
+from calsync.service.accounts import with_account
+from calsync.service.cursor import EventQuery, SortKey
+from calsync.service.instances import expansion_context, horizon, instance_rows
+from calsync.service.runtime import Runtime
+from calsync.store.models import Connection, ConnectionCalendar, EventInstance
+
+log = logging.getLogger(__name__)
+
+
+def outside_horizon(rt: Runtime, query: EventQuery) -> bool:
+    start, end = horizon(rt)
+    return query.from_ms < _ms(start) or query.to_ms > _ms(end)
+
+
+def live_rows(
+    rt: Runtime, connections: list[Connection], query: EventQuery, limit: int
+) -> tuple[list[EventInstance], dict[str, str]]:
+    """Up to ``limit + 1`` instances after ``query.after`` in sort order, and the connections
+    (id -> provider id) that could not be read in time."""
+    deadline = time.monotonic() + rt.settings.sync_time_budget_seconds
+    futures = {rt.submit(partial(_read, rt, c, query)): c for c in connections}
+    rows: list[EventInstance] = []
+    failed: dict[str, str] = {}
+    for future, connection in futures.items():
+        try:
+            found = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            rows.extend(found)
+        except (ProviderError, concurrent.futures.TimeoutError) as exc:
+            log.info(
+                "live read failed", extra={"connection_id": connection.id, "reason": str(exc)[:200]}
+            )
+            failed[connection.id] = connection.provider_id
+    rows = [r for r in rows if _selected(r, query)]
+    rows.sort(key=sort_key)
+    return rows[: limit + 1], failed
+
+
+def sort_key(row: EventInstance) -> SortKey:
+    return (
+        row.start_ms,
+        row.end_ms,
+        row.schedule_id,
+        row.connection_id,
+        row.calendar_id,
+        row.instance_key,
+    )
+
+
+def _selected(row: EventInstance, query: EventQuery) -> bool:
+    overlaps = row.start_ms < query.to_ms and (
+        row.end_ms > query.from_ms or (row.start_ms == row.end_ms >= query.from_ms)
+    )
+    if not overlaps or (query.all_day is not None and row.all_day != query.all_day):
+        return False
+    return query.after is None or sort_key(row) > query.after
+
+
+def _read(rt: Runtime, connection: Connection, query: EventQuery) -> list[EventInstance]:
+    provider = rt.providers.get(connection.provider_id)
+    if provider is None:
+        raise ProviderError("provider no longer configured")
+    adapter = rt.providers.adapter(provider)
+    window = (_dt(query.from_ms), _dt(query.to_ms))
+    with rt.sessions() as session:
+        calendars = list(
+            session.scalars(
+                select(ConnectionCalendar.calendar_id).where(
+                    ConnectionCalendar.connection_id == connection.id
+                )
+            )
+        )
+        ctx = expansion_context(rt, session, connection, window)
+    rows: list[EventInstance] = []
+    for calendar_id in calendars:
+
+        def read(account: AccountRef, calendar_id: str = calendar_id) -> list[EventResource]:
+            return adapter.read_window(account, calendar_id, window[0], window[1])
+
+        for resource in with_account(rt, connection, read):
+            rows.extend(
+                EventInstance(**values)
+                for values in instance_rows(ctx, calendar_id, resource.key, resource.ical)
+            )
+    return rows
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
