@@ -163,7 +163,7 @@ def test_google_notifications_make_changes_visible(calsync: Calsync, google: Goo
     connection_id = connect(calsync.rt, GOOGLE_PROVIDER_ID, email, token)
     wait_for(lambda: len(channels(calsync.rt, connection_id)) == 1, 20, "a push channel")
     [channel] = channels(calsync.rt, connection_id)
-    assert channel.channel_id in {c["id"] for c in google.channels}
+    assert channel.channel_id in {c.id for c in google.channels}
     google.put_event(
         email,
         email,
@@ -193,7 +193,7 @@ def test_google_notifications_make_changes_visible(calsync: Calsync, google: Goo
 
     disconnect(calsync.rt, identity=ADMIN, connection_id=connection_id)
     wait_for(
-        lambda: channel.channel_id not in {c["id"] for c in google.channels},
+        lambda: channel.channel_id not in {c.id for c in google.channels},
         10,
         "the channel to be stopped",
     )
