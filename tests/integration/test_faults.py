@@ -24,7 +24,7 @@ from calsync.providers.microsoft.adapter import GraphCalendarProvider
 from calsync.providers.registry import MICROSOFT_PROVIDER_ID, ProviderConfig
 from calsync.service import schedules
 from calsync.service.accounts import seal_tokens
-from calsync.service.connections import upsert_connection
+from calsync.service.connect import upsert_connection
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
 from calsync.store.models import Connection, EventInstance

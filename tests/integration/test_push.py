@@ -21,7 +21,8 @@ from calsync.providers.base import OAuthTokens
 from calsync.providers.registry import GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID
 from calsync.service import schedules
 from calsync.service.accounts import seal_tokens
-from calsync.service.connections import disconnect, upsert_connection
+from calsync.service.connect import upsert_connection
+from calsync.service.connections import disconnect
 from calsync.service.runtime import Runtime
 from calsync.store.models import EventInstance, PushChannelRow
 from tests.conftest import random_guid

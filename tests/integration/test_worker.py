@@ -20,7 +20,7 @@ from calsync.providers.base import (
     RateLimitedByProvider,
 )
 from calsync.service import leases, schedules
-from calsync.service.connections import connect_by_credentials
+from calsync.service.connect import connect_by_credentials
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
 from calsync.service.sync_report import sync_report

@@ -910,6 +910,7 @@ class GoogleFake:
                     notification.address, content=b"", headers=notification.headers
                 )
         except httpx.HTTPError as exc:
+            _close_sockets_left_in(exc)
             return None, f"{type(exc).__name__}: {exc}"
         return response.status_code, None
 
@@ -1609,6 +1610,30 @@ def _fault_error(fault: Fault) -> GoogleApiError:
         location_type="header" if location else None,
         headers=headers,
     )
+
+
+def _close_sockets_left_in(error: BaseException) -> None:
+    """Close the sockets that the frames of a failed request still hold.
+
+    When the receiver resets the connection before the TLS handshake, CPython's
+    ``ssl.SSLSocket._create`` re-raises from its ``recv`` probe without closing the half-made
+    SSLSocket (the plain socket it came from is detached already), which then surfaces later
+    as a ResourceWarning. It is still reachable through the traceback: close it there.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        trace = current.__traceback__
+        while trace is not None:
+            for value in list(trace.tb_frame.f_locals.values()):
+                if isinstance(value, socket.socket):
+                    value.close()
+            trace = trace.tb_next
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 def _one(values: Mapping[str, list[str]], name: str) -> str | None:

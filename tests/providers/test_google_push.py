@@ -157,15 +157,6 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     return context
 
 
-@pytest.fixture
-def receiver(tls: ssl.SSLContext) -> Iterator[Receiver]:
-    server = Receiver(tls)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 # --- the fake and the adapter ------------------------------------------------------------------
 
 
@@ -173,6 +164,19 @@ def receiver(tls: ssl.SSLContext) -> Iterator[Receiver]:
 def server() -> Iterator[GoogleFake]:
     with start_google_fake() as fake:
         yield fake
+
+
+@pytest.fixture
+def receiver(tls: ssl.SSLContext, server: GoogleFake) -> Iterator[Receiver]:
+    """An https receiver that stays up until the fake has sent what it queued."""
+    https = Receiver(tls)
+    try:
+        yield https
+    finally:
+        try:
+            server.wait_idle()
+        finally:
+            https.close()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from calsync.domain import Identity
+from calsync.errors import FieldViolation, InvalidArgument
 from calsync.service.auth import authenticate
 from calsync.service.runtime import Runtime
 
@@ -31,8 +32,6 @@ async def serve(request: Request, work: Callable[[Call], dict[str, Any]]) -> JSO
     rt: Runtime = request.app.state.runtime
     body = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
     if len(body) > MAX_BODY_BYTES:
-        from calsync.errors import FieldViolation, InvalidArgument
-
         raise InvalidArgument([FieldViolation("", "the body is too large", "MAX_SIZE")])
     query = list(request.query_params.multi_items())
     authorization = request.headers.get("authorization")

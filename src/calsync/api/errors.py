@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from calsync.errors import CalsyncError, InvalidArgument
+from calsync.errors import CalsyncError, FieldViolation, InvalidArgument
 
 _STATUS_CODES = {
     400: "INVALID_ARGUMENT",
@@ -79,8 +79,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        from calsync.errors import FieldViolation
-
         violations = [
             FieldViolation(".".join(str(p) for p in e["loc"][1:]), e["msg"], "FORMAT")
             for e in exc.errors()

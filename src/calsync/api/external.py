@@ -13,7 +13,7 @@ from calsync.api import parse, sync_config_wire, wire
 from calsync.api.calls import Call, serve
 from calsync.domain import Permission
 from calsync.errors import FieldViolation, InvalidArgument, ViolationCollector
-from calsync.service import connections, cursor, events, oauth
+from calsync.service import connect, connections, cursor, events, oauth
 from calsync.service.auth import require_any
 
 router = APIRouter()
@@ -81,7 +81,7 @@ async def connect_by_credentials(request: Request) -> JSONResponse:
         password = parse.text(v, "password", body.get("password"), max_len=1024)
         v.raise_if_any()
         assert schedule_id and provider_id and email and password
-        view = connections.connect_by_credentials(
+        view = connect.connect_by_credentials(
             call.rt,
             identity=call.identity,
             schedule_id=schedule_id,

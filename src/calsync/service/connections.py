@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-import string
 import time
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from calsync.domain import (
-    CalendarType,
     ConnectionStatus,
-    ConnectMethod,
     ErrorReason,
     Identity,
     ListEventFromCalendars,
@@ -21,7 +17,6 @@ from calsync.domain import (
     SyncToCalendar,
 )
 from calsync.errors import (
-    BadCredentials,
     ConnectionAlreadyDisconnected,
     ConnectionNotConnected,
     FieldViolation,
@@ -30,18 +25,18 @@ from calsync.errors import (
     NotSupportedByProvider,
     PermissionDenied,
 )
-from calsync.providers.base import AuthRejected, Credentials, ExternalCalendar, ProviderError
-from calsync.providers.registry import ProviderConfig
+from calsync.providers.base import AuthRejected, ExternalCalendar, ProviderError
 from calsync.service import sync_config as sc
 from calsync.service.accounts import (
     provider_for,
     record_token_revoked,
     revoke_later,
-    seal_password,
     unavailable,
     with_account,
 )
-from calsync.service.auth import may_act_on, owns, require_any
+from calsync.service.auth import may_act_on, require_any
+from calsync.service.connect import request_sync
+from calsync.service.connection_view import to_view
 from calsync.service.push import stop_channels_later
 from calsync.service.runtime import Runtime
 from calsync.service.views import CalendarView, ConnectionList, ConnectionView
@@ -56,28 +51,7 @@ from calsync.store.models import (
 )
 from calsync.store.rows import lock_active_connection
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
 CALENDAR_CACHE_SECONDS = 30.0
-
-
-def new_connection_id() -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(40))
-
-
-def to_view(rt: Runtime, row: Connection) -> ConnectionView:
-    provider = rt.providers.get(row.provider_id)
-    return ConnectionView(
-        id=row.id,
-        provider_id=row.provider_id,
-        calendar_type=provider.calendar_type if provider else CalendarType.UNDEFINED,
-        schedule_id=row.schedule_id,
-        user_id=row.user_id,
-        app_id=row.app_id,
-        external_account_email=row.external_account_email,
-        status=ConnectionStatus(row.status),
-        error_reason=ErrorReason(row.error_reason),
-        sync_config=sc.from_json(row.sync_config),
-    )
 
 
 def _owner_of(session: Session, row: Connection) -> str | None:
@@ -127,144 +101,6 @@ def list_connections(
             query = query.where(Connection.schedule_id.in_(owned))
         rows = session.scalars(query.order_by(Connection.created_at, Connection.id)).all()
         return ConnectionList([to_view(rt, r) for r in rows], failed_provider_ids=[])
-
-
-def connect_by_credentials(
-    rt: Runtime,
-    *,
-    identity: Identity,
-    schedule_id: str,
-    provider_id: str,
-    email: str,
-    password: str,
-) -> ConnectionView:
-    """Verify the credentials at the provider, then create (or repair) the connection.
-
-    Order of checks: permission and ownership, provider support, provider login. Nothing is
-    stored unless the provider accepted the credentials.
-    """
-    schedule_id = schedule_id.lower()
-    owner_user_id, provider = check_connect(
-        rt, identity, schedule_id, provider_id, ConnectMethod.CREDENTIALS
-    )
-
-    adapter = rt.providers.adapter(provider)
-    credentials = Credentials(username=email, password=password)
-    try:
-        account = adapter.verify(credentials)
-    except AuthRejected as exc:
-        raise BadCredentials(
-            "the external calendar server rejected the e-mail or password"
-        ) from exc
-    except ProviderError as exc:
-        raise unavailable(provider.id, exc) from exc
-
-    connection_id = upsert_connection(
-        rt,
-        tenant_id=identity.tenant_id,
-        schedule_id=schedule_id,
-        provider=provider,
-        email=email,
-        secret=seal_password(rt, credentials),
-        account_state=dict(account.state),
-        caller_user_id=owner_user_id or identity.user_id,
-        caller_app_id=identity.app_id,
-    )
-    with transaction(rt.sessions) as session:
-        row = session.get(Connection, connection_id)
-        assert row is not None
-        return to_view(rt, row)
-
-
-def upsert_connection(
-    rt: Runtime,
-    *,
-    tenant_id: str,
-    schedule_id: str,
-    provider: ProviderConfig,
-    email: str,
-    secret: bytes,
-    account_state: dict[str, str],
-    caller_user_id: str | None,
-    caller_app_id: str | None,
-) -> str:
-    """Create the connection, or repair the active one of the same (schedule, provider,
-    account) in place; then ask for a first sync. Returns the connection id."""
-    with transaction(rt.sessions) as session:
-        schedule = session.get(Schedule, (tenant_id, schedule_id))
-        if schedule is None:
-            raise NotFound(f"schedule {schedule_id} not found")
-        existing = session.scalars(
-            select(Connection).where(
-                Connection.tenant_id == tenant_id,
-                Connection.schedule_id == schedule_id,
-                Connection.provider_id == provider.id,
-                func.lower(Connection.external_account_email) == email.lower(),
-                Connection.status != ConnectionStatus.DISCONNECTED.value,
-            )
-        ).first()
-        now = utcnow()
-        if existing is not None:
-            row = existing
-            if row.status == ConnectionStatus.ERROR.value:
-                row.status = ConnectionStatus.CONNECTED.value
-                row.error_reason = ErrorReason.UNDEFINED.value
-        else:
-            row = Connection(
-                id=new_connection_id(),
-                tenant_id=tenant_id,
-                provider_id=provider.id,
-                schedule_id=schedule_id,
-                user_id=schedule.owner_user_id or caller_user_id,
-                app_id=caller_app_id,
-                status=ConnectionStatus.CONNECTED.value,
-                error_reason=ErrorReason.UNDEFINED.value,
-                sync_config=sc.to_json(sc.default_for(provider.features)),
-                created_at=now,
-            )
-            session.add(row)
-        row.external_account_email = email
-        row.secret = secret
-        row.account_state = account_state
-        row.updated_at = now
-        _request_sync(rt, row)
-        connection_id = row.id
-    rt.calendar_cache.pop(connection_id, None)
-    rt.work_available.set()
-    return connection_id
-
-
-def check_connect(
-    rt: Runtime, identity: Identity, schedule_id: str, provider_id: str, method: ConnectMethod
-) -> tuple[str | None, ProviderConfig]:
-    """Permission, schedule existence and ownership (spec 3.3), provider and its support for
-    ``method``. Returns the schedule owner's user id and the provider."""
-    require_any(identity, Permission.MANAGE_OWN_CONNECTIONS, Permission.MANAGE_ALL_CONNECTIONS)
-    with transaction(rt.sessions) as session:
-        schedule = session.get(Schedule, (identity.tenant_id, schedule_id))
-        if schedule is None:
-            raise NotFound(f"schedule {schedule_id} not found")
-        if not identity.has(Permission.MANAGE_ALL_CONNECTIONS) and not owns(
-            identity, schedule.owner_user_id
-        ):
-            raise PermissionDenied("the caller does not own this schedule")
-        owner_user_id = schedule.owner_user_id
-    provider = rt.providers.get(provider_id)
-    if provider is None:
-        raise NotFound(f"provider {provider_id} not found")
-    if method not in provider.features.connect_methods:
-        raise NotSupportedByProvider(
-            f"this provider does not support connecting by {method.value.lower()}"
-        )
-    return owner_user_id, provider
-
-
-def _request_sync(rt: Runtime, row: Connection) -> None:
-    """Make the connection due now; a worker (in this process or another) picks it up."""
-    now = utcnow()
-    row.sync_requested_at = now
-    row.next_sync_at = now
-    row.failure_count = 0
 
 
 def list_calendars(rt: Runtime, *, identity: Identity, connection_id: str) -> list[CalendarView]:
@@ -370,7 +206,7 @@ def update_sync_config(
             raise ConnectionNotConnected("the connection was disconnected meanwhile")
         fresh_row.sync_config = sc.to_json(merged)
         fresh_row.updated_at = utcnow()
-        _request_sync(rt, fresh_row)
+        request_sync(rt, fresh_row)
         view = to_view(rt, fresh_row)
     rt.work_available.set()
     return view

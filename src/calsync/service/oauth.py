@@ -27,7 +27,7 @@ from calsync.providers.base import (
 )
 from calsync.providers.oauth2 import code_challenge, new_code_verifier
 from calsync.service.accounts import seal_tokens
-from calsync.service.connections import check_connect, upsert_connection
+from calsync.service.connect import check_connect, upsert_connection
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import OAuthAttempt, utcnow
