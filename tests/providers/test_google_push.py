@@ -8,7 +8,6 @@ the adapter's requests conformed to Google's discovery document.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 import threading
@@ -19,15 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from calsync.providers.base import (
     AccountRef,
@@ -41,6 +35,7 @@ from calsync.providers.base import (
 )
 from calsync.providers.google import GoogleCalendarProvider
 from tests.peers.google_fake import GoogleFake, start_google_fake
+from tests.peers.tls import write_self_signed_cert
 
 EMAIL = "ada@example.com"
 TOKEN = "ya29.secret-access-token-ada"
@@ -119,39 +114,9 @@ class Receiver(ThreadingHTTPServer):
         self._thread.join(5)
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "receiver.crt", directory / "receiver.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    cert, key = _self_signed(tmp_path_factory.mktemp("receiver-tls"))
+    cert, key = write_self_signed_cert(tmp_path_factory.mktemp("receiver-tls"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context

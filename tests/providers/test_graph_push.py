@@ -3,8 +3,6 @@ https receiver on 127.0.0.1 (http.server + ssl, a self-signed certificate made h
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import ssl
 import threading
@@ -29,6 +27,7 @@ from calsync.providers.base import (
 )
 from calsync.providers.microsoft import MAX_LIFETIME, GraphCalendarProvider
 from tests.peers.graph_fake import GraphFake, start_graph_fake
+from tests.peers.tls import write_self_signed_cert
 
 ADA = "ada@example.com"
 TOKEN = "ada-access-token-0123456789"
@@ -38,41 +37,6 @@ CAP = MAX_LIFETIME - timedelta(minutes=5)  # what the adapter asks for at most
 
 
 # --- an https receiver -------------------------------------------------------------------------
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "receiver.crt", directory / "receiver.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 class Receiver:
@@ -151,7 +115,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _self_signed(tmp_path_factory.mktemp("receiver-tls"))
+    return write_self_signed_cert(tmp_path_factory.mktemp("receiver-tls"))
 
 
 @pytest.fixture
