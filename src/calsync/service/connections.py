@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -59,10 +60,22 @@ def _owner_of(session: Session, row: Connection) -> str | None:
     return schedule.owner_user_id if schedule else None
 
 
+class Access(NamedTuple):
+    """A permission pair of spec 3.1: ``own`` for the caller's schedules, ``all_`` for any."""
+
+    own: Permission
+    all_: Permission
+
+
+READ = Access(Permission.READ_OWN_CONNECTIONS, Permission.READ_ALL_CONNECTIONS)
+MANAGE = Access(Permission.MANAGE_OWN_CONNECTIONS, Permission.MANAGE_ALL_CONNECTIONS)
+
+
 def load_connection(
-    session: Session, identity: Identity, connection_id: str, *, own: Permission, all_: Permission
+    session: Session, identity: Identity, connection_id: str, access: Access
 ) -> Connection:
     """The tenant's connection, or NotFound; PermissionDenied if the caller may not act on it."""
+    own, all_ = access
     require_any(identity, own, all_)
     row = session.get(Connection, connection_id)
     if row is None or row.tenant_id != identity.tenant_id:
@@ -78,8 +91,7 @@ def get_connection(rt: Runtime, *, identity: Identity, connection_id: str) -> Co
             session,
             identity,
             connection_id,
-            own=Permission.READ_OWN_CONNECTIONS,
-            all_=Permission.READ_ALL_CONNECTIONS,
+            READ,
         )
         return to_view(rt, row)
 
@@ -109,8 +121,7 @@ def list_calendars(rt: Runtime, *, identity: Identity, connection_id: str) -> li
             session,
             identity,
             connection_id,
-            own=Permission.READ_OWN_CONNECTIONS,
-            all_=Permission.READ_ALL_CONNECTIONS,
+            READ,
         )
         provider = provider_for(rt, row)
         if not _is_connected(row):
@@ -165,8 +176,7 @@ def update_sync_config(
             session,
             identity,
             connection_id,
-            own=Permission.MANAGE_OWN_CONNECTIONS,
-            all_=Permission.MANAGE_ALL_CONNECTIONS,
+            MANAGE,
         )
         if row.status == ConnectionStatus.DISCONNECTED.value:
             raise ConnectionNotConnected("the connection is disconnected")
@@ -218,8 +228,7 @@ def disconnect(rt: Runtime, *, identity: Identity, connection_id: str) -> Connec
             session,
             identity,
             connection_id,
-            own=Permission.MANAGE_OWN_CONNECTIONS,
-            all_=Permission.MANAGE_ALL_CONNECTIONS,
+            MANAGE,
         )
         if row.status == ConnectionStatus.DISCONNECTED.value:
             raise ConnectionAlreadyDisconnected("the connection is already disconnected")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from calsync.domain import ConnectionStatus, ErrorReason, Identity, Permission
-from calsync.service.connections import load_connection
+from calsync.domain import ConnectionStatus, ErrorReason, Identity
+from calsync.service.connections import READ, load_connection
 from calsync.service.runtime import Runtime
 from calsync.service.views import CalendarSyncView, SyncReport
 from calsync.store.db import transaction
@@ -18,8 +18,7 @@ def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncR
             session,
             identity,
             connection_id,
-            own=Permission.READ_OWN_CONNECTIONS,
-            all_=Permission.READ_ALL_CONNECTIONS,
+            READ,
         )
         resources = dict(
             session.execute(
