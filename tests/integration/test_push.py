@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from calsync.api.app import create_app
 from calsync.domain import Identity, IdentityType, Permission
@@ -23,6 +23,7 @@ from calsync.service import schedules
 from calsync.service.accounts import seal_tokens
 from calsync.service.connect import upsert_connection
 from calsync.service.connections import disconnect
+from calsync.service.push import ensure_channels
 from calsync.service.runtime import Runtime
 from calsync.store.models import EventInstance, PushChannelRow
 from tests.conftest import random_guid
@@ -251,3 +252,47 @@ def test_graph_notifications_and_lifecycle(calsync: Calsync, graph: GraphFake) -
         10,
         "the subscription to be deleted",
     )
+
+
+def _expire_soon(rt: Runtime, channel_id: str) -> None:
+    with rt.sessions() as session, session.begin():
+        session.execute(
+            update(PushChannelRow)
+            .where(PushChannelRow.channel_id == channel_id)
+            .values(expires_at=datetime.now(UTC) + timedelta(minutes=1))
+        )
+
+
+def test_channels_are_renewed_before_they_expire(
+    calsync: Calsync, google: GoogleFake, graph: GraphFake
+) -> None:
+    g_email = f"{random_guid()[:8]}@example.com"
+    g_token = google.add_account(g_email)
+    google.add_calendar(g_email, g_email, "Calendar", primary=True)
+    m_email = f"{random_guid()[:8]}@example.com"
+    m_token = f"tok-{random_guid()}"
+    graph.add_account(m_email, token=m_token)
+    google_id = connect(calsync.rt, GOOGLE_PROVIDER_ID, g_email, g_token)
+    graph_id = connect(calsync.rt, MICROSOFT_PROVIDER_ID, m_email, m_token)
+    wait_for(
+        lambda: (
+            len(channels(calsync.rt, google_id)) == 1 and len(channels(calsync.rt, graph_id)) == 1
+        ),
+        20,
+        "channels",
+    )
+    [old_google] = channels(calsync.rt, google_id)
+    [old_graph] = channels(calsync.rt, graph_id)
+    _expire_soon(calsync.rt, old_google.channel_id)
+    _expire_soon(calsync.rt, old_graph.channel_id)
+    ensure_channels(calsync.rt, google_id)
+    ensure_channels(calsync.rt, graph_id)
+    # Google cannot extend a channel: a new one replaces it and the old one is stopped.
+    [new_google] = channels(calsync.rt, google_id)
+    assert new_google.channel_id != old_google.channel_id
+    live = {c.id for c in google.channels}
+    assert new_google.channel_id in live and old_google.channel_id not in live
+    # Graph extends the same subscription.
+    [new_graph] = channels(calsync.rt, graph_id)
+    assert new_graph.channel_id == old_graph.channel_id
+    assert new_graph.expires_at > datetime.now(UTC) + timedelta(days=1)
