@@ -260,7 +260,12 @@ def test_worker_survives_postgres_restart(
     )
     try:
         wait_for(lambda: len(instance_titles(rt, box.connection_id)) == 2, 30, "first sync")
-        _restart_postgres()
+        graph.response_delay = 0.3  # syncs run back to back: one is mid-way at the restart
+        time.sleep(1.0)
+        try:
+            _restart_postgres()
+        finally:
+            graph.response_delay = 0.0
         rt.engine.dispose()
         graph.put_event(
             box.email,

@@ -159,6 +159,9 @@ def test_expired_lease_is_claimed_live_one_is_not(make_runtime: Callable[..., Ru
     assert leases.claim_due(rt, "me", 10) == [dead]
     assert leases.claim_due(rt, "someone", 10) == []
     assert not leases.acquire(rt, held, "me")
+    # A worker takes back its own leases that no job of its holds (a release that failed).
+    assert leases.claim_due(rt, "other", 10, exclude={held}) == []
+    assert leases.claim_due(rt, "other", 10) == [held]
 
 
 def test_transient_failures_back_off_then_error_then_recover(

@@ -46,15 +46,19 @@ def release(rt: Runtime, connection_id: str, owner: str) -> None:
         )
 
 
-def claim_due(rt: Runtime, owner: str, limit: int) -> list[str]:
+def claim_due(rt: Runtime, owner: str, limit: int, *, exclude: set[str] | None = None) -> list[str]:
     """Lease up to ``limit`` due connections, the longest-waiting first (so none starves).
 
-    On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent workers never
-    pick the same row; SQLite serialises writers, and the conditional UPDATE settles the rest.
+    Free leases are taken, and so are ``owner``'s own leases that it is not working on
+    (``exclude`` lists those it is): a job cut short by a database outage may not have been
+    able to release its lease. On PostgreSQL the candidate rows are locked with SKIP LOCKED,
+    so concurrent workers never pick the same row; SQLite serialises writers, and the
+    conditional UPDATE settles the rest.
     """
     if limit <= 0:
         return []
     now = utcnow()
+    claimable = or_(_free(now), Connection.lease_owner == owner)
     with transaction(rt.sessions) as session:
         candidates = (
             select(Connection.id)
@@ -62,7 +66,8 @@ def claim_due(rt: Runtime, owner: str, limit: int) -> list[str]:
                 Connection.status != ConnectionStatus.DISCONNECTED.value,
                 Connection.error_reason != ErrorReason.TOKEN_REVOKED.value,
                 Connection.next_sync_at <= now,
-                _free(now),
+                claimable,
+                Connection.id.not_in(sorted(exclude or ())),
             )
             .order_by(Connection.next_sync_at)
             .limit(limit)
@@ -73,7 +78,7 @@ def claim_due(rt: Runtime, owner: str, limit: int) -> list[str]:
             return []
         session.execute(
             update(Connection)
-            .where(Connection.id.in_(ids), _free(now))
+            .where(Connection.id.in_(ids), claimable)
             .values(lease_owner=owner, lease_expires_at=now + _lease(rt))
         )
         owned = session.scalars(

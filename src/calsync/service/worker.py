@@ -6,6 +6,7 @@ can share one PostgreSQL database (see ``leases``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ class Worker:
         self.threads = max(1, rt.settings.worker_threads)
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="calsync-sync")
         self._stop = threading.Event()
-        self._in_flight = 0
+        self._in_flight: set[str] = set()
         self._guard = threading.Lock()
         self._per_provider: dict[str, threading.BoundedSemaphore] = {}
         self._thread: threading.Thread | None = None
@@ -48,11 +49,12 @@ class Worker:
     def run_once(self) -> int:
         """Claim what is due (as many as there are free threads) and start syncing it."""
         with self._guard:
-            free = self.threads - self._in_flight
-        claimed = leases.claim_due(self.rt, self.rt.instance_id, free)
+            free = self.threads - len(self._in_flight)
+            busy = set(self._in_flight)
+        claimed = leases.claim_due(self.rt, self.rt.instance_id, free, exclude=busy)
         for connection_id in claimed:
             with self._guard:
-                self._in_flight += 1
+                self._in_flight.add(connection_id)
             self._pool.submit(self._sync, connection_id)
         return len(claimed)
 
@@ -71,10 +73,14 @@ class Worker:
             with self._provider_slot(connection_id):
                 sync_connection_quietly(self.rt, connection_id)
                 ensure_channels(self.rt, connection_id)
+        except SQLAlchemyError as exc:
+            log.warning("sync interrupted by the database", extra={"reason": str(exc)[:200]})
         finally:
-            leases.release(self.rt, connection_id, self.rt.instance_id)
+            # If the database is down the lease stays ours: our next claim takes it back.
+            with contextlib.suppress(SQLAlchemyError):
+                leases.release(self.rt, connection_id, self.rt.instance_id)
             with self._guard:
-                self._in_flight -= 1
+                self._in_flight.discard(connection_id)
             self.rt.work_available.set()
 
     def _provider_slot(self, connection_id: str) -> threading.BoundedSemaphore:
