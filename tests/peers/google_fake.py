@@ -36,12 +36,12 @@ string). Right after a watch the channel gets a ``sync`` message; every event mu
 (``put_event``, ``delete_event``) sends ``exists`` to each live, unexpired channel of that
 calendar, ``remove_calendar`` sends ``not_exists`` and ends them. Notifications are POSTs with
 an empty body and the ``X-Goog-*`` headers, message numbers counting from 1 per channel, sent
-in order by a background thread (httpx, ``verify=False``, ``delivery_timeout``) and never
-retried; each lands in ``deliveries`` (``Delivery``: channel id, state, message number,
-receiver status or error). ``wait_deliveries(n)`` waits for the first ``n``, ``wait_idle()``
-for the queue to drain; ``channels`` lists the live channels. ``channels.stop`` needs ``id``
-and ``resourceId`` and answers 204, or 404 for a channel it does not know (stopped, expired,
-another account's). Expiry follows ``clock``.
+in order by a background thread (``webhooks.WebhookSender``: httpx, ``verify=False``,
+``delivery_timeout``) and never retried; each lands in ``deliveries`` (``Delivery``: channel
+id, state, message number, receiver status or error). ``wait_deliveries(n)`` waits for the
+first ``n``, ``wait_idle()`` for the queue to drain; ``channels`` lists the live channels.
+``channels.stop`` needs ``id`` and ``resourceId`` and answers 204, or 404 for a channel it does
+not know (stopped, expired, another account's). Expiry follows ``clock``.
 
 Faults: ``fail_next(status, reason=..., retry_after=..., count=..., method=...)`` answers the
 next matching requests with Google's error body for that status.
@@ -63,28 +63,28 @@ import hashlib
 import itertools
 import json
 import os
-import queue
 import re
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
-import httpx
 import uvicorn
 from dateutil.rrule import rrule, rruleset, rrulestr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from .webhooks import WebhookSender
 
 JSON = dict[str, Any]
 
@@ -532,16 +532,6 @@ class Delivery:
     error: str | None = None  # why the POST failed (exception type and message)
 
 
-@dataclass(frozen=True)
-class _Notification:
-    generation: int
-    channel_id: str
-    state: str
-    message_number: int
-    address: str
-    headers: dict[str, str]
-
-
 @dataclass
 class _Snapshot:
     """A list result frozen at its first page, served page by page."""
@@ -588,15 +578,10 @@ class GoogleFake:
         # push: channels, and notifications sent by a background thread
         self.default_channel_ttl = DEFAULT_CHANNEL_TTL
         self.max_channel_ttl = MAX_CHANNEL_TTL
-        self.delivery_timeout = 2.0
-        self.deliveries: list[Delivery] = []
         self._channels: dict[str, FakeChannel] = {}
-        self._outbox: queue.SimpleQueue[_Notification | None] = queue.SimpleQueue()
-        self._delivered = threading.Condition()
-        self._pending = 0
-        self._push_generation = 0
-        self._sender: threading.Thread | None = None
-        self._sender_stopping = False
+        self._push: WebhookSender[Delivery] = WebhookSender(
+            "google-fake-push", timeout=2.0, error=AssertionError
+        )
         self.app = Starlette(
             routes=[
                 Route(
@@ -643,7 +628,8 @@ class GoogleFake:
             thread.join(10)
         if sock is not None:
             sock.close()
-        self._stop_sender()
+        # what is still queued is dropped
+        self._push.stop(drain=False, timeout=self.delivery_timeout + 10)
 
     def __enter__(self) -> GoogleFake:
         return self if self._server is not None else self.start()
@@ -784,9 +770,7 @@ class GoogleFake:
             self._snapshots.clear()
             self._generation += 1
             self._channels.clear()
-        with self._delivered:
-            self._push_generation += 1  # notifications still queued are dropped
-            self.deliveries.clear()
+        self._push.discard()  # notifications still queued are dropped
 
     def clear_log(self) -> None:
         with self._lock:
@@ -805,30 +789,27 @@ class GoogleFake:
             now = self.clock()
             return [replace(c) for c in self._channels.values() if c.expiration > now]
 
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """The notifications delivered (or failed) so far, in order."""
+        return self._push.deliveries
+
+    @property
+    def delivery_timeout(self) -> float:
+        """Seconds each notification POST may take."""
+        return self._push.timeout
+
+    @delivery_timeout.setter
+    def delivery_timeout(self, seconds: float) -> None:
+        self._push.timeout = seconds
+
     def wait_deliveries(self, count: int, timeout: float = 5.0) -> list[Delivery]:
         """Wait until ``count`` notifications were delivered (or failed); all of them so far."""
-        deadline = time.monotonic() + timeout
-        with self._delivered:
-            while len(self.deliveries) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"{len(self.deliveries)} of {count} notifications delivered in "
-                        f"{timeout}s: {self.deliveries}"
-                    )
-                self._delivered.wait(left)
-            return list(self.deliveries)
+        return self._push.wait_deliveries(count, timeout)
 
     def wait_idle(self, timeout: float = 5.0) -> list[Delivery]:
         """Wait until every notification queued so far is delivered; all deliveries so far."""
-        deadline = time.monotonic() + timeout
-        with self._delivered:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"{self._pending} notifications still queued")
-                self._delivered.wait(left)
-            return list(self.deliveries)
+        return self._push.wait_idle(timeout)
 
     def _notify(self, email: str, calendar_id: str, state: str) -> None:
         """Queue ``state`` for every live channel of the calendar (``not_exists`` ends them)."""
@@ -854,73 +835,16 @@ class GoogleFake:
         }
         if channel.token is not None:
             headers["X-Goog-Channel-Token"] = channel.token
-        with self._delivered:
-            if self._sender is None or not self._sender.is_alive():
-                self._sender_stopping = False
-                self._sender = threading.Thread(
-                    target=self._send_loop, name="google-fake-push", daemon=True
-                )
-                self._sender.start()
-            self._pending += 1
-            self._outbox.put(
-                _Notification(
-                    self._push_generation,
-                    channel.id,
-                    state,
-                    channel.messages,
-                    channel.address,
-                    headers,
-                )
-            )
-
-    def _send_loop(self) -> None:
-        while True:
-            notification = self._outbox.get()
-            if notification is None:
-                return
-            status: int | None = None
-            error: str | None = None
-            with self._delivered:
-                skip = self._sender_stopping or notification.generation != self._push_generation
-            if not skip:
-                status, error = self._post(notification)
-            with self._delivered:
-                if not skip and notification.generation == self._push_generation:
-                    self.deliveries.append(
-                        Delivery(
-                            notification.channel_id,
-                            notification.state,
-                            notification.message_number,
-                            notification.address,
-                            dict(notification.headers),
-                            status,
-                            error,
-                        )
-                    )
-                self._pending -= 1
-                self._delivered.notify_all()
-
-    def _post(self, notification: _Notification) -> tuple[int | None, str | None]:
-        """POST one notification (empty body); no retries (Google retries with back-off)."""
-        try:
-            with httpx.Client(
-                verify=False, timeout=self.delivery_timeout, follow_redirects=False
-            ) as client:
-                response = client.post(
-                    notification.address, content=b"", headers=notification.headers
-                )
-        except httpx.HTTPError as exc:
-            _close_sockets_left_in(exc)
-            return None, f"{type(exc).__name__}: {exc}"
-        return response.status_code, None
-
-    def _stop_sender(self) -> None:
-        with self._delivered:
-            sender, self._sender = self._sender, None
-            self._sender_stopping = True  # what is still queued is dropped
-        if sender is not None:
-            self._outbox.put(None)
-            sender.join(self.delivery_timeout + 10)
+        # an empty body; no retries (Google retries with back-off)
+        self._push.send(
+            "POST",
+            channel.address,
+            headers=headers,
+            content=b"",
+            record=partial(
+                Delivery, channel.id, state, channel.messages, channel.address, dict(headers)
+            ),
+        )
 
     # --- request handling ------------------------------------------------------------------------
 
@@ -1610,30 +1534,6 @@ def _fault_error(fault: Fault) -> GoogleApiError:
         location_type="header" if location else None,
         headers=headers,
     )
-
-
-def _close_sockets_left_in(error: BaseException) -> None:
-    """Close the sockets that the frames of a failed request still hold.
-
-    When the receiver resets the connection before the TLS handshake, CPython's
-    ``ssl.SSLSocket._create`` re-raises from its ``recv`` probe without closing the half-made
-    SSLSocket (the plain socket it came from is detached already), which then surfaces later
-    as a ResourceWarning. It is still reachable through the traceback: close it there.
-    """
-    seen: set[int] = set()
-    pending: list[BaseException] = [error]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        trace = current.__traceback__
-        while trace is not None:
-            for value in list(trace.tb_frame.f_locals.values()):
-                if isinstance(value, socket.socket):
-                    value.close()
-            trace = trace.tb_next
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 def _one(values: Mapping[str, list[str]], name: str) -> str | None:

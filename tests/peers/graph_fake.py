@@ -74,12 +74,12 @@ Change notifications (webhook subscriptions, as Graph does them for Outlook even
   (subscriptionRemoved also deletes the subscription). ``remove_subscription(id)`` drops one
   silently (as expiry does).
 
-Deliveries run in order on one background thread (httpx, ``verify=False``: receivers use
-self-signed certificates; ``delivery_timeout`` 3 s), stopped by ``stop()``. They are recorded
-in ``deliveries`` (``Delivery``: subscription id, kind = changeType or lifecycle event, url,
-body, status or error); ``wait_deliveries(n, timeout)`` waits for the n-th, ``wait_idle()`` for
-the queue to drain. ``subscriptions`` lists the live subscriptions (``FakeSubscription``
-copies, readable as attributes or by Graph property name).
+Deliveries run in order on one background thread (``webhooks.WebhookSender``: httpx,
+``verify=False``: receivers use self-signed certificates; ``delivery_timeout`` 3 s), stopped by
+``stop()``. They are recorded in ``deliveries`` (``Delivery``: subscription id, kind =
+changeType or lifecycle event, url, body, status or error); ``wait_deliveries(n, timeout)``
+waits for the n-th, ``wait_idle()`` for the queue to drain. ``subscriptions`` lists the live
+subscriptions (``FakeSubscription`` copies, readable as attributes or by Graph property name).
 """
 
 from __future__ import annotations
@@ -88,7 +88,6 @@ import asyncio
 import dataclasses
 import itertools
 import json
-import queue
 import re
 import secrets
 import threading
@@ -97,6 +96,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -107,6 +107,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from .webhooks import WebhookSender
 
 __all__ = [
     "EXPORT_PROPERTY_ID",
@@ -348,15 +350,10 @@ class GraphFake:
         self.application_id = str(uuid.uuid4())
         self.max_subscription_minutes = SUBSCRIPTION_MAX_MINUTES
         self.validation_timeout = 10.0
-        self.delivery_timeout = 3.0
         self.validations: list[Validation] = []
-        self.deliveries: list[Delivery] = []
         self._subscriptions: dict[str, FakeSubscription] = {}
-        self._queue: queue.Queue[Delivery | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self._push: WebhookSender[Delivery] = WebhookSender("graph-fake-deliveries", timeout=3.0)
         self._closed = False
-        self._pending = 0
-        self._delivered = threading.Condition()
         self.app = Starlette(
             routes=[
                 Route(
@@ -400,10 +397,7 @@ class GraphFake:
     def stop(self) -> None:
         with self._lock:
             self._closed = True  # no new deliveries; those queued are still attempted
-            worker, self._worker = self._worker, None
-        if worker is not None:
-            self._queue.put(None)
-            worker.join(timeout=30)
+        self._push.stop(drain=True, timeout=30)
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None:
@@ -910,27 +904,27 @@ class GraphFake:
                 del self._subscriptions[subscription.id]
             self._enqueue(subscription.id, event, subscription.lifecycle_url, note)
 
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """The change and lifecycle notifications POSTed so far, in order."""
+        return self._push.deliveries
+
+    @property
+    def delivery_timeout(self) -> float:
+        """Seconds each notification POST may take."""
+        return self._push.timeout
+
+    @delivery_timeout.setter
+    def delivery_timeout(self, seconds: float) -> None:
+        self._push.timeout = seconds
+
     def wait_deliveries(self, count: int, timeout: float = 5.0) -> list[Delivery]:
         """All deliveries once there are at least ``count``; TimeoutError if not in time."""
-        deadline = time.monotonic() + timeout
-        with self._delivered:
-            while len(self.deliveries) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{len(self.deliveries)} of {count} deliveries made")
-                self._delivered.wait(left)
-            return list(self.deliveries)
+        return self._push.wait_deliveries(count, timeout)
 
     def wait_idle(self, timeout: float = 5.0) -> list[Delivery]:
         """All deliveries once nothing is queued or being sent; TimeoutError if not in time."""
-        deadline = time.monotonic() + timeout
-        with self._delivered:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{self._pending} deliveries still pending")
-                self._delivered.wait(left)
-            return list(self.deliveries)
+        return self._push.wait_idle(timeout)
 
     def _live(self) -> list[FakeSubscription]:
         now = datetime.now(UTC)
@@ -1175,35 +1169,9 @@ class GraphFake:
         with self._lock:
             if self._closed:
                 return
-            with self._delivered:
-                self._pending += 1
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._deliver_all, name="graph-fake-deliveries", daemon=True
-                )
-                self._worker.start()
-            self._queue.put(Delivery(subscription_id, kind, url, {"value": [note]}))
-
-    def _deliver_all(self) -> None:
-        # No idle keep-alive connections: a receiver shutting down (uvicorn over TLS) would
-        # otherwise wait for this client to close them.
-        limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(verify=False, follow_redirects=False, limits=limits) as client:
-            while True:
-                delivery = self._queue.get()
-                if delivery is None:
-                    return
-                try:
-                    response = client.post(
-                        delivery.url, json=delivery.body, timeout=self.delivery_timeout
-                    )
-                    delivery.status = response.status_code
-                except Exception as exc:  # unreachable, timeout, TLS failure, bad URL
-                    delivery.error = f"{type(exc).__name__}: {exc}"
-                with self._delivered:
-                    self.deliveries.append(delivery)
-                    self._pending -= 1
-                    self._delivered.notify_all()
+            body = {"value": [note]}
+            record = partial(Delivery, subscription_id, kind, url, body)
+            self._push.send("POST", url, json=body, record=record)
 
     # --- events and recurrence ------------------------------------------------------------------
 
