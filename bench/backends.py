@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +56,17 @@ class Backend:
             log_level="WARNING",
         )
 
+    @property
+    def application_name(self) -> str:
+        return f"calsync-bench-{self.schema}"
+
     def env(self, providers_file: Path) -> dict[str, str]:
-        """Environment for a ``calsync serve`` subprocess on this database."""
+        """Environment for a ``calsync serve`` subprocess on this database (on PostgreSQL its
+        connections carry an application_name, so the bench can find their backends)."""
+        url = self.url + (f"&application_name={self.application_name}" if self.schema else "")
         return {
             "CALSYNC_DATA_DIR": str(self.data_dir),
-            "CALSYNC_DATABASE_URL": self.url,
+            "CALSYNC_DATABASE_URL": url,
             "CALSYNC_PROVIDERS_FILE": str(providers_file),
             "CALSYNC_FRESHNESS_SECONDS": str(FRESHNESS_SECONDS),
         }
@@ -75,14 +82,42 @@ class Backend:
         with transaction(self.runtime.sessions) as session:
             return api_keys.create_key(session, tenant_id=tenant, name="bench").key
 
+    def db_cpu_seconds(self) -> float:
+        """CPU seconds used so far by the PostgreSQL backends serving the bench server
+        (0 on SQLite, where the database work is inside the server process)."""
+        if not self.schema:
+            return 0.0
+        from server import process_cpu_seconds
+
+        try:
+            with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+                pids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                        (self.application_name,),
+                    )
+                ]
+        except psycopg.Error:
+            return 0.0  # e.g. PostgreSQL restarting: this block's database CPU is not counted
+        return sum(process_cpu_seconds(pid) for pid in pids)
+
     def close(self) -> None:
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
-        if self.schema:
-            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.schema:
+            deadline = time.monotonic() + 60  # PostgreSQL may be restarting (other test runs)
+            while True:
+                try:
+                    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+                        conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+                    break
+                except psycopg.OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
 
 
 def sqlite_backend() -> Backend:

@@ -29,11 +29,6 @@ PAST_DAYS, FUTURE_DAYS = 90, 400
 DAY_MS = 86_400_000
 MAX_DURATION_MS = 14 * DAY_MS  # the longest instance the generator makes
 TIME_ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Europe/London")
-EVENT_INDEXES = {  # as created by migration 0001 (dropped during the bulk load, then rebuilt)
-    "ix_event_instances_resource": "(connection_id, calendar_id, resource_key)",
-    "ix_event_instances_schedule_start": "(tenant_id, schedule_id, start_ms)",
-    "ix_event_instances_tenant_start": "(tenant_id, start_ms)",
-}
 TITLES = ("Standup", "1:1", "Dentist", "Lunch", "Team sync", "Customer call", "Gym", "Review")
 
 
@@ -98,17 +93,38 @@ def instance_rows(ds: Dataset, per_connection: int, seed: int = 11) -> Iterator[
                 start_d = first_day + timedelta(days=day)
                 end_d = start_d + timedelta(days=days)
                 yield (
-                    TENANT, schedule_id, connection_id, ds.provider_id, calendar_id, resource,
-                    f"{uid}@{start_d.isoformat()}", day_ms, day_ms + days * DAY_MS, True,
-                    start_d.isoformat(), end_d.isoformat(), title,
-                )  # fmt: skip
+                    TENANT,
+                    schedule_id,
+                    connection_id,
+                    ds.provider_id,
+                    calendar_id,
+                    resource,
+                    f"{uid}@{start_d.isoformat()}",
+                    day_ms,
+                    day_ms + days * DAY_MS,
+                    True,
+                    start_d.isoformat(),
+                    end_d.isoformat(),
+                    title,
+                )
                 continue
             start = day_ms + (7 * 60 + 15 * randrange(52)) * 60_000
             minutes = 0 if kind < 0.12 else choice(durations)
             yield (
-                TENANT, schedule_id, connection_id, ds.provider_id, calendar_id, resource,
-                f"{uid}@{start}", start, start + minutes * 60_000, False, None, None, title,
-            )  # fmt: skip
+                TENANT,
+                schedule_id,
+                connection_id,
+                ds.provider_id,
+                calendar_id,
+                resource,
+                f"{uid}@{start}",
+                start,
+                start + minutes * 60_000,
+                False,
+                None,
+                None,
+                title,
+            )
         for s in range(series):
             uid = f"{connection_id[:8]}-series-{s:03d}"
             resource = f"{calendar_id}{uid}.ics"
@@ -119,9 +135,20 @@ def instance_rows(ds: Dataset, per_connection: int, seed: int = 11) -> Iterator[
             for k in range(30):
                 start = start0 + k * 7 * DAY_MS
                 yield (
-                    TENANT, schedule_id, connection_id, ds.provider_id, calendar_id, resource,
-                    f"{uid}@{start}", start, start + minutes * 60_000, False, None, None, title,
-                )  # fmt: skip
+                    TENANT,
+                    schedule_id,
+                    connection_id,
+                    ds.provider_id,
+                    calendar_id,
+                    resource,
+                    f"{uid}@{start}",
+                    start,
+                    start + minutes * 60_000,
+                    False,
+                    None,
+                    None,
+                    title,
+                )
 
 
 INSTANCE_COLUMNS = (
@@ -145,7 +172,15 @@ def _schedule_rows(ds: Dataset) -> list[tuple]:  # type: ignore[type-arg]
     rng = random.Random(3)
     created = ds.now.replace(tzinfo=None) - timedelta(days=30)
     return [
-        (TENANT, sid, rng_uuid(rng), f"Owner {i}", TIME_ZONES[i % len(TIME_ZONES)], created, created)
+        (
+            TENANT,
+            sid,
+            rng_uuid(rng),
+            f"Owner {i}",
+            TIME_ZONES[i % len(TIME_ZONES)],
+            created,
+            created,
+        )
         for i, sid in enumerate(ds.schedule_ids)
     ]
 
@@ -162,11 +197,31 @@ def _connection_rows(ds: Dataset) -> list[tuple]:  # type: ignore[type-arg]
     for i, (sid, cid) in enumerate(zip(ds.schedule_ids, ds.connection_ids, strict=True)):
         created = now - timedelta(days=20, seconds=i)
         rows.append(
-            (cid, TENANT, ds.provider_id, sid, None, None, f"user{i}@example.com", "SYNCED",
-             "UNDEFINED", config, None, '{"primary_calendar_id": "/u/' + cid[:12] + '/calendar/"}',
-             now, now - timedelta(hours=1), now + timedelta(hours=1), None, None, 0,
-             now, None, created, now)
-        )  # fmt: skip
+            (
+                cid,
+                TENANT,
+                ds.provider_id,
+                sid,
+                None,
+                None,
+                f"user{i}@example.com",
+                "SYNCED",
+                "UNDEFINED",
+                config,
+                None,
+                '{"primary_calendar_id": "/u/' + cid[:12] + '/calendar/"}',
+                now,
+                now - timedelta(hours=1),
+                now + timedelta(hours=1),
+                None,
+                None,
+                0,
+                now,
+                None,
+                created,
+                now,
+            )
+        )
     return rows
 
 
@@ -198,7 +253,10 @@ def load_sqlite(path: str, ds: Dataset, per_connection: int) -> Dataset:
     db.execute("PRAGMA cache_size=-262144")  # 256 MiB
     db.execute("PRAGMA temp_store=MEMORY")
     db.execute("BEGIN")
-    db.executemany(f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?)", _lite(_schedule_rows(ds)))
+    db.executemany(
+        f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+        _lite(_schedule_rows(ds)),
+    )
     db.executemany(
         f"INSERT INTO connections ({CONNECTION_COLUMNS}) VALUES ({','.join('?' * 22)})",
         _lite(_connection_rows(ds)),
@@ -207,8 +265,14 @@ def load_sqlite(path: str, ds: Dataset, per_connection: int) -> Dataset:
         f"INSERT INTO connection_calendars ({CALENDAR_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
         _lite(_calendar_rows(ds)),
     )
-    for name in EVENT_INDEXES:
-        db.execute(f"DROP INDEX {name}")
+    # Whatever secondary indexes the migrations gave event_instances: dropped for the load,
+    # rebuilt from their own DDL afterwards.
+    indexes = db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+        "AND tbl_name = 'event_instances' AND sql IS NOT NULL"
+    ).fetchall()
+    for name, _sql in indexes:
+        db.execute(f'DROP INDEX "{name}"')
     db.execute("COMMIT")
     t_rows = time.perf_counter()
     sql = f"INSERT INTO event_instances ({INSTANCE_COLUMNS}) VALUES ({','.join('?' * 13)})"
@@ -225,8 +289,8 @@ def load_sqlite(path: str, ds: Dataset, per_connection: int) -> Dataset:
     count += len(batch)
     db.execute("COMMIT")
     t_index = time.perf_counter()
-    for name, columns in EVENT_INDEXES.items():
-        db.execute(f"CREATE INDEX {name} ON event_instances {columns}")
+    for _name, sql in indexes:
+        db.execute(sql)
     db.close()
     done = time.perf_counter()
     ds.instances = count
@@ -255,18 +319,23 @@ def load_postgres(conninfo: str, schema: str, ds: Dataset, per_connection: int) 
                 "VALUES (%s,%s,%s,%s,%s,%s,%s)",
                 _calendar_rows(ds),
             )
-            for name in EVENT_INDEXES:
-                cur.execute(f"DROP INDEX {name}")
+            indexes = cur.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
+                "AND tablename = 'event_instances' AND indexname <> 'pk_event_instances'",
+                (schema,),
+            ).fetchall()
+            for name, _ddl in indexes:
+                cur.execute(f'DROP INDEX "{name}"')
         t_rows = time.perf_counter()
         count = 0
-        with db.transaction(), db.cursor() as cur:
-            with cur.copy(f"COPY event_instances ({INSTANCE_COLUMNS}) FROM STDIN") as copy:
-                for row in instance_rows(ds, per_connection):
-                    copy.write_row(row)
-                    count += 1
+        copy_sql = f"COPY event_instances ({INSTANCE_COLUMNS}) FROM STDIN"
+        with db.transaction(), db.cursor() as cur, cur.copy(copy_sql) as copy:
+            for row in instance_rows(ds, per_connection):
+                copy.write_row(row)
+                count += 1
         t_index = time.perf_counter()
-        for name, columns in EVENT_INDEXES.items():
-            db.execute(f"CREATE INDEX {name} ON event_instances {columns}")
+        for _name, ddl in indexes:
+            db.execute(ddl)
         for table in ("schedules", "connections", "connection_calendars", "event_instances"):
             db.execute(f"VACUUM ANALYZE {table}")
     done = time.perf_counter()

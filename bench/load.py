@@ -17,12 +17,16 @@ import httpx
 class Samples:
     latencies_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
+    server_cpu_s: float = 0.0  # CPU time the server process used during these requests
+    db_cpu_s: float = 0.0  # CPU time of the server's PostgreSQL backends (0 on SQLite)
     errors: int = 0
     error_examples: list[str] = field(default_factory=list)
 
     def add(self, other: Samples) -> None:
         self.latencies_ms += other.latencies_ms
         self.wall_s += other.wall_s
+        self.server_cpu_s += other.server_cpu_s
+        self.db_cpu_s += other.db_cpu_s
         self.errors += other.errors
         self.error_examples = (self.error_examples + other.error_examples)[:3]
 
@@ -40,6 +44,10 @@ class Samples:
             "p99_ms": round(percentile(lat, 99), 2),
             "mean_ms": round(statistics.fmean(lat), 2) if lat else 0.0,
             "rps": round(self.count / self.wall_s, 1) if self.wall_s else 0.0,
+            "server_cpu_ms_per_req": (
+                round(self.server_cpu_s * 1000 / self.count, 3) if self.count else 0.0
+            ),
+            "db_cpu_ms_per_req": round(self.db_cpu_s * 1000 / self.count, 3) if self.count else 0.0,
         }
 
 
@@ -103,12 +111,19 @@ def interleaved(
     concurrency: int,
     blocks: int,
     checks: dict[str, Callable[[httpx.Response], str | None]] | None = None,
+    cpu_probe: Callable[[], tuple[float, float]] | None = None,
 ) -> dict[str, Samples]:
-    """Each series split into ``blocks`` parts, run A1 B1 A2 B2 ... so drift hits all alike."""
+    """Each series split into ``blocks`` parts, run A1 B1 A2 B2 ... so drift hits all alike.
+    ``cpu_probe`` returns cumulative CPU seconds (server process, its database backends),
+    read around each block."""
     out = {name: Samples() for name in series}
     for b in range(blocks):
         for name, urls in series.items():
             n = len(urls)
             part = urls[b * n // blocks : (b + 1) * n // blocks]
-            out[name].add(run_block(http, part, concurrency, (checks or {}).get(name)))
+            before = cpu_probe() if cpu_probe else (0.0, 0.0)
+            samples = run_block(http, part, concurrency, (checks or {}).get(name))
+            after = cpu_probe() if cpu_probe else (0.0, 0.0)
+            samples.server_cpu_s, samples.db_cpu_s = after[0] - before[0], after[1] - before[1]
+            out[name].add(samples)
     return out

@@ -23,6 +23,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc); 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """``calsync serve --no-worker`` exactly as shipped (``variant=None``), or the same CLI with
     one query variant monkeypatched in by ``serve_variant.py`` (``variant="bound"``...)."""
@@ -32,7 +41,11 @@ class Server:
         self.base_url = f"http://127.0.0.1:{self.port}"
         args = ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(self.port)]
         if variant is None:
-            argv = [str(CALSYNC), *args] if CALSYNC.exists() else [sys.executable, "-m", "calsync.cli", *args]
+            argv = (
+                [str(CALSYNC), *args]
+                if CALSYNC.exists()
+                else [sys.executable, "-m", "calsync.cli", *args]
+            )
         else:
             argv = [sys.executable, str(BENCH / "serve_variant.py"), variant, *args]
         self.log = log_path.open("ab")
@@ -61,6 +74,10 @@ class Server:
                 self.stop()
                 raise RuntimeError("calsync serve did not answer within 60 s")
             time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc)."""
+        return process_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -4,8 +4,10 @@ into the bench server (``serve_variant.py``). Each variant is a proposal for the
 
 * ``shipped``      calsync as it is.
 * ``index``        schema only: add ``ix_event_instances_connection_start_end`` (connection_id,
-                   start_ms, end_ms) and drop the two indexes no query uses
-                   (``ix_event_instances_tenant_start``, ``ix_event_instances_schedule_start``).
+                   start_ms, end_ms) and drop ``ix_event_instances_tenant_start`` and
+                   ``ix_event_instances_schedule_start`` (no query uses them) and, if the
+                   migrations made it, ``ix_event_instances_connection_start`` (a prefix of
+                   the new one).
 * ``index+bound``  ``index`` plus a lower bound on ``start_ms`` in the page query:
                    ``start_ms >= from - max_instance_ms``, where ``max_instance_ms`` is a new
                    nullable column of ``connections``: an upper bound of the duration of every
@@ -22,73 +24,82 @@ into the bench server (``serve_variant.py``). Each variant is a proposal for the
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, literal_column, select, text, tuple_
+from sqlalchemy import Engine, and_, literal_column, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from calsync.domain import CalendarType, ConnectionStatus, Identity, Permission
+from calsync.domain import CalendarType, ConnectionStatus, ErrorReason, Identity, Permission
 from calsync.service import cursor as cursors
-from calsync.service.auth import identity_of, owns
+from calsync.service.auth import identity_of, owns, require_any
 from calsync.service.runtime import Runtime
-from calsync.service.views import EventView
+from calsync.service.views import EventsPage, EventView
+from calsync.store.db import transaction
 from calsync.store.models import ApiKey, Connection, ConnectionCalendar, EventInstance, Schedule
 
-VARIANTS = ("shipped", "index", "index+bound", "lean")
+VARIANTS = ("shipped", "index", "index+bound", "lean", "fast")
 NEW_INDEX = "ix_event_instances_connection_start_end"
 NEW_INDEX_DDL = f"CREATE INDEX {NEW_INDEX} ON event_instances (connection_id, start_ms, end_ms)"
-UNUSED_INDEXES = ("ix_event_instances_tenant_start", "ix_event_instances_schedule_start")
+# Dropped by the proposal: no query filters on tenant_id (and on PostgreSQL the tenant_start
+# index draws the planner into a BitmapAnd over every instance before ``to``); a
+# (connection_id, start_ms) index is a prefix of the new one.
+DROPPED_INDEXES = (
+    "ix_event_instances_tenant_start",
+    "ix_event_instances_schedule_start",
+    "ix_event_instances_connection_start",
+)
 BOUND_COLUMN = "max_instance_ms"
 
 
 # --- schema changes (bench database only) ------------------------------------------------------
 
 
-def apply_schema(engine: Engine, variant: str) -> None:
-    """Bring the bench database to the schema ``variant`` needs (idempotent, both directions)."""
+def event_indexes(engine: Engine) -> dict[str, str]:
+    """The secondary indexes of event_instances now: name -> CREATE INDEX statement."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            rows = conn.execute(
+                text(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                    "AND tbl_name = 'event_instances' AND sql IS NOT NULL"
+                )
+            )
+        else:
+            rows = conn.execute(
+                text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+                    " AND tablename = 'event_instances' AND indexname <> 'pk_event_instances'"
+                )
+            )
+        return {str(r[0]): str(r[1]) for r in rows}
+
+
+def set_indexes(engine: Engine, target: dict[str, str]) -> None:
+    """Drop the event_instances indexes not in ``target``, create the missing ones."""
+    existing = event_indexes(engine)
     with engine.begin() as conn:
-        existing = _indexes(conn)
-        wants_new = variant != "shipped"
-        if wants_new and NEW_INDEX not in existing:
-            conn.execute(text(NEW_INDEX_DDL))
-        for name in UNUSED_INDEXES:
-            if wants_new and name in existing:
-                conn.execute(text(f"DROP INDEX {name}"))
-        if not wants_new:
-            if NEW_INDEX in existing:
-                conn.execute(text(f"DROP INDEX {NEW_INDEX}"))
-            if "ix_event_instances_tenant_start" not in existing:
-                conn.execute(
-                    text(
-                        "CREATE INDEX ix_event_instances_tenant_start "
-                        "ON event_instances (tenant_id, start_ms)"
-                    )
-                )
-            if "ix_event_instances_schedule_start" not in existing:
-                conn.execute(
-                    text(
-                        "CREATE INDEX ix_event_instances_schedule_start "
-                        "ON event_instances (tenant_id, schedule_id, start_ms)"
-                    )
-                )
+        for name in existing:
+            if name not in target:
+                conn.execute(text(f'DROP INDEX "{name}"'))
+        for name, ddl in target.items():
+            if name not in existing:
+                conn.execute(text(ddl))
         if engine.dialect.name == "postgresql":
             conn.execute(text("ANALYZE event_instances"))
 
 
-def _indexes(conn: Any) -> set[str]:
-    if conn.dialect.name == "sqlite":
-        rows = conn.execute(
-            text("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='event_instances'")
-        )
-    else:
-        rows = conn.execute(
-            text(
-                "SELECT indexname FROM pg_indexes WHERE tablename='event_instances' "
-                "AND schemaname = current_schema()"
-            )
-        )
-    return {r[0] for r in rows}
+def recommended_indexes(shipped: dict[str, str]) -> dict[str, str]:
+    kept = {k: v for k, v in shipped.items() if k not in DROPPED_INDEXES}
+    return {**kept, NEW_INDEX: NEW_INDEX_DDL}
+
+
+def apply_schema(engine: Engine, variant: str, shipped: dict[str, str]) -> None:
+    """The indexes ``variant`` runs with: the migrations' own (``shipped``, captured right
+    after the upgrade) or the proposal (every other variant)."""
+    set_indexes(engine, shipped if variant == "shipped" else recommended_indexes(shipped))
 
 
 def add_bound_column(engine: Engine) -> None:
@@ -137,7 +148,11 @@ def _lower_bound(query: cursors.EventQuery, bounds: list[int | None]) -> int | N
 
 
 def _page_statement(
-    columns: Any, connection_ids: list[str], query: cursors.EventQuery, limit: int, lower: int | None
+    columns: Any,
+    connection_ids: list[str],
+    query: cursors.EventQuery,
+    limit: int,
+    lower: int | None,
 ) -> Any:
     """The shipped page query, plus ``start_ms >= lower`` when a bound is known."""
     order = (
@@ -173,7 +188,9 @@ def page_with_bound(
     if not connection_ids:
         return []
     bounds = list(
-        session.scalars(select(_BOUND).select_from(Connection).where(Connection.id.in_(connection_ids)))
+        session.scalars(
+            select(_BOUND).select_from(Connection).where(Connection.id.in_(connection_ids))
+        )
     )
     lower = _lower_bound(query, bounds)
     return list(
@@ -255,8 +272,9 @@ def render_lean(
     schedules = {
         s.id: s
         for s in session.execute(
-            select(Schedule.id, Schedule.owner_user_id, Schedule.owner_name, Schedule.time_zone)
-            .where(
+            select(
+                Schedule.id, Schedule.owner_user_id, Schedule.owner_name, Schedule.time_zone
+            ).where(
                 Schedule.tenant_id == identity.tenant_id,
                 Schedule.id.in_({r.schedule_id for r in rows}),
             )
@@ -336,6 +354,151 @@ def authenticate_lean(session: Session, authorization: str | None, site_id: str 
     return identity_of(row)  # type: ignore[arg-type]
 
 
+def _sort_key(row: Any) -> cursors.SortKey:
+    """List Events' sort order (start, end, schedule, connection, calendar, instance key)."""
+    return (
+        row.start_ms,
+        row.end_ms,
+        row.schedule_id,
+        row.connection_id,
+        row.calendar_id,
+        row.instance_key,
+    )
+
+
+def list_events_fast(
+    rt: Runtime, *, identity: Identity, query: cursors.EventQuery, limit: int
+) -> EventsPage:
+    """``fast``: ``lean`` plus fewer round trips. When no contributing connection needs a sync
+    (the common case) one session serves the connections query and one page query that
+    also joins the schedule and calendar-name columns (so ``_render`` issues no queries)."""
+    from calsync.service import events
+
+    require_any(identity, Permission.READ_EVENTS)
+    horizon = datetime.now(UTC) - timedelta(seconds=rt.settings.freshness_seconds)
+    with transaction(rt.sessions) as session:
+        connections = contributing_lean(session, identity.tenant_id, query)
+        stale = any(
+            not (
+                c.status == ConnectionStatus.ERROR.value
+                and c.error_reason == ErrorReason.TOKEN_REVOKED.value
+            )
+            and (
+                c.last_synced_at is None
+                or c.last_synced_at < horizon
+                or c.last_synced_at < c.sync_requested_at
+            )
+            for c in connections
+        )
+        if not stale:
+            failed = events._freshen(rt, connections)  # only classifies: nothing to sync
+            page = _fast_page(session, rt, identity, connections, failed, query, limit)
+    if stale:
+        failed = events._freshen(rt, connections)
+        with transaction(rt.sessions) as session:
+            page = _fast_page(session, rt, identity, connections, failed, query, limit)
+    return page
+
+
+def _fast_page(
+    session: Session,
+    rt: Runtime,
+    identity: Identity,
+    connections: list[Any],
+    failed: dict[str, str],
+    query: cursors.EventQuery,
+    limit: int,
+) -> EventsPage:
+    from calsync.errors import ProviderUnavailable
+    from calsync.service import events
+
+    failed_ids = list(dict.fromkeys(c.provider_id for c in connections if c.id in failed))
+    if failed and (not query.partial_failure or len(failed) == len(connections)):
+        raise ProviderUnavailable(
+            "events of some connections could not be read from their provider",
+            data={"failedProviderIds": failed_ids},
+        )
+    readable = [c for c in connections if c.id not in failed]
+    rows: list[Any] = []
+    if readable:
+        bounds = [getattr(c, BOUND_COLUMN) for c in readable]
+        lower = _lower_bound(query, bounds)
+        inner = _page_statement(
+            _PAGE_COLUMNS, [c.id for c in readable], query, limit, lower
+        ).subquery()
+        stmt = (
+            select(
+                inner,
+                Schedule.id.label("known_schedule"),
+                Schedule.owner_user_id,
+                Schedule.owner_name,
+                Schedule.time_zone,
+                ConnectionCalendar.name.label("calendar_name"),
+            )
+            .select_from(
+                inner.outerjoin(
+                    Schedule,
+                    and_(
+                        Schedule.tenant_id == identity.tenant_id, Schedule.id == inner.c.schedule_id
+                    ),
+                ).outerjoin(
+                    ConnectionCalendar,
+                    and_(
+                        ConnectionCalendar.connection_id == inner.c.connection_id,
+                        ConnectionCalendar.calendar_id == inner.c.calendar_id,
+                    ),
+                )
+            )
+            .order_by(
+                inner.c.start_ms,
+                inner.c.end_ms,
+                inner.c.schedule_id,
+                inner.c.connection_id,
+                inner.c.calendar_id,
+                inner.c.instance_key,
+            )
+        )
+        rows = list(session.execute(stmt).all())
+    calendar_types = {}
+    for c in readable:
+        provider = rt.providers.get(c.provider_id)
+        calendar_types[c.id] = provider.calendar_type if provider else CalendarType.UNDEFINED
+    read_all = identity.has(Permission.READ_ALL_CONNECTIONS)
+    views = []
+    pi_of: dict[str | None, bool] = {}
+    for r in rows[:limit]:
+        known = r.known_schedule is not None
+        owner = r.owner_user_id if known else None
+        pi = pi_of.get(owner)
+        if pi is None:
+            pi = pi_of[owner] = query.own_pi and (read_all or owns(identity, owner))
+        start, end = events._times(r, r.time_zone if known else "UTC")
+        views.append(
+            EventView(
+                schedule_id=r.schedule_id,
+                calendar_type=calendar_types[r.connection_id],
+                calendar_name=(r.calendar_name if r.calendar_name is not None else "")
+                if pi
+                else None,
+                title=r.title if pi else None,
+                start=start,
+                end=end,
+                all_day=r.all_day,
+                schedule_owner_id=owner,
+                schedule_owner_name=(r.owner_name if known else "") if pi else None,
+            )
+        )
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = cursors.encode(
+            rt.cursor_key,
+            identity.tenant_id,
+            cursors.continue_after(query, _sort_key(rows[limit - 1])),
+            rt.settings.cursor_ttl_seconds,
+        )
+    return EventsPage(events=views, next_cursor=next_cursor, failed_provider_ids=failed_ids)
+
+
 # --- installing a variant ------------------------------------------------------------------------
 
 
@@ -349,6 +512,7 @@ def install(variant: str) -> Callable[[], None]:
         "events._page": events._page,
         "events._render": events._render,
         "calls.authenticate": calls.authenticate,
+        "events.list_events": events.list_events,
     }
 
     def undo() -> None:
@@ -356,14 +520,42 @@ def install(variant: str) -> Callable[[], None]:
         events._page = saved["events._page"]  # type: ignore[assignment]
         events._render = saved["events._render"]  # type: ignore[assignment]
         calls.authenticate = saved["calls.authenticate"]  # type: ignore[assignment]
+        events.list_events = saved["events.list_events"]  # type: ignore[assignment]
 
     if variant in ("shipped", "index"):
         return undo
     if variant == "index+bound":
         events._page = page_with_bound  # type: ignore[assignment]
         return undo
-    if variant != "lean":
+    if variant not in ("lean", "fast"):
         raise ValueError(f"unknown variant {variant}")
+
+    # The variants change the stored-instances path only. Windows outside the stored horizon
+    # (if this calsync answers those from the providers) keep the shipped code: a copy of
+    # list_events bound to the module's globals as they were before patching.
+    shipped = saved["events.list_events"]
+    pristine = types.FunctionType(
+        shipped.__code__,
+        dict(vars(events)),
+        shipped.__name__,
+        shipped.__defaults__,
+        shipped.__closure__,
+    )
+    pristine.__kwdefaults__ = shipped.__kwdefaults__
+    inner = list_events_fast if variant == "fast" else shipped
+
+    def dispatch(
+        rt: Runtime, *, identity: Identity, query: cursors.EventQuery, limit: int
+    ) -> EventsPage:
+        outside = getattr(events, "outside_horizon", None)
+        if outside is not None and outside(rt, query):
+            return pristine(rt, identity=identity, query=query, limit=limit)  # type: ignore[no-any-return]
+        return inner(rt, identity=identity, query=query, limit=limit)  # type: ignore[no-any-return]
+
+    events.list_events = dispatch  # type: ignore[assignment]
+    calls.authenticate = authenticate_lean  # type: ignore[assignment]
+    if variant == "fast":
+        return undo
 
     # The bounds come with the contributing rows: remember them per call (thread-local).
     import threading
@@ -382,5 +574,4 @@ def install(variant: str) -> Callable[[], None]:
     events._contributing = contributing  # type: ignore[assignment]
     events._page = make_page_lean(bounds_of)  # type: ignore[assignment]
     events._render = render_lean  # type: ignore[assignment]
-    calls.authenticate = authenticate_lean  # type: ignore[assignment]
     return undo

@@ -160,11 +160,10 @@ class EventInstance(Base):
 
     __tablename__ = "event_instances"
     __table_args__ = (
-        Index("ix_event_instances_schedule_start", "tenant_id", "schedule_id", "start_ms"),
-        Index("ix_event_instances_tenant_start", "tenant_id", "start_ms"),
         Index("ix_event_instances_resource", "connection_id", "calendar_id", "resource_key"),
-        # List Events: the selected connections' instances in start order (bench/README.md).
-        Index("ix_event_instances_connection_start", "connection_id", "start_ms"),
+        # List Events: the selected connections' instances in start order; with end_ms in the
+        # index the overlap test needs no heap rows (bench/README.md has the plans).
+        Index("ix_event_instances_connection_start", "connection_id", "start_ms", "end_ms"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
