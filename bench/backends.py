@@ -102,6 +102,18 @@ class Backend:
             return 0.0  # e.g. PostgreSQL restarting: this block's database CPU is not counted
         return sum(process_cpu_seconds(pid) for pid in pids)
 
+    def server_started(self) -> str:
+        """When the database server last started ('' for SQLite or when unreachable): a
+        change during a measurement means PostgreSQL was restarted under it."""
+        if not self.schema:
+            return ""
+        try:
+            with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+                row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+        except psycopg.Error:
+            return "unreachable"
+        return str(row[0]) if row else ""
+
     def close(self) -> None:
         if self.runtime is not None:
             self.runtime.close()
