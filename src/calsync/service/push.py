@@ -24,7 +24,7 @@ from calsync.providers.base import (
     PushChannels,
 )
 from calsync.providers.registry import ProviderConfig
-from calsync.service.accounts import with_account
+from calsync.service.accounts import account_for, with_account
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ConnectionCalendar, PushChannelRow, utcnow
@@ -174,8 +174,6 @@ def stop_channels_later(rt: Runtime, row: Connection) -> None:
         return
     push = adapter.push
     try:
-        from calsync.service.accounts import account_for
-
         account = account_for(rt, row)
     except ProviderError:
         return

@@ -15,15 +15,6 @@ from calsync.domain import (
 )
 from calsync.errors import NotSupportedByProvider
 
-IMPORT_PATHS = {"enabled", "primaryCalendar", "calendars"}
-EXPORT_PATHS = {
-    "enabled",
-    "primaryCalendar",
-    "dedicatedCalendar",
-    "includeBufferTime",
-    "appendSingleParticipantNameToEventSummary",
-}
-
 
 def to_json(config: SyncConfig) -> dict[str, Any]:
     imp, exp = config.import_, config.export
