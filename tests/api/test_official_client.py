@@ -65,6 +65,20 @@ VTIMEZONE_BERLIN = (
 # --- helpers -----------------------------------------------------------------------------------
 
 
+def start_tls_server(
+    port: int, cert: Path, key: Path, env: dict[str, str], log: Any
+) -> subprocess.Popen[bytes]:
+    """``calsync serve`` over TLS on 127.0.0.1:``port``, its output going to ``log``."""
+    command = [*_calsync_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(
+        [*command, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def _calsync_command() -> list[str]:
     executable = Path(sys.executable).with_name("calsync")
     if executable.exists():
@@ -195,24 +209,7 @@ def calsync_server(tmp_path: Path, radicale: Any) -> Iterator[CalsyncServer]:
     server.cli("db", "upgrade")
     log = server.log_path.open("wb")
     try:
-        server.process = subprocess.Popen(
-            [
-                *_calsync_command(),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ssl-certfile",
-                str(cert),
-                "--ssl-keyfile",
-                str(key),
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        server.process = start_tls_server(port, cert, key, env, log)
         _wait_until_serving(server)
         yield server
     finally:

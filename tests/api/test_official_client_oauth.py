@@ -247,24 +247,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         )
         server.cli("db", "upgrade")
         log = server.log_path.open("wb")
-        process = subprocess.Popen(
-            [
-                *official._calsync_command(),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ssl-certfile",
-                str(cert),
-                "--ssl-keyfile",
-                str(key),
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = official.start_tls_server(port, cert, key, env, log)
         server.process = process
         official._wait_until_serving(server)
         yield World(server, oidc, google, expected, window)
