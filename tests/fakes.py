@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from calsync.providers.base import (
     AccountRef,
@@ -41,6 +42,7 @@ class FakeAccount:
 
 class FakeProvider:
     push = None
+    writer: Any = None
 
     def __init__(self) -> None:
         self.accounts: dict[str, FakeAccount] = {}

@@ -11,14 +11,16 @@ travels in ``AccountRef`` and in opaque per-calendar cursors that the sync step 
     ├── RateLimitedByProvider 429 / 403 rate limit; ``retry_after`` seconds when known
     ├── CalendarGone          the calendar no longer exists (404 / 410 on the collection)
     ├── CursorExpired         the incremental cursor is no longer valid: do a full read
+    ├── StaleEvent            a conditional write (If-Match) met another version: 412
     ├── UnsupportedAccount    the account cannot be connected (no calendar service, policy)
     └── OAuthFailure          the authorization server answered with an OAuth error code
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 
@@ -50,6 +52,10 @@ class CalendarGone(ProviderError):
 
 class CursorExpired(ProviderError):
     pass
+
+
+class StaleEvent(ProviderError):
+    """The event changed since the ETag we hold (HTTP 412 Precondition Failed)."""
 
 
 class UnsupportedAccount(ProviderError):
@@ -174,13 +180,112 @@ class PushChannels(Protocol):
         ...
 
 
+EXPORT_ICAL_PROPERTY = "X-CALSYNC-EXPORT"  # iCalendar property marking calsync's own events
+
+
+@dataclass(frozen=True)
+class ExportEvent:
+    """A session as it must appear in the external calendar.
+
+    ``uid`` is derived from the connection and the session (lowercase hex, 32 characters), so
+    a retried create can find or reuse what an interrupted one wrote: it is the CalDAV UID and
+    resource name, the Google event id, the Graph ``transactionId``. ``tag`` is the value of the
+    private marker (Google ``extendedProperties.private.calsyncSessionId``, Graph
+    single-value extended property ``EXPORT_PROPERTY_ID``, iCalendar ``X-CALSYNC-EXPORT``);
+    import skips events carrying it. Timed sessions have aware ``start``/``end``; all-day ones
+    have ``start_date`` and exclusive ``end_date``. ``time_zone`` is an IANA name.
+    """
+
+    uid: str
+    tag: str
+    title: str
+    time_zone: str
+    start: datetime | None = None
+    end: datetime | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    location: str | None = None
+    description: str | None = None
+
+    @property
+    def all_day(self) -> bool:
+        return self.start_date is not None
+
+
+@dataclass(frozen=True)
+class WrittenEvent:
+    """Where an exported event lives now. ``external_id`` is the key ``read_changes`` reports
+    for it (CalDAV href path, Google event id, Graph event id) and ``etag`` the version
+    ``read_changes`` would report, so that an external edit shows as a different etag."""
+
+    external_id: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class EventWrite:
+    """One create-or-replace. ``external_id`` None: not written yet as far as we know.
+    ``etag``: write only if the event is still at that version (If-Match), else StaleEvent."""
+
+    event: ExportEvent
+    external_id: str | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class EventDelete:
+    external_id: str
+    etag: str | None = None
+
+
+class CalendarWriter(Protocol):
+    """Export: writing calsync's sessions into the external account.
+
+    Batch methods return one result per item, in order: the written event (or None for a
+    delete) or the ``ProviderError`` that item met. Adapters use the provider's batch API where
+    it has one (Graph ``$batch``, Google batch requests) and otherwise write one by one; an
+    error that concerns the whole account or calendar (AuthRejected, CalendarGone,
+    RateLimitedByProvider, ProviderUnreachable) may be raised instead of returned.
+    """
+
+    max_batch: int
+
+    def create_calendar(self, account: AccountRef, name: str) -> ExternalCalendar:
+        """Create a calendar named ``name`` in the account."""
+        ...
+
+    def delete_calendar(self, account: AccountRef, calendar_id: str) -> None:
+        """Delete the calendar; one that is already gone is not an error."""
+        ...
+
+    def put_events(
+        self, account: AccountRef, calendar_id: str, writes: Sequence[EventWrite]
+    ) -> list[WrittenEvent | ProviderError]:
+        """Make each event exist as given (idempotent: creating an event that an earlier,
+        interrupted call already created replaces it, never duplicates it). An event that
+        was deleted externally is created again. CalendarGone when the calendar is gone."""
+        ...
+
+    def delete_events(
+        self, account: AccountRef, calendar_id: str, deletes: Sequence[EventDelete]
+    ) -> list[ProviderError | None]:
+        """Delete each event; one already gone is not an error."""
+        ...
+
+    def find_event(self, account: AccountRef, calendar_id: str, uid: str) -> WrittenEvent | None:
+        """The event an earlier create with this ``uid`` wrote, if any (crash recovery)."""
+        ...
+
+
 class CalendarProvider(Protocol):
     """One adapter per provider kind. Every method may raise a ``ProviderError``.
 
-    ``push`` is the provider's change-notification capability, or None (polling only).
+    ``push`` is the provider's change-notification capability, or None (polling only);
+    ``writer`` its export capability, or None (export not supported).
     """
 
     push: PushChannels | None
+    writer: CalendarWriter | None
 
     def verify(self, credentials: Credentials) -> AccountRef:
         """Check the credentials against the server and discover the account."""

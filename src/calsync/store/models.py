@@ -215,3 +215,70 @@ class PushChannelRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlatformSession(Base):
+    """A session (booking, class) of a schedule as the platform last sent it: the desired
+    state of the export. ``revision`` grows with every change that alters the exported event.
+    ``start_ms``/``end_ms`` bound it in time (all-day sessions: local midnights in
+    ``time_zone``), for window queries and the export horizon."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_schedule_start", "tenant_id", "schedule_id", "start_ms"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    schedule_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(12))
+    all_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    start_date: Mapped[str | None] = mapped_column(String(10))
+    end_date: Mapped[str | None] = mapped_column(String(10))
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    location: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExportTarget(Base):
+    """Where a connection exports to. ``calendar_id`` is the current target (None while export
+    is off or not resolved yet); the dedicated calendar is remembered apart, with whether
+    calsync created it, so switching targets back and forth reuses it. ``cursor`` follows the
+    target calendar's changes, to notice exported events the account owner edited."""
+
+    __tablename__ = "export_targets"
+
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str | None] = mapped_column(String(16))
+    calendar_id: Mapped[str | None] = mapped_column(String(512))
+    cursor: Mapped[str | None] = mapped_column(Text)
+    dedicated_calendar_id: Mapped[str | None] = mapped_column(String(512))
+    dedicated_created: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_edits: Mapped[int] = mapped_column(Integer, default=0)
+    last_external_edit_at: Mapped[datetime | None] = mapped_column()
+    exported_at: Mapped[datetime | None] = mapped_column()
+
+
+class ExportedEvent(Base):
+    """The mapping of one session to the event calsync wrote for it. ``external_id`` None:
+    a create was started and not confirmed (a crash may have left the event behind; it is
+    looked up by ``uid`` before anything is written again)."""
+
+    __tablename__ = "exported_events"
+
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    calendar_id: Mapped[str] = mapped_column(String(512))
+    uid: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(1024))
+    etag: Mapped[str | None] = mapped_column(String(300))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,6 +19,7 @@ from calsync.providers.base import (
     AuthRejected,
     CalendarChanges,
     CalendarGone,
+    CalendarWriter,
     Credentials,
     CursorExpired,
     EventResource,
@@ -42,6 +43,7 @@ class CalDavProvider:
     """``CalendarProvider`` for any CalDAV server reachable from ``base_url``."""
 
     push: PushChannels | None = None  # CalDAV has no change notifications
+    writer: CalendarWriter | None = None  # export: set in __init__ when implemented
 
     def __init__(
         self,

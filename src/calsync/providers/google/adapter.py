@@ -34,6 +34,7 @@ from calsync.providers.base import (
     AccountRef,
     AuthRejected,
     CalendarChanges,
+    CalendarWriter,
     Credentials,
     CursorExpired,
     EventResource,
@@ -59,6 +60,7 @@ class GoogleCalendarProvider:
     """``CalendarProvider`` for Google Calendar (API v3 at ``api_url``)."""
 
     push: PushChannels | None
+    writer: CalendarWriter | None = None  # export: set in __init__ when implemented
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ from calsync.providers.base import (
     AccountRef,
     AuthRejected,
     CalendarChanges,
+    CalendarWriter,
     Credentials,
     CursorExpired,
     EventResource,
@@ -107,6 +108,7 @@ class GraphCalendarProvider:
     """``CalendarProvider`` for Microsoft 365 / Outlook.com mailboxes over Microsoft Graph."""
 
     push: PushChannels | None  # webhook subscriptions (see ``push``), set in __init__
+    writer: CalendarWriter | None = None  # export: set in __init__ when implemented
 
     def __init__(
         self,

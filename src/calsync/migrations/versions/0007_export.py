@@ -1,0 +1,88 @@
+"""export: sessions, export targets, exported events
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sessions",
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
+        sa.Column("schedule_id", sa.String(length=36), nullable=False),
+        sa.Column("session_id", sa.String(length=128), nullable=False),
+        sa.Column("title", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("all_day", sa.Boolean(), nullable=False),
+        sa.Column("start_ms", sa.BigInteger(), nullable=False),
+        sa.Column("end_ms", sa.BigInteger(), nullable=False),
+        sa.Column("start_date", sa.String(length=10), nullable=True),
+        sa.Column("end_date", sa.String(length=10), nullable=True),
+        sa.Column("time_zone", sa.String(length=64), nullable=False),
+        sa.Column("location", sa.Text(), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "schedule_id", "session_id", name=op.f("pk_sessions")),
+    )
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_sessions_schedule_start", ["tenant_id", "schedule_id", "start_ms"], unique=False
+        )
+    op.create_table(
+        "export_targets",
+        sa.Column("connection_id", sa.String(length=64), nullable=False),
+        sa.Column("target", sa.String(length=16), nullable=True),
+        sa.Column("calendar_id", sa.String(length=512), nullable=True),
+        sa.Column("cursor", sa.Text(), nullable=True),
+        sa.Column("dedicated_calendar_id", sa.String(length=512), nullable=True),
+        sa.Column("dedicated_created", sa.Boolean(), nullable=False),
+        sa.Column("external_edits", sa.Integer(), nullable=False),
+        sa.Column("last_external_edit_at", sa.DateTime(), nullable=True),
+        sa.Column("exported_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["connection_id"],
+            ["connections.id"],
+            name=op.f("fk_export_targets_connection_id_connections"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("connection_id", name=op.f("pk_export_targets")),
+    )
+    op.create_table(
+        "exported_events",
+        sa.Column("connection_id", sa.String(length=64), nullable=False),
+        sa.Column("session_id", sa.String(length=128), nullable=False),
+        sa.Column("calendar_id", sa.String(length=512), nullable=False),
+        sa.Column("uid", sa.String(length=64), nullable=False),
+        sa.Column("external_id", sa.String(length=1024), nullable=True),
+        sa.Column("etag", sa.String(length=300), nullable=True),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["connection_id"],
+            ["connections.id"],
+            name=op.f("fk_exported_events_connection_id_connections"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("connection_id", "session_id", name=op.f("pk_exported_events")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("exported_events")
+    op.drop_table("export_targets")
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.drop_index("ix_sessions_schedule_start")
+    op.drop_table("sessions")
