@@ -7,20 +7,29 @@ It keeps per-calendar change logs so incremental reads are real, can be told to 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from calsync.providers.base import (
+    EXPORT_ICAL_PROPERTY,
     AccountRef,
     AuthRejected,
     CalendarChanges,
     CalendarGone,
     Credentials,
     CursorExpired,
+    EventDelete,
     EventResource,
+    EventWrite,
+    ExportEvent,
     ExternalCalendar,
+    ProviderError,
     ProviderUnreachable,
+    RateLimitedByProvider,
+    StaleEvent,
+    WrittenEvent,
 )
 
 _clock = itertools.count(1)
@@ -42,12 +51,13 @@ class FakeAccount:
 
 class FakeProvider:
     push = None
-    writer: Any = None
+    writer: Any
 
     def __init__(self) -> None:
         self.accounts: dict[str, FakeAccount] = {}
         self.unreachable = False
         self.calls: list[str] = []
+        self.writer = FakeWriter(self)
 
     # -- test set-up -------------------------------------------------------------------------
     def add_account(self, email: str, password: str) -> FakeAccount:
@@ -133,3 +143,118 @@ class FakeProvider:
         if calendar is None:
             raise CalendarGone(calendar_id)
         return [r for _, r in calendar.resources.values()]
+
+
+def export_ical(event: ExportEvent) -> str:
+    """The fake's rendering of an exported event (enough for import to see and skip it)."""
+    if event.all_day:
+        assert event.start_date and event.end_date
+        start = f"DTSTART;VALUE=DATE:{event.start_date:%Y%m%d}"
+        end = f"DTEND;VALUE=DATE:{event.end_date:%Y%m%d}"
+    else:
+        assert event.start and event.end
+        start = f"DTSTART:{event.start.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        end = f"DTEND:{event.end.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    return "\r\n".join(
+        [
+            "BEGIN:VCALENDAR",
+            "VERSION:2.0",
+            "PRODID:-//calsync fake//EN",
+            "BEGIN:VEVENT",
+            f"UID:{event.uid}",
+            "DTSTAMP:20260101T000000Z",
+            start,
+            end,
+            f"SUMMARY:{event.title}",
+            f"{EXPORT_ICAL_PROPERTY}:{event.tag}",
+            "END:VEVENT",
+            "END:VCALENDAR",
+            "",
+        ]
+    )
+
+
+class FakeWriter:
+    """Export side of ``FakeProvider``: events live in the fake calendars as tagged iCalendar
+    under the key ``/<calendar>/<uid>.ics``; ETags are checked like CalDAV's If-Match.
+
+    ``after_write`` runs after each event is stored (a test raises there to simulate a crash
+    between the external write and calsync's commit); ``fail_calendar_creation`` refuses new
+    calendars; ``rate_limit_next`` answers that many writes with a rate limit."""
+
+    def __init__(self, provider: FakeProvider, max_batch: int = 10) -> None:
+        self.provider = provider
+        self.max_batch = max_batch
+        self.after_write: Any = None
+        self.fail_calendar_creation = False
+        self.rate_limit_next = 0
+        self.batches: list[int] = []
+        self.created_calendars: list[str] = []
+
+    def _calendar(self, account: AccountRef, calendar_id: str) -> FakeCalendar:
+        assert account.credentials is not None
+        calendar = self.provider._account(account.credentials).calendars.get(calendar_id)
+        if calendar is None:
+            raise CalendarGone(calendar_id)
+        return calendar
+
+    def create_calendar(self, account: AccountRef, name: str) -> ExternalCalendar:
+        assert account.credentials is not None
+        found = self.provider._account(account.credentials)
+        if self.fail_calendar_creation:
+            raise ProviderError("403 Forbidden: calendar creation is not allowed")
+        calendar_id = f"cal-{next(_clock)}"
+        found.calendars[calendar_id] = FakeCalendar(name=name)
+        self.created_calendars.append(calendar_id)
+        return ExternalCalendar(id=calendar_id, name=name)
+
+    def delete_calendar(self, account: AccountRef, calendar_id: str) -> None:
+        assert account.credentials is not None
+        self.provider._account(account.credentials).calendars.pop(calendar_id, None)
+
+    def put_events(
+        self, account: AccountRef, calendar_id: str, writes: Sequence[EventWrite]
+    ) -> list[WrittenEvent | ProviderError]:
+        calendar = self._calendar(account, calendar_id)
+        self.batches.append(len(writes))
+        out: list[WrittenEvent | ProviderError] = []
+        for write in writes:
+            if self.rate_limit_next > 0:
+                self.rate_limit_next -= 1
+                out.append(RateLimitedByProvider("429 Too Many Requests", retry_after=1))
+                continue
+            key = f"/{calendar_id}/{write.event.uid}.ics"
+            held = calendar.resources.get(key)
+            if write.etag is not None and (held is None or held[1].etag != write.etag):
+                out.append(StaleEvent(f"412 Precondition Failed: {key}"))
+                continue
+            version = next(_clock)
+            resource = EventResource(key=key, etag=f"e{version}", ical=export_ical(write.event))
+            calendar.resources[key] = (version, resource)
+            calendar.deleted.pop(key, None)
+            if self.after_write is not None:
+                self.after_write(write)
+            out.append(WrittenEvent(external_id=key, etag=resource.etag))
+        return out
+
+    def delete_events(
+        self, account: AccountRef, calendar_id: str, deletes: Sequence[EventDelete]
+    ) -> list[ProviderError | None]:
+        calendar = self._calendar(account, calendar_id)
+        out: list[ProviderError | None] = []
+        for item in deletes:
+            if calendar.resources.pop(item.external_id, None) is not None:
+                calendar.deleted[item.external_id] = next(_clock)
+            out.append(None)
+        return out
+
+    def find_event(self, account: AccountRef, calendar_id: str, uid: str) -> WrittenEvent | None:
+        held = self._calendar(account, calendar_id).resources.get(f"/{calendar_id}/{uid}.ics")
+        return WrittenEvent(held[1].key, held[1].etag) if held else None
+
+    def exported(self, email: str, calendar_id: str) -> dict[str, EventResource]:
+        """The tagged events in a calendar, by key."""
+        calendar = self.provider.accounts[email.lower()].calendars[calendar_id]
+        return {
+            key: r for key, (_, r) in calendar.resources.items() if EXPORT_ICAL_PROPERTY in r.ical
+        }

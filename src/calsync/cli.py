@@ -67,39 +67,73 @@ def serve(
     worker: Annotated[
         bool, typer.Option(help="Also sync connections in this process (--no-worker: API only).")
     ] = True,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Also run a local CalDAV server (Radicale) with sample events, connected to a "
+            "demo tenant and schedule; reused on restart, stopped with serve."
+        ),
+    ] = False,
 ) -> None:
-    """Serve the External Calendar API and calsync's own /v1 API."""
+    """Serve the External Calendar API, calsync's own /v1 API and the dashboard.
+
+    Prints a dashboard sign-in link for the admin of CALSYNC_ADMIN_TENANT (or, with --demo,
+    of the demo tenant, with its API key and a curl example).
+    """
+    from contextlib import ExitStack
+
     import uvicorn
 
+    from calsync import demo as demo_mode
     from calsync import logs
     from calsync.api.app import create_app
+    from calsync.dashboard.signin import issue_signin_link
     from calsync.service.runtime import build_runtime
     from calsync.store.db import upgrade
 
     settings = _settings()
     logs.configure(settings.log_level)
-    runtime = build_runtime(settings)
-    if settings.redirect_origins() is None:
-        logging.getLogger("calsync").warning(
-            "CALSYNC_OAUTH_REDIRECT_ORIGINS is not set: OAuth may redirect to any origin"
+    if demo and "public_url" not in settings.model_fields_set:
+        address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        scheme = "https" if ssl_certfile else "http"
+        settings = settings.model_copy(update={"public_url": f"{scheme}://{address}:{port}"})
+    with ExitStack() as stack:
+        caldav = None
+        if demo:
+            try:
+                caldav = stack.enter_context(demo_mode.caldav_running(settings))
+            except demo_mode.DemoUnavailable as exc:
+                typer.echo(f"calsync serve --demo: {exc}", err=True)
+                raise typer.Exit(1) from exc
+        extra = [demo_mode.demo_provider(caldav)] if caldav else []
+        runtime = build_runtime(settings, extra_providers=extra)
+        stack.callback(runtime.close)
+        if settings.redirect_origins() is None:
+            logging.getLogger("calsync").warning(
+                "CALSYNC_OAUTH_REDIRECT_ORIGINS is not set: OAuth may redirect to any origin"
+            )
+        if migrate or caldav:
+            upgrade(runtime.engine)
+        if caldav:
+            today = demo_mode.today()
+            access = demo_mode.seed(runtime, caldav, today)
+            link = issue_signin_link(runtime, access.tenant_id)
+            typer.echo(demo_mode.banner(access, settings.public_url, link, today))
+        elif settings.admin_tenant:
+            link = issue_signin_link(runtime, settings.admin_tenant)
+            typer.echo(f"Dashboard sign-in for the admin of {settings.admin_tenant!r}: {link}")
+        config = uvicorn.Config(
+            create_app(runtime, worker=worker),
+            host=host,
+            port=port,
+            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+            log_config=None,
+            http="h11",
+            h11_max_incomplete_event_size=64 * 1024,
+            proxy_headers=False,
         )
-    if migrate:
-        upgrade(runtime.engine)
-    config = uvicorn.Config(
-        create_app(runtime, worker=worker),
-        host=host,
-        port=port,
-        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-        log_config=None,
-        http="h11",
-        h11_max_incomplete_event_size=64 * 1024,
-        proxy_headers=False,
-    )
-    try:
         uvicorn.Server(config).run()
-    finally:
-        runtime.close()
 
 
 @app.command("settings")

@@ -53,6 +53,15 @@ class ErrorReason(StrEnum):
     EXTERNAL_CALENDAR_DELETED = "EXTERNAL_CALENDAR_DELETED"
 
 
+# Export failures that hold a connection in ERROR until its sync config changes.
+EXPORT_ERROR_REASONS = frozenset(
+    {
+        ErrorReason.EXTERNAL_CALENDAR_DELETED.value,
+        ErrorReason.EXTERNAL_CALENDAR_CREATION_FAILED.value,
+    }
+)
+
+
 class ProviderKind(StrEnum):
     GOOGLE = "google"
     MICROSOFT = "microsoft"

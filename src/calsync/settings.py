@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     push_renew_before_seconds: int = Field(
         default=6 * 3600, description="Push channels are renewed this long before they expire."
     )
+    export_calendar_name: str = Field(
+        default="Bookings",
+        description="Name of the dedicated calendar calsync creates for exported sessions.",
+    )
+    export_recreate_deleted_calendar: bool = Field(
+        default=False,
+        description="Recreate a deleted dedicated calendar instead of reporting "
+        "EXTERNAL_CALENDAR_DELETED.",
+    )
     oauth_redirect_origins: str | None = Field(
         default=None,
         description='JSON object: tenant -> allowed redirectUrl origins ("*" for every tenant), '
@@ -83,6 +92,11 @@ class Settings(BaseSettings):
     )
     oauth_state_ttl_seconds: int = Field(
         default=900, description="How long an OAuth authorization request stays valid."
+    )
+    admin_tenant: str | None = Field(
+        default=None,
+        description="Tenant whose admin gets a one-time dashboard sign-in link printed when "
+        "calsync serve starts.",
     )
 
     def push_enabled(self) -> bool:

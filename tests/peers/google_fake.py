@@ -13,10 +13,10 @@ published formats and says no where Google would:
 * Bearer tokens are checked by ``token_validator`` (token -> account e-mail or None); the
   default looks tokens up in ``fake.tokens``.
 
-Served: ``calendarList.list``, ``calendarList.get``, ``events.list``, ``events.get``,
-``events.watch`` and ``channels.stop`` (JSON request bodies are checked against the discovery
-schema too: unknown properties, wrong types and a non-JSON content type are violations). Other
-documented methods answer 501 and are noted in ``unimplemented`` (not a violation: the request
+Served: ``calendarList.list``, ``calendarList.get``, ``calendars.get``, ``events.list``,
+``events.get``, ``events.watch`` and ``channels.stop``, and the writes below (JSON request
+bodies are checked against the discovery schema too: unknown properties, wrong types and a
+non-JSON content type are violations). Other documented methods answer 501 and are noted in ``unimplemented`` (not a violation: the request
 was valid, the fake just cannot serve it). ``events.list`` supports ``singleEvents`` (recurring
 events expanded into instances ``<id>_<YYYYMMDDTHHMMSSZ>`` / ``<id>_<YYYYMMDD>``, with
 exceptions and EXDATE), ``timeMin``/``timeMax``, ``showDeleted``, ``orderBy``, ``iCalUID``,
@@ -43,8 +43,30 @@ first ``n``, ``wait_idle()`` for the queue to drain; ``channels`` lists the live
 ``channels.stop`` needs ``id`` and ``resourceId`` and answers 204, or 404 for a channel it does
 not know (stopped, expired, another account's). Expiry follows ``clock``.
 
-Faults: ``fail_next(status, reason=..., retry_after=..., count=..., method=...)`` answers the
-next matching requests with Google's error body for that status.
+Writes (they need writer or owner access: else 403 ``requiredAccessLevel``; an unknown
+calendar is 404 ``notFound``): ``calendars.insert`` creates a secondary calendar
+(``c_<hex>@group.calendar.google.com``, owner) that joins the calendar list; ``calendars.delete``
+removes one (as ``remove_calendar``; the primary calendar cannot be deleted: 400).
+``events.insert`` takes a client-chosen ``id`` (base32hex, 5-1024 characters, else 400) that
+the calendar never used: an id in use, even by a deleted event, is 409 ``duplicate``.
+``events.update`` (PUT) replaces an event and brings a deleted one back (``status`` confirmed
+unless given); ``events.patch`` merges fields in; ``events.delete`` cancels it (a deleted event
+answers 410 ``deleted``). ``If-Match`` with another ETag than the event's is 412
+``conditionNotMet``. Writes are mutations like ``put_event`` / ``delete_event``: they show in
+incremental sync and notify channels; a one-off event written with ``status: cancelled`` is
+deleted.
+
+Batch requests (``POST /batch/calendar/v3``, the discovery ``batchPath``): a
+``multipart/mixed`` body whose parts are ``application/http`` requests (path only, never a full
+URL; at most ``max_batch_calls``, 50) with an optional ``Content-ID``. Each call is served like
+a direct one (checked, recorded in ``requests`` with ``batch`` set to the batch's number, faults
+applied one call at a time); the answer is ``multipart/mixed`` with one ``application/http``
+response per call, in order, ``Content-ID: <response-ID>``. A malformed batch is a 400
+violation. The batch itself is recorded with ``method == BATCH``.
+
+Faults: ``fail_next(status, reason=..., retry_after=..., count=..., method=..., after=...)``
+answers the next matching calls (after letting ``after`` of them through) with Google's error
+body for that status; ``method=BATCH`` fails whole batch requests.
 
 Start it with ``start_google_fake()`` (or as a context manager); ``api_url`` is the base URL
 (``http://127.0.0.1:PORT/calendar/v3``); ``stop()`` ends the server thread and its socket
@@ -72,6 +94,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.utils import format_datetime
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -94,6 +117,13 @@ _DISCOVERY_CANDIDATES = (
     _REPO.parent / "shared" / "fixtures" / "google" / "calendar.v3.discovery.json",
 )
 SERVICE_PATH = "/calendar/v3/"
+BATCH_PATH = "/batch/calendar/v3"  # the discovery document's batchPath
+BATCH = "batch"  # RecordedRequest.method of a batch request; fail_next(method=BATCH)
+# The batch guide has said both 1000 and 50 calls per batch; the fake holds clients to 50.
+MAX_BATCH_CALLS = 50
+_JSON_TYPE = "application/json; charset=UTF-8"
+_EVENT_ID = re.compile(r"[a-v0-9]{5,1024}")  # base32hex, as Event.id documents
+_READ_ONLY_EVENT_FIELDS = ("kind", "etag", "created", "updated", "htmlLink")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INT = re.compile(r"^-?\d+$")
@@ -104,6 +134,7 @@ _STATUS_NAMES = {
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     409: "ABORTED",
+    412: "FAILED_PRECONDITION",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     501: "UNIMPLEMENTED",
@@ -462,6 +493,7 @@ class FakeCalendar:
     access_role: str
     time_zone: str
     summary_override: str | None = None
+    description: str | None = None
     events: dict[str, StoredEvent] = field(default_factory=dict)
     gone_instances: dict[str, tuple[int, JSON]] = field(default_factory=dict)  # id -> stub
     seq: int = 0
@@ -484,7 +516,8 @@ class Fault:
     reason: str | None
     retry_after: str | None
     remaining: int
-    method: str | None  # discovery id ("calendar.events.list") or None for any
+    method: str | None  # discovery id ("calendar.events.list"), BATCH, or None for any call
+    skip: int = 0  # matching requests still to let through first
 
 
 @dataclass(frozen=True)
@@ -492,8 +525,9 @@ class RecordedRequest:
     http_method: str
     path: str
     query: tuple[tuple[str, str], ...]
-    method: str | None  # discovery id, when the path matched one
+    method: str | None  # discovery id, when the path matched one; BATCH for a batch request
     status: int
+    batch: int | None = None  # for a call inside a batch request: that batch's number (from 1)
 
     @property
     def params(self) -> dict[str, str]:
@@ -566,6 +600,8 @@ class GoogleFake:
         self.response_violations: list[str] = []
         self.unimplemented: list[str] = []
         self.requests: list[RecordedRequest] = []
+        self.max_batch_calls = MAX_BATCH_CALLS
+        self._batches = 0  # batch requests numbered since the last reset / clear_log
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
@@ -681,29 +717,37 @@ class GoogleFake:
         """Insert or replace an event (Google Event JSON); returns it as stored."""
         with self._lock:
             calendar = self._calendar_of(email, calendar_id)
-            event = copy.deepcopy(dict(event_json))
-            if event.get("recurringEventId") and "id" not in event:
-                original = event.get("originalStartTime") or {}
-                event["id"] = f"{event['recurringEventId']}_{_stamp(_time_value(original))}"
-            event_id = event.setdefault("id", secrets.token_hex(13))
-            before = calendar.events.get(event_id)
-            seq = self._bump(calendar)
-            now = _rfc3339(self.clock())
-            event["kind"] = "calendar#event"
-            event["etag"] = f'"{3_000_000_000_000_000 + seq}"'
-            event.setdefault("status", "confirmed")
-            master = calendar.events.get(str(event.get("recurringEventId", "")))
-            uid = master.event["iCalUID"] if master is not None else f"{event_id}@google.com"
-            event.setdefault("iCalUID", uid)  # exceptions share their series' iCalUID
-            event["created"] = (before.event.get("created") if before else None) or now
-            event["updated"] = now
-            event["sequence"] = (before.event.get("sequence", 0) + 1) if before else 0
-            self._validate_event(calendar, event)
-            old_ids = self._instance_ids(calendar, before) if before else set()
-            calendar.events[event_id] = StoredEvent(event, seq)
-            self._forget_instances(calendar, old_ids - self._instance_ids(calendar, event), seq)
-            self._notify(email, calendar.id, "exists")
-            return copy.deepcopy(event)
+            return self._put(email, calendar, event_json, deleted=False)
+
+    def _put(
+        self, email: str, calendar: FakeCalendar, event_json: Mapping[str, Any], *, deleted: bool
+    ) -> JSON:
+        """Store an event (``deleted``: as a deleted one, listed as cancelled); ValueError if
+        it is not a valid Google event."""
+        event = copy.deepcopy(dict(event_json))
+        if event.get("recurringEventId") and "id" not in event:
+            original = event.get("originalStartTime") or {}
+            event["id"] = f"{event['recurringEventId']}_{_stamp(_time_value(original))}"
+        event_id = event.setdefault("id", secrets.token_hex(13))
+        before = calendar.events.get(event_id)
+        seq = self._bump(calendar)
+        now = _rfc3339(self.clock())
+        event["kind"] = "calendar#event"
+        event["etag"] = f'"{3_000_000_000_000_000 + seq}"'
+        event.setdefault("status", "confirmed")
+        master = calendar.events.get(str(event.get("recurringEventId", "")))
+        uid = master.event["iCalUID"] if master is not None else f"{event_id}@google.com"
+        event.setdefault("iCalUID", uid)  # exceptions share their series' iCalUID
+        event["created"] = (before.event.get("created") if before else None) or now
+        event["updated"] = now
+        event["sequence"] = (before.event.get("sequence", 0) + 1) if before else 0
+        self._validate_event(calendar, event)
+        old_ids = self._instance_ids(calendar, before) if before else set()
+        stored = StoredEvent(event, seq, deleted)
+        calendar.events[event_id] = stored
+        self._forget_instances(calendar, old_ids - self._instance_ids(calendar, stored), seq)
+        self._notify(email, calendar.id, "exists")
+        return copy.deepcopy(event)
 
     def delete_event(self, email: str, calendar_id: str, event_id: str) -> None:
         """Delete an event, or cancel one instance (``<id>_<stamp>``) of a recurring event."""
@@ -750,12 +794,15 @@ class GoogleFake:
         retry_after: float | str | None = None,
         count: int = 1,
         method: str | None = None,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``count`` (matching) requests with Google's error for ``status``."""
+        """Answer the next ``count`` (matching) calls with Google's error for ``status``, once
+        ``after`` matching calls went through. Calls inside a batch match one by one;
+        ``method=BATCH`` fails a whole batch request instead."""
         with self._lock:
-            wanted = self.discovery.method(method).id if method else None
-            after = None if retry_after is None else str(retry_after)
-            self._faults.append(Fault(status, reason, after, count, wanted))
+            wanted = self._method_id(method) if method else None
+            delay = None if retry_after is None else str(retry_after)
+            self._faults.append(Fault(status, reason, delay, count, wanted, skip=after))
 
     def reset(self) -> None:
         """Forget every account, token, fault, record and sync token (the server keeps running)."""
@@ -766,6 +813,8 @@ class GoogleFake:
             self.response_violations.clear()
             self.unimplemented.clear()
             self.requests.clear()
+            self._batches = 0
+            self.max_batch_calls = MAX_BATCH_CALLS
             self._faults.clear()
             self._snapshots.clear()
             self._generation += 1
@@ -775,10 +824,15 @@ class GoogleFake:
     def clear_log(self) -> None:
         with self._lock:
             self.requests.clear()
+            self._batches = 0
 
     def requests_for(self, method: str) -> list[RecordedRequest]:
-        wanted = self.discovery.method(method).id
+        """The calls of one method (``"events.insert"``), or the batch requests (``BATCH``)."""
+        wanted = self._method_id(method)
         return [r for r in self.requests if r.method == wanted]
+
+    def _method_id(self, method: str) -> str:
+        return BATCH if method == BATCH else self.discovery.method(method).id
 
     # --- push notifications ----------------------------------------------------------------------
 
@@ -857,9 +911,19 @@ class GoogleFake:
         auth = request.headers.get("authorization")
         payload = await request.body()
         content_type = request.headers.get("content-type")
+        if path == BATCH_PATH and request.method == "POST":
+            with self._lock:
+                status, content, headers = self._batch(payload, content_type, auth)
+            return Response(content, status_code=status, headers=headers)
         with self._lock:
             status, body, headers, method_id = self._handle(
-                request.method, path, query, auth, payload=payload, content_type=content_type
+                request.method,
+                path,
+                query,
+                auth,
+                payload=payload,
+                content_type=content_type,
+                if_match=request.headers.get("if-match"),
             )
             self.requests.append(
                 RecordedRequest(request.method, path, tuple(query), method_id, status)
@@ -882,6 +946,7 @@ class GoogleFake:
         *,
         payload: bytes = b"",
         content_type: str | None = None,
+        if_match: str | None = None,
     ) -> tuple[int, JSON | None, dict[str, str], str | None]:
         method: ApiMethod | None = None
         try:
@@ -897,10 +962,10 @@ class GoogleFake:
                     Violation((method.id if method else None), path, exc.message)
                 )
                 raise
-            self._injected_fault(method)
+            self._injected_fault(method.id)
             email = self._authenticate(auth, values)
             try:
-                body = self._serve(method, path_params, values, email, resource)
+                body = self._serve(method, path_params, values, email, resource, if_match)
             except GoogleApiError as exc:
                 if exc.status == 400 and exc.violation:  # what the reference pages forbid
                     self.violations.append(Violation(method.id, path, exc.message))
@@ -915,9 +980,13 @@ class GoogleFake:
                 self.response_violations.append(f"{method.id}: {problem}")
         return 200, body, {}, method.id
 
-    def _injected_fault(self, method: ApiMethod) -> None:
+    def _injected_fault(self, method_id: str) -> None:
         for fault in self._faults:
-            if fault.remaining > 0 and fault.method in (None, method.id):
+            wanted = fault.method == method_id or (fault.method is None and method_id != BATCH)
+            if fault.remaining > 0 and wanted:
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    continue
                 fault.remaining -= 1
                 if fault.remaining == 0:
                     self._faults.remove(fault)
@@ -986,11 +1055,13 @@ class GoogleFake:
         values: Mapping[str, list[str]],
         email: str,
         resource: JSON,
+        if_match: str | None = None,
     ) -> JSON | None:
         unserved = sorted(_UNSERVED_PARAMETERS & values.keys())
         handler = {
             "calendar.calendarList.list": self._calendar_list,
             "calendar.calendarList.get": self._calendar_list_get,
+            "calendar.calendars.get": self._calendars_get,
             "calendar.events.list": self._events_list,
             "calendar.events.get": self._events_get,
         }.get(method.id)
@@ -998,14 +1069,24 @@ class GoogleFake:
             "calendar.events.watch": self._events_watch,
             "calendar.channels.stop": self._channels_stop,
         }.get(method.id)
+        write = {
+            "calendar.calendars.insert": self._calendars_insert,
+            "calendar.calendars.delete": self._calendars_delete,
+            "calendar.events.insert": self._events_insert,
+            "calendar.events.update": self._events_update,
+            "calendar.events.patch": self._events_patch,
+            "calendar.events.delete": self._events_delete,
+        }.get(method.id)
         if (
-            (handler is None and with_body is None)
+            (handler is None and with_body is None and write is None)
             or unserved
             or (method.id == "calendar.calendarList.list" and "syncToken" in values)
         ):
             what = f"{method.id} {' '.join(unserved)}".strip()
             self.unimplemented.append(what)
             raise GoogleApiError(501, "notImplemented", f"The fake does not serve {what}")
+        if write is not None:
+            return write(email, path_params, resource, if_match)
         if with_body is not None:
             return with_body(email, path_params, values, resource)
         assert handler is not None
@@ -1297,6 +1378,201 @@ class GoogleFake:
                 if seq > since and instance_id not in changed:
                     changed[instance_id] = copy.deepcopy(stub)
         return list(changed.values())
+
+    # --- calendars and event writes ------------------------------------------------------------
+
+    def _calendar_resource(self, calendar: FakeCalendar) -> JSON:
+        body: JSON = {
+            "kind": "calendar#calendar",
+            "etag": f'"{3_100_000_000_000_000 + calendar.seq}"',
+            "id": calendar.id,
+            "summary": calendar.summary,
+            "timeZone": calendar.time_zone,
+        }
+        if calendar.description is not None:
+            body["description"] = calendar.description
+        return body
+
+    def _calendars_get(
+        self, email: str, path_params: Mapping[str, str], values: Mapping[str, list[str]]
+    ) -> JSON:
+        return self._calendar_resource(self._calendar(email, path_params["calendarId"]))
+
+    def _calendars_insert(
+        self, email: str, path_params: Mapping[str, str], resource: JSON, if_match: str | None
+    ) -> JSON:
+        """A secondary calendar owned by the account (it joins the calendar list)."""
+        summary = resource.get("summary")
+        if not summary:
+            raise _bad_request("Missing title.", "summary", "required")
+        account = self._account(email)
+        primary = next((c for c in account.calendars.values() if c.primary), None)
+        zone = resource.get("timeZone") or (primary.time_zone if primary else "UTC")
+        try:
+            ZoneInfo(zone)
+        except (ValueError, KeyError):
+            raise _bad_request(f"Invalid time zone definition: {zone}", "timeZone") from None
+        calendar_id = f"c_{secrets.token_hex(16)}@group.calendar.google.com"
+        calendar = self.add_calendar(email, calendar_id, summary, time_zone=zone)
+        calendar.description = resource.get("description")
+        self._bump(calendar)
+        return self._calendar_resource(calendar)
+
+    def _calendars_delete(
+        self, email: str, path_params: Mapping[str, str], resource: JSON, if_match: str | None
+    ) -> None:
+        """Only a secondary calendar can be deleted (the primary one only cleared)."""
+        calendar = self._calendar(email, path_params["calendarId"])
+        if calendar.primary:
+            raise _bad_request(
+                "The primary calendar cannot be deleted: use calendars.clear.", "calendarId"
+            )
+        if calendar.access_role != "owner":
+            raise GoogleApiError(
+                403, "requiredAccessLevel", "You need to be the owner of this calendar."
+            )
+        self.remove_calendar(email, calendar.id)
+        return None
+
+    def _writable(self, email: str, calendar_id: str) -> FakeCalendar:
+        calendar = self._calendar(email, calendar_id)
+        if calendar.access_role not in ("writer", "owner"):
+            raise GoogleApiError(
+                403, "requiredAccessLevel", "You need to have writer access to this calendar."
+            )
+        return calendar
+
+    def _write(self, email: str, calendar: FakeCalendar, event: JSON) -> JSON:
+        """Store an event sent by a client: a one-off one set to cancelled is deleted."""
+        for name in _READ_ONLY_EVENT_FIELDS:
+            event.pop(name, None)
+        for name in ("start", "end"):
+            if not isinstance(event.get(name), dict):
+                raise _bad_request(f"Missing {name} time.", name, "required")
+        cancelled = event.get("status") == "cancelled" and not event.get("recurringEventId")
+        try:
+            return self._put(email, calendar, event, deleted=cancelled)
+        except (ValueError, KeyError) as exc:
+            raise _bad_request(f"Invalid event: {exc}") from None
+
+    def _stored_for_write(
+        self, calendar: FakeCalendar, event_id: str, if_match: str | None
+    ) -> StoredEvent:
+        """The stored event a write addresses, its ETag checked against ``If-Match``."""
+        stored = calendar.events.get(event_id)
+        if stored is None:
+            if self._instance_master(calendar, event_id) is not None:
+                self.unimplemented.append("writes to an unmodified recurring instance")
+                raise GoogleApiError(501, "notImplemented", "The fake does not serve that")
+            raise GoogleApiError(404, "notFound", "Not Found")
+        _check_if_match(stored.event, if_match)
+        return stored
+
+    def _events_insert(
+        self, email: str, path_params: Mapping[str, str], resource: JSON, if_match: str | None
+    ) -> JSON:
+        """A new event; a client-chosen ``id`` must be base32hex and never used before in the
+        calendar (a deleted event keeps its id: 409 duplicate)."""
+        calendar = self._writable(email, path_params["calendarId"])
+        event = copy.deepcopy(resource)
+        event_id = event.get("id")
+        if event_id is not None:
+            if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+                raise _bad_request("Invalid resource id value.", "id")
+            if event_id in calendar.events or self._instance_master(calendar, event_id):
+                raise GoogleApiError(409, "duplicate", "The requested identifier already exists.")
+        if event.get("recurringEventId"):
+            raise _bad_request("Use events.update to change one instance.", "recurringEventId")
+        event.setdefault("status", "confirmed")
+        return self._write(email, calendar, event)
+
+    def _events_update(
+        self, email: str, path_params: Mapping[str, str], resource: JSON, if_match: str | None
+    ) -> JSON:
+        """Replace an event; a deleted one comes back (``status`` confirmed unless given)."""
+        calendar = self._writable(email, path_params["calendarId"])
+        event_id = path_params["eventId"]
+        stored = self._stored_for_write(calendar, event_id, if_match)
+        event = copy.deepcopy(resource)
+        if event.setdefault("id", event_id) != event_id:
+            raise _bad_request("The event id in the body differs from the path.", "id")
+        for name in ("recurringEventId", "originalStartTime"):
+            if name in stored.event:
+                event[name] = copy.deepcopy(stored.event[name])
+        event.setdefault("status", "confirmed")
+        return self._write(email, calendar, event)
+
+    def _events_patch(
+        self, email: str, path_params: Mapping[str, str], resource: JSON, if_match: str | None
+    ) -> JSON:
+        """Merge the given fields into the event (objects merged, arrays replaced)."""
+        calendar = self._writable(email, path_params["calendarId"])
+        event_id = path_params["eventId"]
+        stored = self._stored_for_write(calendar, event_id, if_match)
+        if resource.get("id", event_id) != event_id:
+            raise _bad_request("The event id in the body differs from the path.", "id")
+        return self._write(email, calendar, _merged(stored.event, resource))
+
+    def _events_delete(
+        self, email: str, path_params: Mapping[str, str], resource: JSON, if_match: str | None
+    ) -> None:
+        """Delete an event (or cancel one instance); a deleted one answers 410 deleted."""
+        calendar = self._writable(email, path_params["calendarId"])
+        event_id = path_params["eventId"]
+        stored = calendar.events.get(event_id)
+        if stored is not None and (stored.deleted or stored.event.get("status") == "cancelled"):
+            raise GoogleApiError(410, "deleted", "Resource has been deleted")
+        if stored is None and self._instance_master(calendar, event_id) is None:
+            raise GoogleApiError(404, "notFound", "Not Found")
+        if stored is not None:
+            _check_if_match(stored.event, if_match)
+        self.delete_event(email, calendar.id, event_id)
+        return None
+
+    # --- batch requests --------------------------------------------------------------------------
+
+    def _batch(
+        self, payload: bytes, content_type: str | None, auth: str | None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """A ``multipart/mixed`` batch: each part one call, answered in one part each, in order.
+        The batch's ``Authorization`` serves the calls that send none of their own."""
+        self._batches += 1
+        number = self._batches
+        try:
+            self._injected_fault(BATCH)
+            try:
+                calls = parse_batch(payload, content_type, self.max_batch_calls)
+            except GoogleApiError as exc:
+                self.violations.append(Violation(BATCH, BATCH_PATH, exc.message))
+                raise
+        except GoogleApiError as exc:
+            self.requests.append(RecordedRequest("POST", BATCH_PATH, (), BATCH, exc.status))
+            error = json.dumps(exc.body(), indent=1).encode()
+            return exc.status, error, {**exc.headers, "Content-Type": _JSON_TYPE}
+        self.requests.append(RecordedRequest("POST", BATCH_PATH, (), BATCH, 200))
+        boundary = f"batch_{secrets.token_urlsafe(12)}"
+        out = bytearray()
+        for call in calls:
+            status, body, headers, method_id = self._handle(
+                call.http_method,
+                call.path,
+                call.query,
+                call.headers.get("authorization", auth),
+                payload=call.body,
+                content_type=call.headers.get("content-type"),
+                if_match=call.headers.get("if-match"),
+            )
+            self.requests.append(
+                RecordedRequest(
+                    call.http_method, call.path, tuple(call.query), method_id, status, number
+                )
+            )
+            out += f"--{boundary}\r\nContent-Type: application/http\r\n".encode()
+            if call.content_id is not None:
+                out += f"Content-ID: <response-{call.content_id}>\r\n".encode()
+            out += b"\r\n" + _http_response(status, body, headers) + b"\r\n"
+        out += f"--{boundary}--\r\n".encode()
+        return 200, bytes(out), {"Content-Type": f"multipart/mixed; boundary={boundary}"}
 
     # --- paging and tokens -----------------------------------------------------------------------
 
@@ -1683,3 +1959,114 @@ def _filters_match(event: JSON, values: Mapping[str, list[str]]) -> bool:
             if (properties.get(kind) or {}).get(key) != wanted:
                 return False
     return True
+
+
+def _check_if_match(event: JSON, if_match: str | None) -> None:
+    """412 conditionNotMet unless ``If-Match`` is absent, ``*`` or names the event's ETag."""
+    if if_match is None or if_match.strip() == "*":
+        return
+    if event.get("etag") not in {tag.strip() for tag in if_match.split(",")}:
+        raise GoogleApiError(
+            412,
+            "conditionNotMet",
+            "Precondition Failed",
+            location="If-Match",
+            location_type="header",
+        )
+
+
+def _merged(base: JSON, patch: Mapping[str, Any]) -> JSON:
+    """``base`` with ``patch`` applied as events.patch does: objects merged, the rest replaced."""
+    out = copy.deepcopy(base)
+    for name, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(name), dict):
+            out[name] = _merged(out[name], value)
+        else:
+            out[name] = copy.deepcopy(value)
+    return out
+
+
+@dataclass(frozen=True)
+class BatchCall:
+    """One HTTP request inside a batch request (header names in lower case)."""
+
+    content_id: str | None
+    http_method: str
+    path: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+def parse_batch(payload: bytes, content_type: str | None, limit: int) -> list[BatchCall]:
+    """The calls of a ``multipart/mixed`` batch body; a 400 ``GoogleApiError`` when it is
+    malformed, a part is no ``application/http`` request, a request names a full URL or there
+    are more than ``limit`` calls."""
+    mime, _, rest = (content_type or "").partition(";")
+    params = dict(_parameter(p) for p in rest.split(";") if "=" in p)
+    boundary = params.get("boundary")
+    if mime.strip().lower() != "multipart/mixed" or not boundary:
+        raise _bad_request("A batch request must be multipart/mixed with a boundary.")
+    pieces = payload.split(b"--" + boundary.encode("latin-1"))
+    if len(pieces) < 3 or not pieces[-1].startswith(b"--"):
+        raise _bad_request("The batch body is not a closed multipart/mixed body with parts.")
+    calls = [_batch_call(piece) for piece in pieces[1:-1]]
+    if len(calls) > limit:
+        raise _bad_request(f"A batch request may hold at most {limit} calls.")
+    return calls
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    return name.strip().lower(), value.strip().strip('"')
+
+
+def _batch_call(piece: bytes) -> BatchCall:
+    part_head, inner = _head_and_body(re.sub(rb"^[ \t]*\r?\n", b"", piece))
+    part_headers = _header_map(part_head)
+    if part_headers.get("content-type", "").split(";")[0].strip() != "application/http":
+        raise _bad_request("Each part of a batch request must be Content-Type: application/http.")
+    content_id = part_headers.get("content-id", "").strip().strip("<>") or None
+    head, body = _head_and_body(re.sub(rb"\r?\n$", b"", inner))
+    words = head[0].split() if head else []
+    if len(words) != 3 or not words[2].startswith("HTTP/"):
+        raise _bad_request("A batch part does not hold an HTTP request line.")
+    http_method, target, _ = words
+    if "://" in target or not target.startswith("/"):
+        raise _bad_request("Calls in a batch request give the path only, never a full URL.")
+    path, _, query = target.partition("?")
+    return BatchCall(
+        content_id,
+        http_method,
+        path,
+        parse_qsl(query, keep_blank_values=True),
+        _header_map(head[1:]),
+        body,
+    )
+
+
+def _head_and_body(data: bytes) -> tuple[list[str], bytes]:
+    match = re.search(rb"\r?\n\r?\n", data)
+    head, body = (data[: match.start()], data[match.end() :]) if match else (data, b"")
+    return [line for line in re.split(r"\r?\n", head.decode("latin-1")) if line], body
+
+
+def _header_map(lines: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise _bad_request(f"Malformed header line in a batch request: {line!r}")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _http_response(status: int, body: JSON | None, headers: Mapping[str, str]) -> bytes:
+    """One call's answer as the ``application/http`` text of a batch response part."""
+    content = b"" if body is None else json.dumps(body, indent=1).encode()
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+    if body is not None:
+        lines.append(f"Content-Type: {_JSON_TYPE}")
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines.append(f"Content-Length: {len(content)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + content

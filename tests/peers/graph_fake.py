@@ -9,7 +9,7 @@ Starlette under uvicorn in a background thread on an ephemeral port::
     GraphCalendarProvider(fake.api_url)  # api_url = http://127.0.0.1:PORT/v1.0
     fake.stop()
 
-Endpoints (GET; paths are case-insensitive like Graph's; ``/me/calendar`` and ``/me`` prefixes
+Reads (GET; paths are case-insensitive like Graph's; ``/me/calendar`` and ``/me`` prefixes
 for the default calendar work too):
 
 * ``/me`` - the signed-in user (id, displayName, mail, userPrincipalName).
@@ -26,7 +26,32 @@ for the default calendar work too):
   those gone or moved out of the window. ``$select``/``$expand``/``$filter``/``$orderby``/
   ``$search`` are refused (400) as Graph documents. With ``partial_occurrences_in_delta`` set,
   occurrences come as id/type/seriesMasterId/start/end rows, as some tenants send them.
-* ``/me/events/{id}`` - any stored event, occurrence or exception (``$select``, ``$expand``).
+* ``/me/events/{id}`` - any stored event, occurrence or exception (``$select``, ``$expand``);
+  ``/me/calendars/{id}/events/{id}`` and ``/me/calendar/events/{id}`` within that calendar.
+* ``/me/calendars/{id}/events`` (``/me/events``, ``/me/calendar/events``: the default calendar) -
+  single instances and series masters, paged; ``$filter`` only as
+  ``singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')`` (compared
+  case-insensitively), anything else 400.
+
+Writes (each goes through the same store as the helpers below: new changeKey / ``@odata.etag``,
+visible to calendarView and delta, ``@removed`` after a delete, change notifications):
+
+* ``POST /me/calendars`` ``{"name"}`` -> 201 (409 ErrorFolderExists for a name in use);
+  ``DELETE /me/calendars/{id}`` -> 204 (the default calendar: 400
+  ErrorDeleteDistinguishedFolder).
+* ``POST`` on an events collection -> 201 and the event. Unknown properties (400
+  RequestBodyRead), read-only ones (400 ErrorInvalidPropertySet), missing or bad start/end, an
+  unknown zone (UTC and IANA names only: 400 TimeZoneNotSupportedException), all-day bounds not
+  at midnight, an end before the start -> 400. A ``transactionId`` already carried by an event
+  of the mailbox gives that event back (201) instead of a second one.
+* ``PATCH`` / ``DELETE`` on an event (single instances and series masters; occurrences: 400)
+  -> 200 and the event / 204. ``If-Match`` (the ``@odata.etag``, the changeKey or ``*``) that
+  does not match -> 412 PreconditionFailed. PATCH merges ``singleValueExtendedProperties`` by
+  id; ``transactionId`` cannot change. Unknown event -> 404 ErrorItemNotFound.
+* ``POST /$batch`` ``{"requests": [{id, method, url, headers, body}]}`` (1 to 20 requests,
+  unique ids, relative URLs, Content-Type with a body, no ``dependsOn``; else 400): each request
+  runs as if sent alone, faults included; the answer ``{"responses": [{id, status, headers,
+  body}]}`` lists them in reverse order, so callers must correlate by id.
 
 ``Prefer: outlook.timezone="<UTC or IANA name>"`` sets the zone of returned start/end
 (default UTC; all-day values stay midnights), ``Prefer: odata.maxpagesize=N`` the page size
@@ -37,13 +62,15 @@ Auth: ``Authorization: Bearer <token>``; ``token_validator(token) -> e-mail | No
 the ``fake.tokens`` dict); None -> 401 InvalidAuthenticationToken. Accounts added with
 ``mailbox_enabled=False`` answer 404 MailboxNotEnabledForRESTAPI on mailbox endpoints.
 
-Faults: ``fail_next(status, code=, retry_after=, count=, path_contains=)`` answers the next
-matching request(s) with that error; ``expire_delta_tokens()`` makes every delta/skip token
+Faults: ``fail_next(status, code=, retry_after=, count=, path_contains=, method=, after=,
+applied=)`` answers the next matching request(s) with that error (requests inside a $batch
+count one by one; ``after`` lets that many matching ones through first; ``applied`` carries the
+request out and loses its answer); ``expire_delta_tokens()`` makes every delta/skip token
 answer 410 syncStateNotFound. At most ``concurrency_limit`` (4) requests per mailbox run at
 once; more get 429 ApplicationThrottled (``response_delay`` makes overlap easy to provoke).
 ``link_base`` overrides the origin used in nextLink/deltaLink (to test foreign links).
-``requests`` logs every request (method, path, query, params, prefer, token, status; ``body``:
-the JSON of a POST/PATCH).
+``requests`` logs every request (method, path, query, params, prefer, token, status, if_match;
+``body``: the JSON of a POST/PATCH; requests inside a $batch too, with their ``batch_id``).
 
 Change notifications (webhook subscriptions, as Graph does them for Outlook events):
 
@@ -96,9 +123,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import time as clock_time
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -113,6 +141,7 @@ from .webhooks import WebhookSender
 __all__ = [
     "EXPORT_PROPERTY_ID",
     "LIFECYCLE_EVENTS",
+    "MAX_BATCH_REQUESTS",
     "SUBSCRIPTION_MAX_MINUTES",
     "Delivery",
     "FakeAccount",
@@ -143,12 +172,19 @@ _MAX_OCCURRENCES = 5000
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _DELTA_REFUSED = ("$select", "$expand", "$filter", "$orderby", "$search")
 _EXPAND = re.compile(r"^singlevalueextendedproperties\(\$filter=id eq '([^']*)'\)$", re.I)
+_PROPERTY_FILTER = re.compile(
+    r"^singleValueExtendedProperties/any\((\w+):\s*\1/id eq '((?:[^']|'')*)'"
+    r"\s+and\s+\1/value eq '((?:[^']|'')*)'\)$",
+    re.I,
+)
+MAX_BATCH_REQUESTS = 20  # JSON batching
 _DEFAULT_CODES = {
     400: "BadRequest",
     401: "InvalidAuthenticationToken",
     403: "ErrorAccessDenied",
     404: "ErrorItemNotFound",
     410: "syncStateNotFound",
+    412: "PreconditionFailed",
     429: "ApplicationThrottled",
     500: "InternalServerError",
     502: "BadGateway",
@@ -162,7 +198,11 @@ _EVENT_PROPERTIES = {
     "originalStart", "location", "locations", "recurrence", "attendees", "organizer",
     "responseStatus", "reminderMinutesBeforeStart", "isReminderOn", "hasAttachments",
     "webLink", "isOnlineMeeting", "isDraft", "originalStartTimeZone", "originalEndTimeZone",
-    "singleValueExtendedProperties",
+    "singleValueExtendedProperties", "transactionId",
+}  # fmt: skip
+_READ_ONLY_EVENT_PROPERTIES = {
+    "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "iCalUId", "bodyPreview",
+    "seriesMasterId", "type", "originalStart", "webLink", "hasAttachments",
 }  # fmt: skip
 _CALENDAR_PROPERTIES = {
     "id", "name", "color", "hexColor", "isDefaultCalendar", "changeKey", "canShare",
@@ -209,6 +249,8 @@ class LoggedRequest:
     token: str | None
     status: int = 0
     body: Any = None
+    if_match: str | None = None
+    batch_id: str | None = None  # the request's id inside a $batch (None: a request of its own)
 
 
 @dataclass
@@ -218,6 +260,13 @@ class _Fault:
     retry_after: str | None
     count: int
     path_contains: str | None
+    method: str | None = None
+    after: int = 0  # matching requests still to let through
+    applied: bool = False  # carry the request out, then answer the error (a lost response)
+
+    def error(self) -> GraphError:
+        headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+        return GraphError(self.status, self.code, "Injected fault.", headers)
 
 
 @dataclass
@@ -592,11 +641,19 @@ class GraphFake:
         retry_after: float | str | None = None,
         count: int = 1,
         path_contains: str | None = None,
+        method: str | None = None,
+        after: int = 0,
+        applied: bool = False,
     ) -> None:
+        """Answer the next ``count`` matching requests (path substring, HTTP method; requests
+        inside a ``$batch`` count one by one) with an error, after letting ``after`` matching
+        ones through. ``applied``: carry each request out first (the answer is lost)."""
         code = code or _DEFAULT_CODES.get(status, "UnknownError")
-        after = None if retry_after is None else str(retry_after)
+        wait = None if retry_after is None else str(retry_after)
+        verb = None if method is None else method.upper()
         with self._lock:
-            self._faults.append(_Fault(status, code, after, count, path_contains))
+            fault = _Fault(status, code, wait, count, path_contains, verb, after, applied)
+            self._faults.append(fault)
 
     def expire_delta_tokens(self) -> None:
         with self._lock:
@@ -615,6 +672,7 @@ class GraphFake:
             params=dict(request.query_params),
             prefer=", ".join(request.headers.getlist("prefer")),
             token=token,
+            if_match=request.headers.get("if-match"),
         )
         if request.method in ("POST", "PATCH", "PUT"):
             raw = await request.body()
@@ -626,9 +684,10 @@ class GraphFake:
             self.requests.append(logged)
         segments = [p for p in request.url.path.split("/") if p]
         subscriptions = [s.lower() for s in segments[:2]] == ["v1.0", "subscriptions"]
+        batch = [s.lower() for s in segments] == ["v1.0", "$batch"]
         mailbox: str | None = None
         try:
-            self._fault(request.url.path)
+            late = self._fault(request.url.path, request.method)
             email = self.token_validator(token) if token else None
             if not email:
                 message = "Access token is empty." if not token else "Invalid token."
@@ -650,9 +709,14 @@ class GraphFake:
                 response: Response = await self._subscription_endpoint(
                     request.method, email, segments[1:], logged.body
                 )
+            elif batch and request.method == "POST":
+                with self._lock:
+                    response = self._batch(request, email, logged.body)
             else:
                 with self._lock:
-                    response = self._dispatch(request, email)
+                    response = self._dispatch(request, email, logged.body)
+            if late is not None:
+                raise late.error()
         except GraphError as exc:
             response = _error_response(exc)
         finally:
@@ -662,19 +726,28 @@ class GraphFake:
         logged.status = response.status_code
         return response
 
-    def _fault(self, path: str) -> None:
+    def _fault(self, path: str, method: str) -> _Fault | None:
+        """Raise the first matching fault; an ``applied`` one is returned, to raise later."""
         with self._lock:
             for fault in self._faults:
-                if fault.path_contains is None or fault.path_contains.lower() in path.lower():
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self._faults.remove(fault)
-                    headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                    raise GraphError(fault.status, fault.code, "Injected fault.", headers)
+                if fault.path_contains is not None and fault.path_contains.lower() not in (
+                    path.lower()
+                ):
+                    continue
+                if fault.method is not None and fault.method != method.upper():
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._faults.remove(fault)
+                if fault.applied:
+                    return fault
+                raise fault.error()
+        return None
 
-    def _dispatch(self, request: Request, email: str) -> Response:
-        if request.method != "GET":
-            raise GraphError(405, "Request_BadRequest", "Only GET is faked.")
+    def _dispatch(self, request: Request, email: str, body: Any = None) -> Response:
         parts = [p for p in request.url.path.split("/") if p]
         if not parts or parts[0].lower() != "v1.0":
             raise GraphError(400, "BadRequest", "Invalid version.")
@@ -683,7 +756,7 @@ class GraphFake:
         if not lowered or lowered[0] != "me":
             raise GraphError(400, "BadRequest", "Resource not found for the segment.")
         account = self.accounts.get(email.casefold())
-        if lowered == ["me"]:
+        if lowered == ["me"] and request.method == "GET":
             if account is None:
                 raise GraphError(404, "Request_ResourceNotFound", "The user does not exist.")
             return JSONResponse(_user_json(account))
@@ -696,10 +769,16 @@ class GraphFake:
         q = {k.lower(): v for k, v in request.query_params.items()}
         prefer = _prefer(request)
         base = self.link_base or f"{request.url.scheme}://{request.url.netloc}/v1.0"
+        if request.method != "GET":
+            return self._write(request, account, segments, body, prefer)
         if lowered == ["me", "calendars"]:
             return self._list_calendars(account, q, prefer, base, request)
-        if len(lowered) == 3 and lowered[1] == "events":
-            event = self._find_event(account, segments[2])
+        route = self._events_route(account, segments)
+        if route is not None:
+            calendar, event_id = route
+            if event_id is None and calendar is not None:
+                return self._list_events(calendar, q, prefer, base, request)
+            event = self._find_event(account, str(event_id), calendar)
             return JSONResponse(_present(event, prefer, q))
         # /me/calendar..., /me/calendarView..., /me/calendars/{id}...
         if lowered[1] == "calendars" and len(lowered) >= 3:
@@ -850,8 +929,10 @@ class GraphFake:
             return {k: presented[k] for k in keep if k in presented}
         return _present(row, prefer, {})
 
-    def _find_event(self, account: FakeAccount, event_id: str) -> dict[str, Any]:
-        for calendar in account.calendars.values():
+    def _find_event(
+        self, account: FakeAccount, event_id: str, only: FakeCalendar | None = None
+    ) -> dict[str, Any]:
+        for calendar in [only] if only is not None else account.calendars.values():
             if event_id in calendar.events:
                 return calendar.events[event_id]
             master_id, key = _split_occurrence_id(event_id)
@@ -869,6 +950,240 @@ class GraphFake:
         raise GraphError(
             404, "ErrorItemNotFound", "The specified object was not found in the store."
         )
+
+    # --- events collections and writes ---------------------------------------------------------
+
+    def _events_route(
+        self, account: FakeAccount, segments: list[str]
+    ) -> tuple[FakeCalendar | None, str | None] | None:
+        """(calendar, event id) of an events path; calendar None: /me/events/{id} (any)."""
+        lowered = [s.lower() for s in segments]
+        if lowered[1:2] == ["events"] and len(lowered) in (2, 3):
+            if len(lowered) == 3:
+                return None, segments[2]
+            return self._calendar(account, None), None
+        if lowered[1:3] == ["calendar", "events"] and len(lowered) in (3, 4):
+            return self._calendar(account, None), (segments[3] if len(lowered) == 4 else None)
+        if lowered[1:2] == ["calendars"] and lowered[3:4] == ["events"] and len(lowered) in (4, 5):
+            calendar = self._calendar(account, segments[2])
+            return calendar, (segments[4] if len(lowered) == 5 else None)
+        return None
+
+    def _list_events(
+        self,
+        calendar: FakeCalendar,
+        q: dict[str, str],
+        prefer: dict[str, str],
+        base: str,
+        request: Request,
+    ) -> Response:
+        """Single instances and series masters; ``$filter`` on an extended property only."""
+        if "$search" in q or "$orderby" in q:
+            raise GraphError(400, "ErrorInvalidUrlQuery", "$search/$orderby: not faked.")
+        events = list(calendar.events.values())
+        if "$filter" in q:
+            match = _PROPERTY_FILTER.match(q["$filter"].strip())
+            if match is None:
+                raise GraphError(
+                    400,
+                    "ErrorInvalidUrlQuery",
+                    "$filter: only singleValueExtendedProperties/Any(ep: ep/id eq '...' and "
+                    "ep/value eq '...') is faked.",
+                )
+            wanted = (_unquote_odata(match.group(2)), _unquote_odata(match.group(3)))
+            events = [e for e in events if _has_property(e, *wanted)]
+        _selected(q, _EVENT_PROPERTIES)
+        items = [_present(e, prefer, q) for e in events]
+        return self._page(items, q, prefer, f"{base}/me/calendars/{calendar.id}/events", request)
+
+    def _write(
+        self,
+        request: Request,
+        account: FakeAccount,
+        segments: list[str],
+        body: Any,
+        prefer: dict[str, str],
+    ) -> Response:
+        method = request.method
+        lowered = [s.lower() for s in segments]
+        if lowered == ["me", "calendars"] and method == "POST":
+            return self._create_calendar(account, body)
+        if len(lowered) == 3 and lowered[1] == "calendars" and method == "DELETE":
+            calendar = self._calendar(account, segments[2])
+            if calendar.is_default:
+                raise GraphError(
+                    400,
+                    "ErrorDeleteDistinguishedFolder",
+                    "Distinguished folders cannot be deleted.",
+                )
+            self.remove_calendar(account.email, calendar.id)
+            return Response(status_code=204)
+        route = self._events_route(account, segments)
+        if route is not None:
+            calendar, event_id = route
+            if event_id is None and calendar is not None and method == "POST":
+                return self._create_event(account, calendar, body, prefer)
+            if event_id is not None and method in ("PATCH", "DELETE"):
+                return self._change_event(request, account, calendar, event_id, body, prefer)
+        raise GraphError(405, "Request_BadRequest", f"{method} is not faked on this resource.")
+
+    def _create_calendar(self, account: FakeAccount, body: Any) -> Response:
+        if not isinstance(body, dict):
+            raise GraphError(400, "BadRequest", "The request body is not a JSON object.")
+        unknown = sorted(set(body) - _CALENDAR_PROPERTIES - {"@odata.type"})
+        if unknown:
+            raise GraphError(
+                400,
+                "RequestBodyRead",
+                f"The property '{unknown[0]}' does not exist on type 'microsoft.graph.calendar'.",
+            )
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise GraphError(400, "ErrorInvalidParameter", "A calendar needs a name.")
+        if any(c.name.casefold() == name.casefold() for c in account.calendars.values()):
+            raise GraphError(
+                409, "ErrorFolderExists", "A folder with the specified name already exists."
+            )
+        calendar = self.add_calendar(account.email, name)
+        return JSONResponse(_calendar_json(calendar, account), status_code=201)
+
+    def _create_event(
+        self, account: FakeAccount, calendar: FakeCalendar, body: Any, prefer: dict[str, str]
+    ) -> Response:
+        """POST an event; a ``transactionId`` already used in the mailbox gives that event."""
+        data = _event_input(body)
+        _check_times(data)
+        transaction = data.get("transactionId")
+        if transaction is not None:
+            for other in account.calendars.values():
+                for stored in other.events.values():
+                    if stored.get("transactionId") == transaction:
+                        return JSONResponse(_present(stored, prefer, {}), status_code=201)
+        created = self._store(account, calendar, data)
+        return JSONResponse(_present(created, prefer, {}), status_code=201)
+
+    def _change_event(
+        self,
+        request: Request,
+        account: FakeAccount,
+        calendar: FakeCalendar | None,
+        event_id: str,
+        body: Any,
+        prefer: dict[str, str],
+    ) -> Response:
+        """PATCH or DELETE a single instance or series master, honouring If-Match."""
+        owner = next(
+            (
+                c
+                for c in ([calendar] if calendar is not None else account.calendars.values())
+                if event_id in c.events
+            ),
+            None,
+        )
+        if owner is None:
+            self._find_event(account, event_id, calendar)  # 404 when it does not exist at all
+            raise GraphError(400, "ErrorInvalidRequest", "Writing occurrences is not faked.")
+        stored = owner.events[event_id]
+        condition = (request.headers.get("if-match") or "").strip()
+        current = (stored["@odata.etag"], stored["changeKey"], "*")
+        if condition and condition not in current:
+            raise GraphError(
+                412, "PreconditionFailed", "The item has changed since the given ETag."
+            )
+        if request.method == "DELETE":
+            self.delete_event(account.email, owner.id, event_id)
+            return Response(status_code=204)
+        data = _event_input(body)
+        if "transactionId" in data and data["transactionId"] != stored.get("transactionId"):
+            raise GraphError(400, "ErrorInvalidRequest", "transactionId cannot be changed.")
+        merged = _copy(stored)
+        props = data.pop("singleValueExtendedProperties", None)
+        if props is not None:
+            merged["singleValueExtendedProperties"] = _merged_properties(
+                merged.get("singleValueExtendedProperties"), props
+            )
+        merged.update(data)
+        _check_times(merged)
+        return JSONResponse(_present(self._store(account, owner, merged), prefer, {}))
+
+    def _store(
+        self, account: FakeAccount, calendar: FakeCalendar, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            return self.put_event(account.email, calendar.id, data)
+        except ValueError as exc:
+            raise GraphError(400, "ErrorInvalidRequest", str(exc)) from None
+
+    # --- JSON batching --------------------------------------------------------------------------
+
+    def _batch(self, request: Request, email: str, body: Any) -> Response:
+        """POST /$batch: each request runs as if sent alone (faults included); the answers
+        come back in reverse order, so callers must correlate them by id."""
+        items = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise GraphError(400, "BadRequest", "The batch body needs a 'requests' array.")
+        if not items or len(items) > MAX_BATCH_REQUESTS:
+            raise GraphError(
+                400, "BadRequest", f"A batch holds 1 to {MAX_BATCH_REQUESTS} requests."
+            )
+        seen: set[str] = set()
+        for item in items:
+            _check_batch_item(item, seen)
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        answers = [self._batch_item(request, email, token, item) for item in items]
+        answers.reverse()
+        return JSONResponse({"responses": answers})
+
+    def _batch_item(
+        self, outer: Request, email: str, token: str | None, item: dict[str, Any]
+    ) -> dict[str, Any]:
+        split = urlsplit(item["url"])
+        raw_path = "/v1.0/" + split.path.lstrip("/")
+        path = unquote(raw_path)
+        headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
+        logged = LoggedRequest(
+            method=item["method"].upper(),
+            path=path,
+            query=split.query,
+            params=dict(parse_qsl(split.query)),
+            prefer=headers.get("prefer", ""),
+            token=token,
+            body=item.get("body"),
+            if_match=headers.get("if-match"),
+            batch_id=item["id"],
+        )
+        host = outer.headers.get("host", "")
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": logged.method,
+            "scheme": outer.url.scheme,
+            "server": outer.scope.get("server"),
+            "root_path": "",
+            "path": path,
+            "raw_path": raw_path.encode(),
+            "query_string": split.query.encode(),
+            "headers": [(b"host", host.encode())]
+            + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        }
+        try:
+            late = self._fault(path, logged.method)
+            response = self._dispatch(Request(scope), email, logged.body)
+            if late is not None:
+                raise late.error()
+        except GraphError as exc:
+            response = _error_response(exc)
+        logged.status = response.status_code
+        self.requests.append(logged)
+        answer: dict[str, Any] = {
+            "id": item["id"],
+            "status": response.status_code,
+            "headers": {k: v for k, v in response.headers.items() if k != "content-length"},
+        }
+        if response.body:
+            answer["body"] = json.loads(response.body)
+        return answer
 
     # --- change notifications: subscriptions ---------------------------------------------------
 
@@ -1533,6 +1848,110 @@ def _select(item: dict[str, Any], q: dict[str, str], known: set[str]) -> dict[st
         return item
     keep = names | {"id", "singleValueExtendedProperties"}
     return {k: v for k, v in item.items() if k in keep or k.startswith("@odata.")}
+
+
+def _event_input(body: Any) -> dict[str, Any]:
+    """The writable properties of a POSTed / PATCHed event (shapes checked, not times)."""
+    if not isinstance(body, dict):
+        raise GraphError(400, "BadRequest", "The request body is not a JSON object.")
+    data = {k: v for k, v in body.items() if k != "@odata.type"}
+    for name in data:
+        if name in _READ_ONLY_EVENT_PROPERTIES:
+            raise GraphError(400, "ErrorInvalidPropertySet", f"The property '{name}' is read-only.")
+        if name not in _EVENT_PROPERTIES:
+            raise GraphError(
+                400,
+                "RequestBodyRead",
+                f"The property '{name}' does not exist on type 'microsoft.graph.event'.",
+            )
+    props = data.get("singleValueExtendedProperties")
+    if props is not None and not (
+        isinstance(props, list)
+        and all(
+            isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("value"), str)
+            for p in props
+        )
+    ):
+        raise GraphError(400, "BadRequest", "singleValueExtendedProperties: [{id, value}].")
+    if "transactionId" in data and not isinstance(data["transactionId"], str):
+        raise GraphError(400, "BadRequest", "transactionId must be a string.")
+    return data
+
+
+def _check_times(event: dict[str, Any]) -> None:
+    """start/end present and parseable in a known zone (UTC or IANA; Windows names are not
+    faked); end not before start; all-day events at midnights."""
+    for key in ("start", "end"):
+        value = event.get(key)
+        if not isinstance(value, dict) or not isinstance(value.get("dateTime"), str):
+            raise GraphError(400, "ErrorInvalidRequest", f"The event needs {key}.dateTime.")
+        try:
+            wall = _naive(value["dateTime"])
+        except ValueError:
+            raise GraphError(400, "ErrorInvalidRequest", f"{key}.dateTime is invalid.") from None
+        try:
+            _zone(value.get("timeZone"))
+        except ValueError:
+            raise GraphError(
+                400,
+                "TimeZoneNotSupportedException",
+                f"A valid TimeZone value must be specified. The following TimeZone value is "
+                f"not supported: '{value.get('timeZone')}'.",
+            ) from None
+        if event.get("isAllDay") and wall.time() != clock_time(0):
+            raise GraphError(
+                400, "ErrorPropertyValidationFailure", "All-day events start and end at midnight."
+            )
+    start = _aware(_naive(event["start"]["dateTime"]), _zone(event["start"].get("timeZone")))
+    end = _aware(_naive(event["end"]["dateTime"]), _zone(event["end"].get("timeZone")))
+    if end < start:
+        raise GraphError(400, "ErrorInvalidRequest", "The event ends before it starts.")
+
+
+def _merged_properties(old: Any, new: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Extended properties after a PATCH: the given ones set, the others kept."""
+    merged = [dict(p) for p in old or []]
+    for prop in new:
+        for existing in merged:
+            if str(existing.get("id", "")).casefold() == prop["id"].casefold():
+                existing["value"] = prop["value"]
+                break
+        else:
+            merged.append(dict(prop))
+    return merged
+
+
+def _has_property(event: dict[str, Any], prop_id: str, value: str) -> bool:
+    """Extended property match as Graph filters: id and value compared case-insensitively."""
+    return any(
+        str(p.get("id", "")).casefold() == prop_id.casefold()
+        and str(p.get("value", "")).casefold() == value.casefold()
+        for p in event.get("singleValueExtendedProperties") or []
+    )
+
+
+def _unquote_odata(literal: str) -> str:
+    return literal.replace("''", "'")
+
+
+def _check_batch_item(item: Any, seen: set[str]) -> None:
+    """One entry of a $batch: id, method, relative url; Content-Type with a body."""
+    if not isinstance(item, dict) or not all(
+        isinstance(item.get(k), str) and item.get(k) for k in ("id", "method", "url")
+    ):
+        raise GraphError(400, "BadRequest", "Each batch request needs id, method and url.")
+    if item["id"].casefold() in seen:
+        raise GraphError(400, "BadRequest", f"Duplicate batch request id '{item['id']}'.")
+    seen.add(item["id"].casefold())
+    if "dependsOn" in item:
+        raise GraphError(400, "BadRequest", "dependsOn is not faked.")
+    if urlsplit(item["url"]).scheme:
+        raise GraphError(400, "BadRequest", "Batch request URLs are relative (e.g. /me/events).")
+    headers = item.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise GraphError(400, "BadRequest", "Batch request headers must be an object.")
+    if "body" in item and not any(str(k).lower() == "content-type" for k in headers):
+        raise GraphError(400, "BadRequest", "A batch request with a body needs Content-Type.")
 
 
 def _calendar_json(calendar: FakeCalendar, account: FakeAccount) -> dict[str, Any]:

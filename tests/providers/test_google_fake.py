@@ -6,16 +6,22 @@ parameters against the discovery document, answers against its schemas, Google's
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from tests.peers.google_fake import (
+    BATCH,
     Discovery,
     GoogleFake,
     parameter_problem,
@@ -584,3 +590,263 @@ def test_calendar_list_entries(fake: GoogleFake, client: httpx.Client) -> None:
         (CAL, "owner", True),
         ("w@group.calendar.google.com", "writer", False),
     ]
+
+
+# --- writes ---------------------------------------------------------------------------------------
+
+
+def test_calendars_insert_get_and_delete(fake: GoogleFake, client: httpx.Client) -> None:
+    response = client.post("calendars", json={"summary": "Bookings", "description": "calsync"})
+    assert response.status_code == 200, response.text
+    created = response.json()
+    assert created["kind"] == "calendar#calendar" and created["summary"] == "Bookings"
+    assert created["timeZone"] == "America/New_York"  # the primary calendar's
+    assert created["id"].endswith("@group.calendar.google.com")
+    path = f"calendars/{quote(created['id'], safe='')}"
+    listed = client.get("users/me/calendarList").json()["items"]
+    assert [(e["id"], e["accessRole"]) for e in listed if e["id"] == created["id"]] == [
+        (created["id"], "owner")
+    ]
+    assert client.get(path).json() == created
+    assert client.delete(path).status_code == 204
+    google_error(client.delete(path), 404, "notFound")
+    google_error(client.get(f"{path}/events"), 404, "notFound")
+    assert created["id"] not in {
+        e["id"] for e in client.get("users/me/calendarList").json()["items"]
+    }
+    google_error(client.post("calendars", json={}), 400, "required")
+    assert [v.method for v in fake.violations] == ["calendar.calendars.insert"]
+    fake.violations.clear()
+    assert fake.response_violations == []
+
+
+def test_primary_calendar_cannot_be_deleted(fake: GoogleFake, client: httpx.Client) -> None:
+    google_error(client.delete("calendars/primary"), 400, "invalid")
+    assert client.get(f"calendars/{CAL}/events").status_code == 200
+    fake.violations.clear()
+
+
+def test_insert_with_client_ids(fake: GoogleFake, client: httpx.Client) -> None:
+    path = f"calendars/{CAL}/events"
+    inserted = client.post(path, json=event("abcdef0123", 1))
+    assert inserted.status_code == 200, inserted.text
+    body = inserted.json()
+    assert (body["id"], body["status"], body["kind"]) == (
+        "abcdef0123",
+        "confirmed",
+        "calendar#event",
+    )
+    assert client.get(f"{path}/abcdef0123").json() == body
+    google_error(client.post(path, json=event("abcdef0123", 2)), 409, "duplicate")
+    for bad in ("abc", "ABCDEF0123", "wxyz01234"):  # too short, upper case, beyond base32hex
+        google_error(client.post(path, json=event(bad, 1)), 400, "invalid")
+    generated = client.post(path, json={k: v for k, v in event("x", 1).items() if k != "id"})
+    assert re.fullmatch(r"[a-v0-9]{5,}", generated.json()["id"])
+    google_error(client.post(path, json={"summary": "no times"}), 400, "required")
+    assert len(fake.violations) == 4
+    fake.violations.clear()
+    assert fake.response_violations == []
+
+
+def test_deleted_id_stays_taken_and_update_restores(fake: GoogleFake, client: httpx.Client) -> None:
+    path = f"calendars/{CAL}/events"
+    client.post(path, json=event("e1e1e1", 1))
+    _, token = all_pages(client, singleEvents="true")
+    assert client.delete(f"{path}/e1e1e1").status_code == 204
+    google_error(client.delete(f"{path}/e1e1e1"), 410, "deleted")
+    assert client.get(f"{path}/e1e1e1").json()["status"] == "cancelled"
+    changes = list_events(client, singleEvents="true", syncToken=str(token))
+    assert [(i["id"], i["status"]) for i in changes["items"]] == [("e1e1e1", "cancelled")]
+    google_error(client.post(path, json=event("e1e1e1", 1)), 409, "duplicate")
+    restored = client.put(f"{path}/e1e1e1", json=event("e1e1e1", 1, summary="back"))
+    assert restored.status_code == 200
+    assert restored.json()["status"] == "confirmed"
+    again = list_events(client, singleEvents="true", syncToken=changes["nextSyncToken"])
+    assert [(i["id"], i["summary"], i["etag"]) for i in again["items"]] == [
+        ("e1e1e1", "back", restored.json()["etag"])
+    ]
+    google_error(client.put(f"{path}/nosuchevent", json=event("nosuchevent", 1)), 404, "notFound")
+    assert fake.violations == [] and fake.response_violations == []
+
+
+def test_if_match_guards_update_patch_and_delete(fake: GoogleFake, client: httpx.Client) -> None:
+    path = f"calendars/{CAL}/events/e2e2e2"
+    first = client.post(f"calendars/{CAL}/events", json=event("e2e2e2", 1)).json()
+    second = client.put(
+        path, json=event("e2e2e2", 1, summary="v2"), headers={"If-Match": first["etag"]}
+    )
+    assert second.status_code == 200 and second.json()["etag"] != first["etag"]
+    stale = {"If-Match": first["etag"]}
+    error = google_error(
+        client.put(path, json=event("e2e2e2", 1), headers=stale), 412, "conditionNotMet"
+    )
+    assert error["status"] == "FAILED_PRECONDITION"
+    google_error(client.patch(path, json={"summary": "x"}, headers=stale), 412, "conditionNotMet")
+    google_error(client.delete(path, headers=stale), 412, "conditionNotMet")
+    patched = client.patch(
+        path, json={"location": "Room 1"}, headers={"If-Match": second.json()["etag"]}
+    ).json()
+    assert (patched["summary"], patched["location"]) == ("v2", "Room 1")  # merged in
+    assert client.delete(path, headers={"If-Match": patched["etag"]}).status_code == 204
+    assert fake.violations == [] and fake.response_violations == []
+
+
+def test_writes_need_writer_access(fake: GoogleFake, client: httpx.Client) -> None:
+    fake.add_calendar(EMAIL, "ro@group.calendar.google.com", "RO", access_role="reader")
+    response = client.post(
+        "calendars/ro%40group.calendar.google.com/events", json=event("abcde1", 1)
+    )
+    google_error(response, 403, "requiredAccessLevel")
+    google_error(client.post("calendars/gone/events", json=event("abcde1", 1)), 404, "notFound")
+
+
+def test_writes_notify_push_channels(fake: GoogleFake, client: httpx.Client) -> None:
+    watch = {"id": "ch-writes", "type": "web_hook", "address": "https://127.0.0.1:9/hook"}
+    assert client.post(f"calendars/{CAL}/events/watch", json=watch).status_code == 200
+    client.post(f"calendars/{CAL}/events", json=event("abcde2", 1))
+    client.delete(f"calendars/{CAL}/events/abcde2")
+    states = [d.state for d in fake.wait_deliveries(3)]
+    assert states == ["sync", "exists", "exists"]
+
+
+# --- batch requests -------------------------------------------------------------------------------
+
+Call = tuple[str, str, dict[str, Any] | None, dict[str, str]]  # method, path, JSON body, headers
+
+
+def send_batch(client: httpx.Client, calls: list[Call]) -> httpx.Response:
+    boundary = "batch_test_boundary"
+    body = ""
+    for index, (method, path, resource, headers) in enumerate(calls):
+        body += f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <c{index}>\r\n\r\n"
+        body += f"{method} /calendar/v3/{path} HTTP/1.1\r\n"
+        body += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        if resource is not None:
+            body += f"Content-Type: application/json\r\n\r\n{json.dumps(resource)}\r\n"
+        else:
+            body += "\r\n"
+    body += f"--{boundary}--\r\n"
+    return client.post(
+        client.base_url.copy_with(path="/batch/calendar/v3"),
+        content=body.encode(),
+        headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
+    )
+
+
+def batch_answers(response: httpx.Response) -> list[tuple[str, int, dict[str, str], Any]]:
+    """(Content-ID, status, headers, JSON body or None) per part, read with the email parser."""
+    assert response.status_code == 200, response.text
+    head = f"Content-Type: {response.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + response.content)
+    assert message.get_content_type() == "multipart/mixed"
+    out = []
+    for part in message.iter_parts():
+        assert part.get_content_type() == "application/http"
+        raw = part.get_payload(decode=True)
+        assert isinstance(raw, bytes)
+        status_line, _, rest = raw.partition(b"\r\n")
+        inner = BytesParser(policy=HTTP).parsebytes(rest)
+        text = inner.get_payload()
+        body = json.loads(text) if isinstance(text, str) and text.strip() else None
+        headers = {name.lower(): str(value) for name, value in inner.items()}
+        out.append((str(part["Content-ID"]), int(status_line.split()[1]), headers, body))
+    return out
+
+
+def test_batch_serves_each_call_and_answers_in_order(
+    fake: GoogleFake, client: httpx.Client
+) -> None:
+    fake.put_event(EMAIL, CAL, event("old0000", 1))
+    events = f"calendars/{CAL}/events"
+    answers = batch_answers(
+        send_batch(
+            client,
+            [
+                ("POST", events, event("fresh00", 1), {}),
+                ("POST", events, event("old0000", 1), {}),
+                ("PUT", f"{events}/old0000", event("old0000", 1), {"If-Match": '"stale"'}),
+                ("DELETE", f"{events}/old0000", None, {}),
+                ("GET", "users/me/calendarList?maxResults=5", None, {}),
+            ],
+        )
+    )
+    assert [(a[0], a[1]) for a in answers] == [
+        ("<response-c0>", 200),
+        ("<response-c1>", 409),
+        ("<response-c2>", 412),
+        ("<response-c3>", 204),
+        ("<response-c4>", 200),
+    ]
+    assert answers[0][3]["id"] == "fresh00"
+    assert answers[1][3]["error"]["errors"][0]["reason"] == "duplicate"
+    assert answers[4][3]["kind"] == "calendar#calendarList"
+    assert client.get(f"{events}/old0000").json()["status"] == "cancelled"
+    assert [(r.method, r.status, r.batch) for r in fake.requests] == [
+        ("batch", 200, None),
+        ("calendar.events.insert", 200, 1),
+        ("calendar.events.insert", 409, 1),
+        ("calendar.events.update", 412, 1),
+        ("calendar.events.delete", 204, 1),
+        ("calendar.calendarList.list", 200, 1),
+        ("calendar.events.get", 200, None),
+    ]
+    assert fake.requests_for(BATCH) == fake.requests[:1]
+    assert fake.requests[5].params == {"maxResults": "5"}
+    assert fake.violations == [] and fake.response_violations == []
+
+
+def test_faults_hit_single_calls_of_a_batch(fake: GoogleFake, client: httpx.Client) -> None:
+    fake.fail_next(403, reason="rateLimitExceeded", retry_after=7, method="events.insert", after=1)
+    calls: list[Call] = [
+        ("POST", f"calendars/{CAL}/events", event(f"ev{i:05d}", 1), {}) for i in range(3)
+    ]
+    answers = batch_answers(send_batch(client, calls))
+    assert [a[1] for a in answers] == [200, 403, 200]
+    assert answers[1][2]["retry-after"] == "7"
+    assert answers[1][3]["error"]["errors"][0]["reason"] == "rateLimitExceeded"
+    fake.fail_next(503, method=BATCH)
+    google_error(send_batch(client, calls[:1]), 503, "backendError")
+    assert client.get(f"calendars/{CAL}/events/ev00001").status_code == 404
+
+
+def test_each_call_of_a_batch_is_authorised(fake: GoogleFake, client: httpx.Client) -> None:
+    calls: list[Call] = [
+        ("GET", "users/me/calendarList", None, {"Authorization": "Bearer wrong"}),
+        ("GET", "users/me/calendarList", None, {}),
+    ]
+    assert [a[1] for a in batch_answers(send_batch(client, calls))] == [401, 200]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b"{}"),
+        ("multipart/mixed", b"--x\r\n\r\n--x--"),  # no boundary parameter
+        (
+            "multipart/mixed; boundary=x",
+            b"--x\r\nContent-Type: text/plain\r\n\r\nGET / HTTP/1.1\r\n--x--",
+        ),
+        (
+            "multipart/mixed; boundary=x",
+            b"--x\r\nContent-Type: application/http\r\n\r\n"
+            b"GET https://www.googleapis.com/calendar/v3/colors HTTP/1.1\r\n--x--",
+        ),
+        ("multipart/mixed; boundary=x", b"--x\r\nContent-Type: application/http\r\n\r\n"),
+    ],
+)
+def test_malformed_batches_are_refused(
+    fake: GoogleFake, client: httpx.Client, content_type: str, body: bytes
+) -> None:
+    url = client.base_url.copy_with(path="/batch/calendar/v3")
+    response = client.post(url, content=body, headers={"Content-Type": content_type})
+    google_error(response, 400, "invalid")
+    assert [v.method for v in fake.violations] == [BATCH]
+    fake.violations.clear()
+
+
+def test_batches_hold_at_most_fifty_calls(fake: GoogleFake, client: httpx.Client) -> None:
+    calls: list[Call] = [("GET", "users/me/calendarList", None, {})] * 51
+    google_error(send_batch(client, calls), 400, "invalid")
+    assert "at most 50" in fake.violations[0].problem
+    fake.violations.clear()
+    assert len(batch_answers(send_batch(client, calls[:50]))) == 50

@@ -328,3 +328,186 @@ def test_stop_closes_the_port() -> None:
     fake.stop()
     with httpx.Client(timeout=2.0) as http, pytest.raises(httpx.ConnectError):
         http.get(url + "/me")
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+
+def _event_body(**fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "subject": "Class",
+        "start": {"dateTime": "2030-03-05T10:00:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": "2030-03-05T11:00:00", "timeZone": "Europe/Berlin"},
+    }
+    body.update(fields)
+    return body
+
+
+def test_create_and_delete_calendars(fake: GraphFake, client: httpx.Client) -> None:
+    created = client.post("me/calendars", json={"name": "Bookings"})
+    assert created.status_code == 201
+    calendar = created.json()
+    assert (calendar["name"], calendar["isDefaultCalendar"]) == ("Bookings", False)
+    assert calendar["id"] in fake.account(ADA).calendars
+    duplicate = client.post("me/calendars", json={"name": "bookings"})
+    assert duplicate.status_code == 409 and _error(duplicate) == "ErrorFolderExists"
+    assert client.post("me/calendars", json={"name": ""}).status_code == 400
+    assert client.post("me/calendars", json={"name": "x", "owner2": 1}).status_code == 400
+    default = client.delete(f"me/calendars/{fake.default_calendar(ADA).id}")
+    assert default.status_code == 400 and _error(default) == "ErrorDeleteDistinguishedFolder"
+    assert client.delete(f"me/calendars/{calendar['id']}").status_code == 204
+    assert client.get(f"me/calendars/{calendar['id']}").status_code == 404
+    assert client.delete(f"me/calendars/{calendar['id']}").status_code == 404
+
+
+def test_event_writes_show_in_delta(fake: GraphFake, client: httpx.Client) -> None:
+    calendar = fake.add_calendar(ADA, "Bookings")
+    url = f"me/calendars/{calendar.id}/calendarView/delta"
+    _, delta_link, _ = _delta_round(client, url, WINDOW)
+    prop = [{"id": EXPORT_PROPERTY_ID, "value": "s-1"}]
+    body = _event_body(transactionId="t-1", singleValueExtendedProperties=prop)
+    created = client.post(f"me/calendars/{calendar.id}/events", json=body)
+    assert created.status_code == 201
+    event = created.json()
+    assert event["@odata.etag"] == f'W/"{event["changeKey"]}"'
+    assert "singleValueExtendedProperties" not in event  # only with $expand
+    again = client.post(f"me/calendars/{calendar.id}/events", json=body)
+    assert again.status_code == 201 and again.json()["id"] == event["id"]
+    assert len(calendar.events) == 1
+    rows, delta_link, _ = _delta_round(client, delta_link, None)
+    assert [(r["id"], r["@odata.etag"]) for r in rows] == [(event["id"], event["@odata.etag"])]
+
+    stale = client.patch(
+        f"me/events/{event['id']}", json={"subject": "x"}, headers={"If-Match": 'W/"old"'}
+    )
+    assert stale.status_code == 412 and _error(stale) == "PreconditionFailed"
+    patched = client.patch(
+        f"me/calendars/{calendar.id}/events/{event['id']}",
+        json={
+            "subject": "Renamed",
+            "singleValueExtendedProperties": [{"id": "String x", "value": "v"}],
+        },
+        headers={"If-Match": event["@odata.etag"]},
+    )
+    assert patched.status_code == 200
+    changed = patched.json()
+    assert changed["subject"] == "Renamed" and changed["@odata.etag"] != event["@odata.etag"]
+    stored = calendar.events[event["id"]]
+    assert len(stored["singleValueExtendedProperties"]) == 2 and stored["transactionId"] == "t-1"
+    rows, delta_link, _ = _delta_round(client, delta_link, None)
+    assert [(r["subject"], r["@odata.etag"]) for r in rows] == [("Renamed", changed["@odata.etag"])]
+
+    deleted = client.delete(
+        f"me/events/{event['id']}", headers={"If-Match": changed["@odata.etag"]}
+    )
+    assert deleted.status_code == 204
+    assert client.delete(f"me/events/{event['id']}").status_code == 404
+    assert client.patch(f"me/events/{event['id']}", json={"subject": "y"}).status_code == 404
+    rows, _, _ = _delta_round(client, delta_link, None)
+    assert rows == [
+        {
+            "@odata.type": "#microsoft.graph.event",
+            "id": event["id"],
+            "@removed": {"reason": "deleted"},
+        }
+    ]
+    recreated = client.post(f"me/calendars/{calendar.id}/events", json=body)
+    assert recreated.json()["id"] != event["id"]  # the transaction's event is gone
+
+
+def test_default_calendar_event_paths(fake: GraphFake, client: httpx.Client) -> None:
+    created = client.post("me/events", json=_event_body())
+    assert created.status_code == 201
+    default = fake.default_calendar(ADA)
+    assert list(default.events) == [created.json()["id"]]
+    assert client.post("me/calendar/events", json=_event_body()).status_code == 201
+    assert len(client.get("me/events").json()["value"]) == 2
+    other = fake.add_calendar(ADA, "Other")
+    wrong = client.get(f"me/calendars/{other.id}/events/{created.json()['id']}")
+    assert wrong.status_code == 404
+    assert client.post("me/calendars/AAMknone/events", json=_event_body()).status_code == 404
+
+
+def test_event_writes_are_checked(fake: GraphFake, client: httpx.Client) -> None:
+    path = f"me/calendars/{fake.default_calendar(ADA).id}/events"
+    cases = [
+        (_event_body(colour="red"), "RequestBodyRead"),
+        (_event_body(id="mine"), "ErrorInvalidPropertySet"),
+        (
+            _event_body(start={"dateTime": "2030-03-05T10:00:00", "timeZone": "Nowhere/Land"}),
+            "TimeZoneNotSupportedException",
+        ),
+        (_event_body(isAllDay=True), "ErrorPropertyValidationFailure"),
+        (
+            _event_body(end={"dateTime": "2030-03-05T08:00:00", "timeZone": "UTC"}),
+            "ErrorInvalidRequest",
+        ),
+        ({"subject": "no times"}, "ErrorInvalidRequest"),
+    ]
+    for body, code in cases:
+        response = client.post(path, json=body)
+        assert response.status_code == 400 and _error(response) == code, body
+    assert not fake.default_calendar(ADA).events
+
+
+def test_filter_on_an_extended_property(fake: GraphFake, client: httpx.Client) -> None:
+    calendar = fake.default_calendar(ADA)
+    for n in range(3):
+        fake.put_event(
+            ADA, calendar.id, subject=f"e{n}", start=START, end=START, export_tag=f"T{n}"
+        )
+    wanted = (
+        f"singleValueExtendedProperties/Any(ep: ep/id eq '{EXPORT_PROPERTY_ID}'"
+        " and ep/value eq 't1')"  # values compare case-insensitively
+    )
+    found = client.get(f"me/calendars/{calendar.id}/events", params={"$filter": wanted})
+    assert [e["subject"] for e in found.json()["value"]] == ["e1"]
+    other = client.get(f"me/calendars/{calendar.id}/events", params={"$filter": "subject eq 'e1'"})
+    assert other.status_code == 400
+
+
+def test_batch(fake: GraphFake, client: httpx.Client) -> None:
+    path = f"/me/calendars/{fake.default_calendar(ADA).id}/events"
+    json_headers = {"Content-Type": "application/json"}
+    requests = [
+        {
+            "id": str(n),
+            "method": "POST",
+            "url": path,
+            "headers": json_headers,
+            "body": _event_body(),
+        }
+        for n in range(1, 4)
+    ] + [{"id": "4", "method": "GET", "url": "/me/events/AAMknone"}]
+    fake.fail_next(429, retry_after=9, path_contains="/events", method="POST", after=1)
+    response = client.post("$batch", json={"requests": requests})
+    assert response.status_code == 200
+    answers = response.json()["responses"]
+    assert [a["id"] for a in answers] == ["4", "3", "2", "1"]  # correlate by id
+    status = {a["id"]: a["status"] for a in answers}
+    assert status == {"1": 201, "2": 429, "3": 201, "4": 404}
+    throttled = next(a for a in answers if a["id"] == "2")
+    assert throttled["headers"]["retry-after"] == "9"
+    assert throttled["body"]["error"]["code"] == "ApplicationThrottled"
+    assert len(fake.default_calendar(ADA).events) == 2
+    inner = [r for r in fake.requests if r.batch_id is not None]
+    assert [(r.batch_id, r.method, r.status) for r in inner] == [
+        ("1", "POST", 201),
+        ("2", "POST", 429),
+        ("3", "POST", 201),
+        ("4", "GET", 404),
+    ]
+    too_many = [{"id": str(n), "method": "GET", "url": "/me"} for n in range(21)]
+    assert client.post("$batch", json={"requests": too_many}).status_code == 400
+    no_type = [{"id": "1", "method": "POST", "url": path, "body": _event_body()}]
+    assert client.post("$batch", json={"requests": no_type}).status_code == 400
+    twice = [{"id": "a", "method": "GET", "url": "/me"}, {"id": "A", "method": "GET", "url": "/me"}]
+    assert client.post("$batch", json={"requests": twice}).status_code == 400
+
+
+def test_a_lost_response(fake: GraphFake, client: httpx.Client) -> None:
+    fake.fail_next(504, method="POST", applied=True)
+    assert client.get("me").status_code == 200  # another method: untouched
+    response = client.post("me/events", json=_event_body())
+    assert response.status_code == 504 and _error(response) == "GatewayTimeout"
+    assert len(fake.default_calendar(ADA).events) == 1  # carried out all the same

@@ -12,8 +12,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from calsync import __version__
-from calsync.api import errors, external, oauth_callback, own, push_routes
+from calsync import __version__, logs
+from calsync.api import errors, external, oauth_callback, own, push_routes, sessions_routes
+from calsync.api import metrics as http_metrics
+from calsync.api.openapi import router as openapi_router
+from calsync.dashboard import router as dashboard_router
 from calsync.service.runtime import Runtime
 from calsync.service.worker import Worker
 
@@ -42,6 +45,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = secrets.token_hex(12)
+        bound = logs.bind_request_id(request_id)
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
 
@@ -78,6 +82,7 @@ class RequestIdMiddleware:
                     "ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+            logs.unbind_request_id(bound)
 
 
 def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
@@ -95,14 +100,24 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
                 background.stop()
 
     app = FastAPI(
-        title="calsync", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
+        title="calsync",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # api/openapi serves the document; the routes read raw requests
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
     for prefix in EXTERNAL_PREFIXES:
         app.include_router(external.router, prefix=prefix)
     app.include_router(own.router)
+    app.include_router(sessions_routes.router)
     app.include_router(oauth_callback.router)
     app.include_router(push_routes.router)
+    app.include_router(dashboard_router.router)
+    app.include_router(http_metrics.router)
+    app.include_router(openapi_router)
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(http_metrics.HttpMetricsMiddleware, runtime=runtime)
     return app

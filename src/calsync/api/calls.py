@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from calsync.domain import Identity
 from calsync.errors import FieldViolation, InvalidArgument
-from calsync.service.auth import authenticate
+from calsync.service.auth import authenticate_cached
 from calsync.service.runtime import Runtime
 
 MAX_BODY_BYTES = 256 * 1024
@@ -38,8 +38,7 @@ async def serve(request: Request, work: Callable[[Call], dict[str, Any]]) -> JSO
     site_id = request.headers.get("wix-site-id")
 
     def run() -> dict[str, Any]:
-        with rt.sessions() as session:
-            identity = authenticate(session, authorization, site_id)
+        identity = authenticate_cached(rt.sessions, authorization, site_id)
         return work(Call(rt=rt, identity=identity, query=query, body=body))
 
     return JSONResponse(await run_in_threadpool(run))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -204,9 +204,10 @@ def _oauth_options(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str,
     return options
 
 
-def load_providers(path: Path | None) -> list[ProviderConfig]:
-    """Built-ins, overridden or extended by the file's entries (same id replaces a built-in)."""
-    providers = {p.id: p for p in builtin_providers()}
+def load_providers(path: Path | None, extra: Sequence[ProviderConfig] = ()) -> list[ProviderConfig]:
+    """Built-ins and ``extra`` (e.g. the demo's CalDAV server, configured without a file),
+    overridden or extended by the file's entries (same id replaces a built-in)."""
+    providers = {p.id: p for p in [*builtin_providers(), *extra]}
     if path is not None:
         try:
             document = tomllib.loads(path.read_text())

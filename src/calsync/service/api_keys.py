@@ -7,11 +7,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from calsync.crypto import hash_api_key
 from calsync.domain import IdentityType, Permission
+from calsync.service.auth import key_cache
 from calsync.store.models import ApiKey, utcnow
 
 KEY_PREFIX = "csk_"
@@ -81,11 +82,17 @@ def list_keys(session: Session, *, tenant_id: str | None = None) -> list[ApiKeyI
 
 
 def revoke_key(session: Session, *, key_id: str) -> bool:
+    """Revoke a key. This process stops accepting it at once (and again once the session
+    commits, in case a concurrent call cached it meanwhile); other processes within
+    ``auth.KEY_CACHE_SECONDS``."""
     row = session.get(ApiKey, key_id)
     if row is None:
         return False
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+    key_hash = row.key_hash
+    key_cache.forget(key_hash)
+    event.listen(session, "after_commit", lambda _session: key_cache.forget(key_hash), once=True)
     return True
 
 

@@ -1,33 +1,121 @@
-"""Caller authentication (API keys) and the permission checks of spec section 3."""
+"""Caller authentication (API keys) and the permission checks of spec section 3.
+
+API calls authenticate through a small per-process cache of valid keys (``authenticate_cached``):
+an entry lives at most ``KEY_CACHE_SECONDS``, so a key revoked by another process (``calsync
+api-keys revoke``) stops working within that bound; revoking in this process
+(``api_keys.revoke_key``) drops the entry at once. Unknown and revoked keys are never cached,
+so a new key works at once everywhere.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.crypto import hash_api_key
 from calsync.domain import Identity, IdentityType, Permission
 from calsync.errors import PermissionDenied, Unauthenticated
 from calsync.store.models import ApiKey
 
+# The longest a revoked key keeps working in a process that did not revoke it.
+KEY_CACHE_SECONDS = 5.0
+KEY_CACHE_ENTRIES = 4096
+
 
 def authenticate(session: Session, authorization: str | None, site_id: str | None) -> Identity:
-    """The identity behind an ``Authorization`` header (raw key or ``Bearer <key>``).
+    """The identity behind an ``Authorization`` header (raw key or ``Bearer <key>``), read from
+    the database.
 
     Raises Unauthenticated for a missing/unknown/revoked key, PermissionDenied when
     ``wix-site-id`` names another tenant than the key's.
     """
+    identity = _lookup(session, hash_api_key(_token(authorization)))
+    _check_site(identity, site_id)
+    return identity
+
+
+def authenticate_cached(
+    sessions: sessionmaker[Session], authorization: str | None, site_id: str | None
+) -> Identity:
+    """``authenticate``, answered from the key cache when it can be (see the module doc)."""
+    key_hash = hash_api_key(_token(authorization))
+    engine = sessions.kw.get("bind")
+    identity = key_cache.get(engine, key_hash)
+    if identity is None:
+        with sessions() as session:
+            identity = _lookup(session, key_hash)
+        key_cache.put(engine, key_hash, identity)
+    _check_site(identity, site_id)
+    return identity
+
+
+def _token(authorization: str | None) -> str:
     token = (authorization or "").strip()
     if token[:7].lower() == "bearer ":
         token = token[7:].strip()
     if not token:
         raise Unauthenticated("an API key is required in the Authorization header")
-    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_api_key(token))).first()
+    return token
+
+
+def _lookup(session: Session, key_hash: str) -> Identity:
+    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("the API key is not valid")
-    if site_id and site_id.strip() and site_id.strip() != row.tenant_id:
-        raise PermissionDenied("the API key does not belong to the site in wix-site-id")
     return identity_of(row)
+
+
+def _check_site(identity: Identity, site_id: str | None) -> None:
+    if site_id and site_id.strip() and site_id.strip() != identity.tenant_id:
+        raise PermissionDenied("the API key does not belong to the site in wix-site-id")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    engine: Engine | None
+    identity: Identity
+    expires: float
+
+
+class KeyCache:
+    """Valid keys by hash, per database (engine), for at most ``ttl`` seconds each."""
+
+    def __init__(self, ttl: float = KEY_CACHE_SECONDS, entries: int = KEY_CACHE_ENTRIES) -> None:
+        self.ttl = ttl
+        self.entries = entries
+        self._items: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, engine: Engine | None, key_hash: str) -> Identity | None:
+        entry = self._items.get(key_hash)
+        if entry is None or entry.engine is not engine or entry.expires <= time.monotonic():
+            return None
+        return entry.identity
+
+    def put(self, engine: Engine | None, key_hash: str, identity: Identity) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._items) >= self.entries:
+                for stale in [k for k, e in self._items.items() if e.expires <= now]:
+                    del self._items[stale]
+                while len(self._items) >= self.entries:
+                    del self._items[next(iter(self._items))]
+            self._items[key_hash] = _Entry(engine, identity, now + self.ttl)
+
+    def forget(self, key_hash: str) -> None:
+        with self._lock:
+            self._items.pop(key_hash, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+key_cache = KeyCache()
 
 
 def identity_of(row: ApiKey) -> Identity:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from calsync.domain import (
+    EXPORT_ERROR_REASONS,
     ConnectionStatus,
     ErrorReason,
     Identity,
@@ -31,7 +32,6 @@ from calsync.service import sync_config as sc
 from calsync.service.accounts import (
     provider_for,
     record_token_revoked,
-    revoke_later,
     unavailable,
     with_account,
 )
@@ -39,6 +39,7 @@ from calsync.service.auth import may_act_on, require_any
 from calsync.service.connect import request_sync
 from calsync.service.connection_view import to_view
 from calsync.service.push import stop_channels_later
+from calsync.service.retire import capture, retire_later
 from calsync.service.runtime import Runtime
 from calsync.service.views import CalendarView, ConnectionList, ConnectionView
 from calsync.store.db import transaction
@@ -216,6 +217,10 @@ def update_sync_config(
             raise ConnectionNotConnected("the connection was disconnected meanwhile")
         fresh_row.sync_config = sc.to_json(merged)
         fresh_row.updated_at = utcnow()
+        if fresh_row.error_reason in EXPORT_ERROR_REASONS:  # a new config is the way out of these
+            fresh_row.error_reason = ErrorReason.UNDEFINED.value
+            fresh_row.status = ConnectionStatus.CONNECTED.value
+            fresh_row.last_error = None
         request_sync(rt, fresh_row)
         view = to_view(rt, fresh_row)
     rt.work_available.set()
@@ -233,10 +238,11 @@ def disconnect(rt: Runtime, *, identity: Identity, connection_id: str) -> Connec
         if row.status == ConnectionStatus.DISCONNECTED.value:
             raise ConnectionAlreadyDisconnected("the connection is already disconnected")
         stop_channels_later(rt, row)
-        secret = disconnect_row(session, row)
+        retirement = capture(row)
+        disconnect_row(session, row)
         view = to_view(rt, row)
     rt.calendar_cache.pop(connection_id, None)
-    revoke_later(rt, view.provider_id, secret)
+    retire_later(rt, retirement)
     return view
 
 

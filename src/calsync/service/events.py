@@ -1,22 +1,28 @@
-"""List Events: busy blocks of the selected connections, from the store, freshened on demand."""
+"""List Events: busy blocks of the selected connections, from the store, freshened on demand.
+
+The common call (every connection fresh, the window inside the stored horizon) is two SQL
+statements on one pooled connection: the contributing connections joined with their schedule
+and calendar names, then the page. Both select columns, not ORM entities: this is the hottest
+path of the service (bench/README.md has the numbers).
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
-from zoneinfo import ZoneInfo
+from functools import lru_cache, partial
+from typing import Any, Protocol
 
-from sqlalchemy import select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection as DbConnection
+from sqlalchemy import Select, and_, bindparam, select, tuple_
 
 from calsync.domain import CalendarType, ConnectionStatus, ErrorReason, Identity, Permission
 from calsync.errors import ProviderUnavailable
 from calsync.service import cursor as cursors
-from calsync.service import sync_config as sc
 from calsync.service.auth import owns, require_any
 from calsync.service.live_events import live_rows, outside_horizon, sort_key
 from calsync.service.runtime import Runtime
@@ -28,6 +34,72 @@ from calsync.tz import zone
 
 log = logging.getLogger(__name__)
 
+_SORT_COLUMNS = (
+    EventInstance.start_ms,
+    EventInstance.end_ms,
+    EventInstance.schedule_id,
+    EventInstance.connection_id,
+    EventInstance.calendar_id,
+    EventInstance.instance_key,
+)
+_PAGE_COLUMNS = (
+    *_SORT_COLUMNS,
+    EventInstance.all_day,
+    EventInstance.start_date,
+    EventInstance.end_date,
+    EventInstance.title,
+)
+
+
+class _Instance(Protocol):
+    """What rendering reads of an instance: a page row or a live (unsaved) EventInstance."""
+
+    @property
+    def start_ms(self) -> int: ...
+    @property
+    def end_ms(self) -> int: ...
+    @property
+    def schedule_id(self) -> str: ...
+    @property
+    def connection_id(self) -> str: ...
+    @property
+    def calendar_id(self) -> str: ...
+    @property
+    def instance_key(self) -> str: ...
+    @property
+    def all_day(self) -> bool: ...
+    @property
+    def start_date(self) -> str | None: ...
+    @property
+    def end_date(self) -> str | None: ...
+    @property
+    def title(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    owner_user_id: str | None
+    owner_name: str
+    time_zone: str
+
+
+@dataclass(slots=True)
+class Contributor:
+    """A connection whose events the call may return, with what rendering needs of it."""
+
+    id: str
+    provider_id: str
+    schedule_id: str
+    status: str
+    error_reason: str
+    last_synced_at: datetime | None
+    sync_requested_at: datetime
+    created_at: datetime
+    # Every instance stored for the connection lasts at most this long (None: unknown).
+    max_instance_ms: int | None
+    schedule: ScheduleInfo | None
+    calendar_names: dict[str, str] = field(default_factory=dict)
+
 
 def list_events(
     rt: Runtime, *, identity: Identity, query: cursors.EventQuery, limit: int
@@ -38,71 +110,143 @@ def list_events(
     results were not allowed (or when every connection failed).
     """
     require_any(identity, Permission.READ_EVENTS)
-    with transaction(rt.sessions) as session:
-        connections = _contributing(session, identity.tenant_id, query)
-    failed = _freshen(rt, connections)
+    live = outside_horizon(rt, query)
+    rows: Sequence[_Instance] = []
+    with rt.engine.connect() as db:
+        connections = _contributing(db, identity.tenant_id, query)
+        failed, stale = _classify(rt, connections)
+        if not stale and not live:
+            _raise_if_failed(connections, failed, query)
+            rows = _page(db, [c for c in connections if c.id not in failed], query, limit)
+    if stale:
+        failed.update(_freshen(rt, stale))
+    failed_ids = _raise_if_failed(connections, failed, query)
+    readable = [c for c in connections if c.id not in failed]
+    if live:
+        rows, live_failed = live_rows(rt, _entities(rt, readable), query, limit)
+        if live_failed:
+            failed.update(live_failed)
+            failed_ids = _raise_if_failed(connections, failed, query)
+            readable = [c for c in readable if c.id not in failed]
+    elif stale:
+        with rt.engine.connect() as db:
+            rows = _page(db, readable, query, limit)
+    events = _render(rt, identity, readable, rows[:limit], query.own_pi)
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = cursors.encode(
+            rt.cursor_key,
+            identity.tenant_id,
+            cursors.continue_after(query, sort_key(rows[limit - 1])),  # type: ignore[arg-type]
+            rt.settings.cursor_ttl_seconds,
+        )
+    return EventsPage(events=events, next_cursor=next_cursor, failed_provider_ids=failed_ids)
+
+
+def _raise_if_failed(
+    connections: list[Contributor], failed: dict[str, str], query: cursors.EventQuery
+) -> list[str]:
+    """The failed provider ids; ProviderUnavailable unless partial results are allowed and
+    some connection could be read."""
     failed_ids = _distinct(c.provider_id for c in connections if c.id in failed)
     if failed and (not query.partial_failure or len(failed) == len(connections)):
         raise ProviderUnavailable(
             "events of some connections could not be read from their provider",
             data={"failedProviderIds": failed_ids},
         )
-    readable = [c for c in connections if c.id not in failed]
-    if outside_horizon(rt, query):
-        rows, live_failed = live_rows(rt, readable, query, limit)
-        if live_failed:
-            failed.update(live_failed)
-            failed_ids = _distinct(c.provider_id for c in connections if c.id in failed)
-            if not query.partial_failure or len(failed) == len(connections):
-                raise ProviderUnavailable(
-                    "events of some connections could not be read from their provider",
-                    data={"failedProviderIds": failed_ids},
-                )
-            readable = [c for c in readable if c.id not in failed]
-    else:
-        with transaction(rt.sessions) as session:
-            rows = _page(session, [c.id for c in readable], query, limit)
-    with transaction(rt.sessions) as session:
-        events = _render(rt, session, identity, readable, rows[:limit], query.own_pi)
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = cursors.encode(
-            rt.cursor_key,
-            identity.tenant_id,
-            cursors.continue_after(query, sort_key(rows[limit - 1])),
-            rt.settings.cursor_ttl_seconds,
-        )
-    return EventsPage(events=events, next_cursor=next_cursor, failed_provider_ids=failed_ids)
+    return failed_ids
 
 
 def _distinct(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def _contributing(session: Session, tenant_id: str, query: cursors.EventQuery) -> list[Connection]:
-    stmt = select(Connection).where(
-        Connection.tenant_id == tenant_id,
-        Connection.status != ConnectionStatus.DISCONNECTED.value,
-    )
-    if query.schedule_ids:
-        stmt = stmt.where(Connection.schedule_id.in_(query.schedule_ids))
-    if query.user_ids:
-        owned = select(Schedule.id).where(
-            Schedule.tenant_id == tenant_id, Schedule.owner_user_id.in_(query.user_ids)
+@lru_cache(maxsize=16)
+def _contributing_statement(by_schedule: bool, by_user: bool) -> Select[*tuple[Any, ...]]:
+    """Built once per shape; values are bound per call (``tenant``, ``schedules``, ``users``)."""
+    stmt = (
+        select(
+            Connection.id,
+            Connection.provider_id,
+            Connection.schedule_id,
+            Connection.status,
+            Connection.error_reason,
+            Connection.sync_config,
+            Connection.last_synced_at,
+            Connection.sync_requested_at,
+            Connection.created_at,
+            Connection.max_instance_ms,
+            Schedule.id.label("known_schedule"),
+            Schedule.owner_user_id,
+            Schedule.owner_name,
+            Schedule.time_zone,
+            ConnectionCalendar.calendar_id,
+            ConnectionCalendar.name.label("calendar_name"),
         )
-        stmt = stmt.where(Connection.schedule_id.in_(owned))
-    rows = session.scalars(stmt.order_by(Connection.created_at, Connection.id)).all()
-    return [r for r in rows if sc.from_json(r.sync_config).import_.enabled]
+        .select_from(Connection)
+        .outerjoin(
+            Schedule,
+            and_(Schedule.tenant_id == Connection.tenant_id, Schedule.id == Connection.schedule_id),
+        )
+        .outerjoin(ConnectionCalendar, ConnectionCalendar.connection_id == Connection.id)
+        .where(
+            Connection.tenant_id == bindparam("tenant"),
+            Connection.status != ConnectionStatus.DISCONNECTED.value,
+        )
+    )
+    if by_schedule:
+        stmt = stmt.where(Connection.schedule_id.in_(bindparam("schedules", expanding=True)))
+    if by_user:
+        # The joined schedule is the connection's own (same tenant and id): owner filter on it.
+        stmt = stmt.where(Schedule.owner_user_id.in_(bindparam("users", expanding=True)))
+    return stmt
 
 
-def _freshen(rt: Runtime, connections: list[Connection]) -> dict[str, str]:
-    """Sync connections whose data is older than the freshness bound, within the time budget.
+def _contributing(db: DbConnection, tenant_id: str, query: cursors.EventQuery) -> list[Contributor]:
+    """The tenant's selected, not disconnected connections that import, oldest first."""
+    stmt = _contributing_statement(bool(query.schedule_ids), bool(query.user_ids))
+    params: dict[str, Any] = {"tenant": tenant_id}
+    if query.schedule_ids:
+        params["schedules"] = list(query.schedule_ids)
+    if query.user_ids:
+        params["users"] = list(query.user_ids)
+    found: dict[str, Contributor] = {}
+    for r in db.execute(stmt, params):
+        c = found.get(r.id)
+        if c is None:
+            if not (r.sync_config or {}).get("import", {}).get("enabled"):
+                continue
+            schedule = (
+                ScheduleInfo(r.owner_user_id, r.owner_name, r.time_zone)
+                if r.known_schedule is not None
+                else None
+            )
+            c = found[r.id] = Contributor(
+                id=r.id,
+                provider_id=r.provider_id,
+                schedule_id=r.schedule_id,
+                status=r.status,
+                error_reason=r.error_reason,
+                last_synced_at=r.last_synced_at,
+                sync_requested_at=r.sync_requested_at,
+                created_at=r.created_at,
+                max_instance_ms=r.max_instance_ms,
+                schedule=schedule,
+            )
+        if r.calendar_id is not None:
+            c.calendar_names[r.calendar_id] = r.calendar_name
+    # Sorted here, not in SQL: an ORDER BY created_at makes SQLite walk all of the tenant's
+    # connections in (tenant_id, created_at) order instead of using (tenant_id, schedule_id).
+    return sorted(found.values(), key=lambda c: (c.created_at, c.id))
 
-    Returns connection id -> provider id of those that could not be read for this call.
-    """
+
+def _classify(
+    rt: Runtime, connections: list[Contributor]
+) -> tuple[dict[str, str], list[Contributor]]:
+    """(connection id -> provider id of those that cannot be read, the stale ones to sync)."""
     failed: dict[str, str] = {}
-    horizon = datetime.now(UTC) - timedelta(seconds=rt.settings.freshness_seconds)
     stale = []
+    horizon = datetime.now(UTC) - timedelta(seconds=rt.settings.freshness_seconds)
     for c in connections:
         if c.status == ConnectionStatus.ERROR.value and (
             c.error_reason == ErrorReason.TOKEN_REVOKED.value
@@ -114,8 +258,15 @@ def _freshen(rt: Runtime, connections: list[Connection]) -> dict[str, str]:
             or c.last_synced_at < c.sync_requested_at
         ):
             stale.append(c)
-    if not stale:
-        return failed
+    return failed, stale
+
+
+def _freshen(rt: Runtime, stale: list[Contributor]) -> dict[str, str]:
+    """Sync connections whose data is older than the freshness bound, within the time budget.
+
+    Returns connection id -> provider id of those that could not be read for this call.
+    """
+    failed: dict[str, str] = {}
     deadline = time.monotonic() + rt.settings.sync_time_budget_seconds
     futures = {rt.submit(partial(sync_connection, rt, c.id)): c for c in stale}
     for future, connection in futures.items():
@@ -129,99 +280,150 @@ def _freshen(rt: Runtime, connections: list[Connection]) -> dict[str, str]:
     return failed
 
 
-def _page(
-    session: Session, connection_ids: list[str], query: cursors.EventQuery, limit: int
-) -> list[EventInstance]:
-    if not connection_ids:
+def _entities(rt: Runtime, connections: list[Contributor]) -> list[Connection]:
+    """The ORM rows of ``connections`` (same order), for the live read's provider calls."""
+    if not connections:
         return []
-    columns = (
-        EventInstance.start_ms,
-        EventInstance.end_ms,
-        EventInstance.schedule_id,
-        EventInstance.connection_id,
-        EventInstance.calendar_id,
-        EventInstance.instance_key,
-    )
+    with transaction(rt.sessions) as session:
+        rows = {
+            r.id: r
+            for r in session.scalars(
+                select(Connection).where(Connection.id.in_([c.id for c in connections]))
+            )
+        }
+    return [rows[c.id] for c in connections if c.id in rows]
+
+
+@lru_cache(maxsize=32)
+def _page_statement(bounded: bool, all_day: bool, after: bool) -> Select[*tuple[Any, ...]]:
     zero_length = (EventInstance.start_ms == EventInstance.end_ms) & (
-        EventInstance.start_ms >= query.from_ms
+        EventInstance.start_ms >= bindparam("from_ms")
     )
-    stmt = select(EventInstance).where(
-        EventInstance.connection_id.in_(connection_ids),
-        EventInstance.start_ms < query.to_ms,
-        (EventInstance.end_ms > query.from_ms) | zero_length,
+    stmt = select(*_PAGE_COLUMNS).where(
+        EventInstance.connection_id.in_(bindparam("ids", expanding=True)),
+        EventInstance.start_ms < bindparam("to_ms"),
+        (EventInstance.end_ms > bindparam("from_ms")) | zero_length,
     )
+    if bounded:
+        # No stored instance of these connections is longer than from - lower, so none that
+        # starts earlier can reach into the window: the index range starts here.
+        stmt = stmt.where(EventInstance.start_ms >= bindparam("lower"))
+    if all_day:
+        stmt = stmt.where(EventInstance.all_day == bindparam("all_day"))
+    if after:
+        stmt = stmt.where(
+            tuple_(*_SORT_COLUMNS)
+            > tuple_(*(bindparam(f"after{i}") for i in range(len(_SORT_COLUMNS))))
+        )
+    return stmt.order_by(*_SORT_COLUMNS).limit(bindparam("limit"))
+
+
+def _page(
+    db: DbConnection, connections: list[Contributor], query: cursors.EventQuery, limit: int
+) -> Sequence[_Instance]:
+    """Up to ``limit + 1`` stored instances after ``query.after``, in sort order."""
+    if not connections:
+        return []
+    bounds = [c.max_instance_ms for c in connections]
+    lower = None
+    if all(b is not None for b in bounds):
+        lower = query.from_ms - max(b for b in bounds if b is not None)
+    params: dict[str, Any] = {
+        "ids": [c.id for c in connections],
+        "from_ms": query.from_ms,
+        "to_ms": query.to_ms,
+        "limit": limit + 1,
+    }
+    if lower is not None:
+        params["lower"] = lower
     if query.all_day is not None:
-        stmt = stmt.where(EventInstance.all_day == query.all_day)
+        params["all_day"] = query.all_day
     if query.after is not None:
-        stmt = stmt.where(tuple_(*columns) > tuple_(*query.after))
-    return list(session.scalars(stmt.order_by(*columns).limit(limit + 1)))
+        params.update({f"after{i}": v for i, v in enumerate(query.after)})
+    stmt = _page_statement(lower is not None, query.all_day is not None, query.after is not None)
+    return list(db.execute(stmt, params))
 
 
 def _render(
     rt: Runtime,
-    session: Session,
     identity: Identity,
-    connections: list[Connection],
-    rows: list[EventInstance],
+    connections: list[Contributor],
+    rows: Sequence[_Instance],
     own_pi: bool,
 ) -> list[EventView]:
-    schedule_ids = {r.schedule_id for r in rows}
-    schedules = {
-        s.id: s
-        for s in session.scalars(
-            select(Schedule).where(
-                Schedule.tenant_id == identity.tenant_id, Schedule.id.in_(schedule_ids)
-            )
-        )
-    }
-    names = {
-        (c.connection_id, c.calendar_id): c.name
-        for c in session.scalars(
-            select(ConnectionCalendar).where(
-                ConnectionCalendar.connection_id.in_({r.connection_id for r in rows})
-            )
-        )
-    }
-    by_id = {c.id: c for c in connections}
+    if not rows:
+        return []
+    schedules = {c.schedule_id: c.schedule for c in connections}
+    missing = {r.schedule_id for r in rows} - schedules.keys()
+    if missing:  # an instance filed under another schedule than its connection's
+        schedules.update(_schedules(rt, identity.tenant_id, missing))
     read_all = identity.has(Permission.READ_ALL_CONNECTIONS)
-    events = []
-    for r in rows:
-        schedule = schedules.get(r.schedule_id)
+    # Everything that depends on the schedule or the connection only, computed once.
+    per_schedule: dict[str, tuple[str | None, bool, str, str | None]] = {}
+    for sid, schedule in schedules.items():
         owner = schedule.owner_user_id if schedule else None
         pi = own_pi and (read_all or owns(identity, owner))
-        provider = rt.providers.get(by_id[r.connection_id].provider_id)
-        start, end = _times(r, schedule.time_zone if schedule else "UTC")
+        per_schedule[sid] = (
+            owner,
+            pi,
+            schedule.time_zone if schedule else "UTC",
+            (schedule.owner_name if schedule else "") if pi else None,
+        )
+    by_id = {}
+    for c in connections:
+        provider = rt.providers.get(c.provider_id)
+        by_id[c.id] = (provider.calendar_type if provider else CalendarType.UNDEFINED, c)
+    events = []
+    for r in rows:
+        owner, pi, time_zone, owner_name = per_schedule[r.schedule_id]
+        calendar_type, connection = by_id[r.connection_id]
+        if r.all_day and r.start_date and r.end_date:
+            start, end = (
+                _local_midnight(r.start_date, time_zone),
+                _local_midnight(r.end_date, time_zone),
+            )
+        else:
+            start, end = _utc(r.start_ms), _utc(r.end_ms)
         events.append(
             EventView(
                 schedule_id=r.schedule_id,
-                calendar_type=provider.calendar_type if provider else CalendarType.UNDEFINED,
-                calendar_name=names.get((r.connection_id, r.calendar_id), "") if pi else None,
+                calendar_type=calendar_type,
+                calendar_name=connection.calendar_names.get(r.calendar_id, "") if pi else None,
                 title=r.title if pi else None,
                 start=start,
                 end=end,
                 all_day=r.all_day,
                 schedule_owner_id=owner,
-                schedule_owner_name=(schedule.owner_name if schedule else "") if pi else None,
+                schedule_owner_name=owner_name,
             )
         )
     return events
 
 
-def _times(row: EventInstance, time_zone: str) -> tuple[str, str]:
-    if row.all_day and row.start_date and row.end_date:
-        tz = zone(time_zone)
-        return (
-            _local_midnight(date.fromisoformat(row.start_date), tz),
-            _local_midnight(date.fromisoformat(row.end_date), tz),
-        )
-    return _utc(row.start_ms), _utc(row.end_ms)
+def _schedules(rt: Runtime, tenant_id: str, ids: set[str]) -> dict[str, ScheduleInfo | None]:
+    found: dict[str, ScheduleInfo | None] = dict.fromkeys(ids)
+    with rt.engine.connect() as db:
+        for s in db.execute(
+            select(
+                Schedule.id, Schedule.owner_user_id, Schedule.owner_name, Schedule.time_zone
+            ).where(Schedule.tenant_id == tenant_id, Schedule.id.in_(ids))
+        ):
+            found[s.id] = ScheduleInfo(s.owner_user_id, s.owner_name, s.time_zone)
+    return found
 
 
-def _local_midnight(day: date, tz: ZoneInfo) -> str:
-    moment = datetime(day.year, day.month, day.day, tzinfo=tz)
+@lru_cache(maxsize=4096)
+def _local_midnight(day: str, time_zone: str) -> str:
+    d = date.fromisoformat(day)
+    moment = datetime(d.year, d.month, d.day, tzinfo=zone(time_zone))
     return moment.isoformat(timespec="milliseconds")
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
+@lru_cache(maxsize=1 << 16)
 def _utc(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (_EPOCH + timedelta(0, ms // 1000, ms % 1000 * 1000)).isoformat(
+        timespec="milliseconds"
+    ) + "Z"

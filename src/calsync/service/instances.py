@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from calsync.ical.expand import ICalError, expand_resource
@@ -126,6 +127,7 @@ def apply_changes(
             new_rows.extend(instance_rows(ctx, calendar_id, resource.key, resource.ical))
         if new_rows:
             session.execute(insert(EventInstance), new_rows)
+            raise_instance_bound(session, ctx.connection_id, new_rows)
         calendar = session.get(ConnectionCalendar, (ctx.connection_id, calendar_id))
         if calendar is None:
             calendar = ConnectionCalendar(connection_id=ctx.connection_id, calendar_id=calendar_id)
@@ -216,3 +218,29 @@ def reexpand_connection(rt: Runtime, session: Session, row: Connection) -> None:
         new_rows.extend(instance_rows(ctx, resource.calendar_id, resource.key, resource.ical))
     if new_rows:
         session.execute(insert(EventInstance), new_rows)
+        raise_instance_bound(session, row.id, new_rows)
+
+
+def raise_instance_bound(
+    session: Session, connection_id: str, new_rows: list[dict[str, object]]
+) -> None:
+    """Keep ``connections.max_instance_ms`` at least the duration of every stored instance
+    (List Events' lower bound relies on it). Unknown (NULL) is computed from the table."""
+    longest = max(cast(int, r["end_ms"]) - cast(int, r["start_ms"]) for r in new_rows)
+    stored = (
+        select(func.max(EventInstance.end_ms - EventInstance.start_ms))
+        .where(EventInstance.connection_id == connection_id)
+        .scalar_subquery()
+    )
+    session.execute(
+        update(Connection)
+        .where(Connection.id == connection_id)
+        .values(
+            max_instance_ms=case(
+                (Connection.max_instance_ms.is_(None), stored),
+                (Connection.max_instance_ms < longest, longest),
+                else_=Connection.max_instance_ms,
+            )
+        )
+        .execution_options(synchronize_session=False)
+    )

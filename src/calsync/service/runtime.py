@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.crypto import SecretBox, load_keys
 from calsync.domain import ProviderKind
+from calsync.metrics import Metrics
 from calsync.providers.base import CalendarProvider, ExternalCalendar
 from calsync.providers.registry import ProviderConfig, ProviderRegistry, load_providers
 from calsync.settings import Settings
@@ -38,6 +39,7 @@ class Runtime:
     # Set when a connection becomes due, so an in-process worker starts at once.
     work_available: threading.Event = field(default_factory=threading.Event)
     calendar_cache: dict[str, tuple[float, list[ExternalCalendar]]] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,7 +85,10 @@ def build_runtime(
     settings: Settings,
     *,
     adapter_factory: Callable[[ProviderConfig], CalendarProvider] | None = None,
+    extra_providers: Sequence[ProviderConfig] = (),
 ) -> Runtime:
+    """The runtime of ``settings``; ``extra_providers`` are offered besides the configured ones
+    (``calsync serve --demo`` adds its local CalDAV server this way)."""
     engine = make_engine(settings.resolved_database_url())
     secrets = SecretBox(load_keys(settings))
     cursor_key = (
@@ -92,7 +97,7 @@ def build_runtime(
         else secrets.derive_key("list-events-cursor")
     )
     registry = ProviderRegistry(
-        load_providers(settings.providers_file),
+        load_providers(settings.providers_file, extra_providers),
         adapter_factory or default_adapter_factory(settings),
         timeout=settings.provider_timeout_seconds,
     )

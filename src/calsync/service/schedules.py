@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, Identity, Permission
 from calsync.errors import NotFound
-from calsync.service.accounts import revoke_later
 from calsync.service.auth import require_any
 from calsync.service.connections import disconnect_row
 from calsync.service.instances import reexpand_connection
 from calsync.service.push import stop_channels_later
+from calsync.service.retire import Retirement, capture, retire_later
 from calsync.service.runtime import Runtime
 from calsync.service.views import ScheduleView
 from calsync.store.db import transaction
-from calsync.store.models import Connection, Schedule, utcnow
+from calsync.store.models import Connection, PlatformSession, Schedule, utcnow
 
 
 def _view(row: Schedule) -> ScheduleView:
@@ -74,16 +74,17 @@ def put_schedule(
         row.owner_user_id, row.owner_name, row.time_zone = owner, owner_name, time_zone
         row.updated_at = now
         session.flush()
-        forgotten = []
+        forgotten: list[Retirement] = []
         for connection in _active_connections(session, identity.tenant_id, schedule_id):
             if owner_changed:
                 stop_channels_later(rt, connection)
-                forgotten.append((connection.provider_id, disconnect_row(session, connection)))
+                forgotten.append(capture(connection))
+                disconnect_row(session, connection)
             elif tz_changed:
                 reexpand_connection(rt, session, connection)
         view = _view(row)
-    for provider_id, secret in forgotten:
-        revoke_later(rt, provider_id, secret)
+    for retirement in forgotten:
+        retire_later(rt, retirement)
     return view
 
 
@@ -114,12 +115,19 @@ def delete_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> Sch
         row = session.get(Schedule, (identity.tenant_id, schedule_id.lower()))
         if row is None:
             raise NotFound(f"schedule {schedule_id} not found")
-        forgotten = []
+        forgotten: list[Retirement] = []
         for connection in _active_connections(session, identity.tenant_id, row.id):
             stop_channels_later(rt, connection)
-            forgotten.append((connection.provider_id, disconnect_row(session, connection)))
+            forgotten.append(capture(connection))
+            disconnect_row(session, connection)
         view = _view(row)
+        session.execute(
+            delete(PlatformSession).where(
+                PlatformSession.tenant_id == identity.tenant_id,
+                PlatformSession.schedule_id == row.id,
+            )
+        )
         session.delete(row)
-    for provider_id, secret in forgotten:
-        revoke_later(rt, provider_id, secret)
+    for retirement in forgotten:
+        retire_later(rt, retirement)
     return view

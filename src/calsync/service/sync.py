@@ -11,10 +11,11 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import select
 
-from calsync.domain import ConnectionStatus, ErrorReason
+from calsync.domain import EXPORT_ERROR_REASONS, ConnectionStatus, ErrorReason
 from calsync.providers.base import (
     AccountRef,
     AuthRejected,
@@ -29,6 +30,7 @@ from calsync.providers.base import (
 from calsync.service import leases
 from calsync.service import sync_config as sc
 from calsync.service.accounts import mark_token_revoked, with_account
+from calsync.service.export import ExportBlocked, export_connection
 from calsync.service.instances import apply_changes, drop_calendars, expansion_context
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
@@ -47,18 +49,21 @@ class SyncFailed(Exception):
         self.provider_id = provider_id
 
 
-def sync_connection_quietly(rt: Runtime, connection_id: str) -> None:
+def sync_connection_quietly(rt: Runtime, connection_id: str, *, export: bool = True) -> None:
     """Background form of ``sync_connection``: failures are recorded, not raised."""
     try:
-        sync_connection(rt, connection_id)
+        sync_connection(rt, connection_id, export=export)
     except SyncFailed as exc:
         log.info("sync failed", extra={"connection_id": connection_id, "reason": str(exc)})
     except Exception:
         log.exception("sync crashed", extra={"connection_id": connection_id})
 
 
-def sync_connection(rt: Runtime, connection_id: str, *, wait_seconds: float = 60.0) -> None:
-    """Import every selected calendar of the connection. Raises SyncFailed when it cannot.
+def sync_connection(
+    rt: Runtime, connection_id: str, *, wait_seconds: float = 60.0, export: bool = False
+) -> None:
+    """Import every selected calendar of the connection, then (``export``) reconcile its
+    exported sessions. Raises SyncFailed when it cannot.
 
     Holds the connection's lease while it works. If another thread or process is syncing the
     connection, waits for it (up to ``wait_seconds``); a sync that started after this call was
@@ -78,8 +83,8 @@ def sync_connection(rt: Runtime, connection_id: str, *, wait_seconds: float = 60
                 raise SyncFailed(_provider_of(rt, connection_id), "another worker holds the lease")
             time.sleep(0.1)
         try:
-            if not _synced_since(rt, connection_id, asked):
-                _sync_locked(rt, connection_id)
+            if not _synced_since(rt, connection_id, asked) or export:
+                _sync_locked(rt, connection_id, export=export)
         finally:
             leases.release(rt, connection_id, owner)
     finally:
@@ -98,7 +103,7 @@ def _provider_of(rt: Runtime, connection_id: str) -> str:
         return row.provider_id if row else ""
 
 
-def _sync_locked(rt: Runtime, connection_id: str) -> None:
+def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
     with transaction(rt.sessions) as session:
         row = lock_active_connection(session, connection_id)
         if row is None:
@@ -109,6 +114,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
         if row.error_reason == ErrorReason.TOKEN_REVOKED.value:
             raise SyncFailed(row.provider_id, "the external account refused the stored credentials")
         previous_status = row.status
+        export_held = row.error_reason in EXPORT_ERROR_REASONS
         row.status = ConnectionStatus.SYNC_IN_PROGRESS.value
         row.last_sync_attempt_at = utcnow()
         started = utcnow()
@@ -130,6 +136,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
     adapter = rt.providers.adapter(provider)
     problems: list[str] = []
     gone: list[str] = []
+    blocked: ExportBlocked | None = None
     try:
         wanted = _wanted_calendars(config.import_.enabled, config.import_.calendar_ids, primary_id)
         if wanted is None or any(cid not in names for cid in wanted):
@@ -157,6 +164,14 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
                 is_primary=calendar_id == primary_id,
             )
         drop_calendars(rt, connection_id, [c for c in stored if c not in wanted])
+        if export and not export_held:
+            try:
+                report = export_connection(
+                    rt, row, adapter, partial(with_account, rt, row), primary_id
+                )
+                problems.extend(report.problems[:3])
+            except ExportBlocked as exc:
+                blocked = exc
     except AuthRejected as exc:
         _record(rt, connection_id, revoked=str(exc))
         raise SyncFailed(
@@ -175,6 +190,7 @@ def _sync_locked(rt: Runtime, connection_id: str) -> None:
         primary_id=primary_id,
         problems="; ".join(problems) or None,
         gone=gone,
+        blocked=blocked,
     )
 
 
@@ -230,6 +246,7 @@ def _record(
     problems: str | None = None,
     gone: list[str] | None = None,
     revoked: str | None = None,
+    blocked: ExportBlocked | None = None,
     failure: ProviderError | None = None,
     previous_status: str = ConnectionStatus.CONNECTED.value,
 ) -> None:
@@ -245,13 +262,23 @@ def _record(
         row = lock_active_connection(session, connection_id)
         if row is None:
             return
+        rt.metrics.sync_finished(
+            row.provider_id, synced=bool(synced_from), revoked=revoked is not None, failure=failure
+        )
         if revoked is not None:
             mark_token_revoked(row, revoked)
             return
         if synced_from is not None:
-            row.status = ConnectionStatus.SYNCED.value
-            row.error_reason = ErrorReason.UNDEFINED.value
-            row.last_error = problems[:500] if problems else None
+            if blocked is not None:
+                row.status = ConnectionStatus.ERROR.value
+                row.error_reason = blocked.reason.value
+                row.last_error = str(blocked)[:500]
+            elif row.error_reason in EXPORT_ERROR_REASONS:
+                row.status = ConnectionStatus.ERROR.value  # until the sync config changes
+            else:
+                row.status = ConnectionStatus.SYNCED.value
+                row.error_reason = ErrorReason.UNDEFINED.value
+                row.last_error = problems[:500] if problems else None
             row.last_synced_at = synced_from
             row.failure_count = 0
             row.next_sync_at = now + timedelta(seconds=rt.settings.poll_interval_seconds)

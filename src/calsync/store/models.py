@@ -120,6 +120,9 @@ class Connection(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # No stored instance of the connection lasts longer (raised as instances are written; None:
+    # unknown). List Events starts its index range at ``from - max_instance_ms``.
+    max_instance_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ConnectionCalendar(Base):
@@ -282,3 +285,33 @@ class ExportedEvent(Base):
     etag: Mapped[str | None] = mapped_column(String(300))
     revision: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DashboardSigninLink(Base):
+    """A one-time dashboard sign-in link as the tenant's admin; only the token's hash is kept."""
+
+    __tablename__ = "dashboard_signin_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard browser, keyed by the hash of its cookie. ``key_id`` is the API key
+    it signed in with (None for a sign-in link): revoking the key ends the session."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    identity_type: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    app_id: Mapped[str | None] = mapped_column(String(36))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    permissions: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None] = mapped_column()

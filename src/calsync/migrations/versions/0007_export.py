@@ -78,9 +78,54 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("connection_id", "session_id", name=op.f("pk_exported_events")),
     )
+    op.create_table(
+        "dashboard_signin_links",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("used_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_dashboard_signin_links")),
+    )
+    with op.batch_alter_table("dashboard_signin_links", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_dashboard_signin_links_expires_at"), ["expires_at"], unique=False
+        )
+    op.create_table(
+        "dashboard_sessions",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
+        sa.Column("identity_type", sa.String(length=8), nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("app_id", sa.String(length=36), nullable=True),
+        sa.Column("key_id", sa.String(length=32), nullable=True),
+        sa.Column("permissions", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("ended_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_dashboard_sessions")),
+    )
+    with op.batch_alter_table("dashboard_sessions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_dashboard_sessions_expires_at"), ["expires_at"], unique=False
+        )
+    # List Events' lower bound on start_ms: the longest instance each connection stores.
+    op.add_column("connections", sa.Column("max_instance_ms", sa.BigInteger(), nullable=True))
+    op.execute(
+        "UPDATE connections SET max_instance_ms = (SELECT max(e.end_ms - e.start_ms) "
+        "FROM event_instances e WHERE e.connection_id = connections.id)"
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("connections", schema=None) as batch_op:
+        batch_op.drop_column("max_instance_ms")
+    with op.batch_alter_table("dashboard_sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dashboard_sessions_expires_at"))
+    op.drop_table("dashboard_sessions")
+    with op.batch_alter_table("dashboard_signin_links", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dashboard_signin_links_expires_at"))
+    op.drop_table("dashboard_signin_links")
     op.drop_table("exported_events")
     op.drop_table("export_targets")
     with op.batch_alter_table("sessions", schema=None) as batch_op:

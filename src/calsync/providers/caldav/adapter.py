@@ -3,6 +3,7 @@
 Incremental reads use RFC 6578 sync-collection when the collection offers a sync-token, and
 otherwise the CalendarServer ``getctag`` plus an etag diff. The cursor says which one it is:
 ``sync:<token>`` or ``ctag:<ctag>``. An unchanged calendar costs one small request either way.
+Export (``writer``) lives in ``writer.py``, on this adapter's sessions and calendar URLs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from calsync.providers.base import (
 )
 from calsync.providers.caldav import dav
 from calsync.providers.caldav.dav import DavClient, DavResponse, canonical_path
+from calsync.providers.caldav.writer import CalDavWriter
 from calsync.providers.http import borrowed
 
 SYNC_PREFIX = "sync:"
@@ -43,7 +45,7 @@ class CalDavProvider:
     """``CalendarProvider`` for any CalDAV server reachable from ``base_url``."""
 
     push: PushChannels | None = None  # CalDAV has no change notifications
-    writer: CalendarWriter | None = None  # export: set in __init__ when implemented
+    writer: CalendarWriter | None
 
     def __init__(
         self,
@@ -58,6 +60,7 @@ class CalDavProvider:
         self.base_url = base_url if parts.path.endswith("/") else base_url + "/"
         self._transport = transport
         self._timeout = timeout
+        self.writer = CalDavWriter(self)
 
     @contextmanager
     def _session(self, credentials: Credentials | None) -> Iterator[DavClient]:

@@ -1,7 +1,8 @@
 """A small WebDAV/CalDAV client: request bodies, multistatus parsing, HTTP error mapping.
 
 Only what the CalDAV adapter needs: PROPFIND and REPORT (calendar-query, calendar-multiget,
-sync-collection) over a sync ``httpx.Client``. Failures become ``ProviderError`` subclasses
+sync-collection), MKCALENDAR, and plain requests with extra headers (conditional PUT / DELETE)
+over a sync ``httpx.Client``. Failures become ``ProviderError`` subclasses
 whose messages name the method, the URL (without credentials or query) and the HTTP status,
 never a header or a password.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
@@ -99,6 +100,16 @@ def multiget_body(props: Iterable[str], hrefs: Iterable[str]) -> bytes:
 def sync_collection_body(token: str, props: Iterable[str]) -> bytes:
     inner = f"<D:sync-token>{escape(token)}</D:sync-token><D:sync-level>1</D:sync-level>"
     return _document("D:sync-collection", inner + _props(props))
+
+
+def mkcalendar_body(display_name: str, components: Iterable[str]) -> bytes:
+    """RFC 4791 section 5.3.1: a calendar named ``display_name`` holding only ``components``."""
+    comps = "".join(f'<C:comp name="{escape(c)}"/>' for c in components)
+    props = (
+        f"<D:displayname>{escape(display_name)}</D:displayname>"
+        f"<C:supported-calendar-component-set>{comps}</C:supported-calendar-component-set>"
+    )
+    return _document("C:mkcalendar", f"<D:set><D:prop>{props}</D:prop></D:set>")
 
 
 # --- multistatus -------------------------------------------------------------------------------
@@ -259,12 +270,14 @@ class DavClient:
         body: bytes | None = None,
         depth: str | None = None,
         follow_redirects: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        headers = {}
+        """``body`` is XML unless ``headers`` name another Content-Type."""
+        headers = dict(headers or {})
         if depth is not None:
             headers["Depth"] = depth
         if body is not None:
-            headers["Content-Type"] = 'application/xml; charset="utf-8"'
+            headers.setdefault("Content-Type", 'application/xml; charset="utf-8"')
         try:
             return self.client.request(
                 method, url, content=body, headers=headers, follow_redirects=follow_redirects

@@ -15,7 +15,8 @@ the last full read (events that were out of reach then would never show up as ch
 next read is a full one again. Incremental results outside the window are dropped (or deleted
 when stored), so the store holds what a full read would hold.
 
-``push`` watches calendars through ``events.watch`` channels (see ``push.py``).
+``push`` watches calendars through ``events.watch`` channels (see ``push.py``); ``writer``
+exports sessions as events with calsync's tag (see ``writer.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from calsync.providers.base import (
 from calsync.providers.google.api import GoogleApi, list_items
 from calsync.providers.google.events import GoogleEventError, event_span, event_to_ical
 from calsync.providers.google.push import GooglePushChannels
+from calsync.providers.google.writer import GoogleWriter
 from calsync.providers.http import borrowed
 
 SYNC_PREFIX = "gsync:"
@@ -60,7 +62,7 @@ class GoogleCalendarProvider:
     """``CalendarProvider`` for Google Calendar (API v3 at ``api_url``)."""
 
     push: PushChannels | None
-    writer: CalendarWriter | None = None  # export: set in __init__ when implemented
+    writer: CalendarWriter | None
 
     def __init__(
         self,
@@ -81,6 +83,7 @@ class GoogleCalendarProvider:
         self._past = timedelta(days=horizon_past_days)
         self._future = timedelta(days=horizon_future_days)
         self.push = GooglePushChannels(self._session)
+        self.writer = GoogleWriter(self._session)
 
     def verify(self, credentials: Credentials) -> AccountRef:
         raise UnsupportedAccount("connect Google accounts by OAuth")

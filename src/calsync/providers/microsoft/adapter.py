@@ -31,7 +31,8 @@ contain tokens or query strings.
 Incremental reads leave out changed rows whose etag the store already holds (``known_etags``);
 full reads list everything (``full=True``, ``deleted`` empty). Event -> iCalendar mapping,
 including ``showAs`` ``free``/``workingElsewhere`` -> TRANSP:TRANSPARENT: see ``convert``.
-Change notifications (``push``, webhook subscriptions): see ``push``.
+Change notifications (``push``, webhook subscriptions): see ``push``. Export (``writer``:
+creating calendars, writing and deleting events, ``$batch``): see ``writer``.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from calsync.providers.microsoft.graphhttp import (
     values,
 )
 from calsync.providers.microsoft.push import GraphPushChannels
+from calsync.providers.microsoft.writer import GraphWriteHttp, GraphWriter, event_etag
 
 DEFAULT_API_URL = "https://graph.microsoft.com/v1.0"
 CURSOR_PREFIX = "graph-delta:"
@@ -108,7 +110,7 @@ class GraphCalendarProvider:
     """``CalendarProvider`` for Microsoft 365 / Outlook.com mailboxes over Microsoft Graph."""
 
     push: PushChannels | None  # webhook subscriptions (see ``push``), set in __init__
-    writer: CalendarWriter | None = None  # export: set in __init__ when implemented
+    writer: CalendarWriter | None  # export (see ``writer``), set in __init__
 
     def __init__(
         self,
@@ -133,9 +135,10 @@ class GraphCalendarProvider:
         self._future = timedelta(days=horizon_future_days)
         self._page_size = page_size
         self.push = GraphPushChannels(self._session, timeout=timeout)
+        self.writer = GraphWriter(self._session)
 
     @contextmanager
-    def _session(self, account: AccountRef) -> Iterator[GraphHttp]:
+    def _session(self, account: AccountRef) -> Iterator[GraphWriteHttp]:
         if not account.access_token:
             raise AuthRejected("a Microsoft account needs an OAuth access token")
         transport = borrowed(self._transport)
@@ -149,7 +152,7 @@ class GraphCalendarProvider:
                 "User-Agent": "calsync-graph",
             },
         ) as client:
-            yield GraphHttp(client, self.api_url, self._origin)
+            yield GraphWriteHttp(client, self.api_url, self._origin)
 
     # --- accounts and calendars ----------------------------------------------------------------
 
@@ -207,7 +210,7 @@ class GraphCalendarProvider:
                 changed = {
                     key: item
                     for key, item in changed.items()
-                    if not (_etag(item) and known_etags.get(key) == _etag(item))
+                    if not (event_etag(item) and known_etags.get(key) == event_etag(item))
                 }
             resources, vanished = self._resources(graph, account, calendar_id, changed)
         new_cursor = CURSOR_PREFIX + delta_link if delta_link else None
@@ -234,7 +237,7 @@ class GraphCalendarProvider:
                     except GraphEventError as exc:
                         _log.warning("skipping a Graph event that cannot be converted: %s", exc)
                         continue
-                    resources.append(EventResource(str(item.get("id")), _etag(item), ical))
+                    resources.append(EventResource(str(item.get("id")), event_etag(item), ical))
         return resources
 
     def _cursor_link(self, cursor: str) -> str:
@@ -304,7 +307,7 @@ class GraphCalendarProvider:
             except GraphEventError as exc:
                 _log.warning("skipping a Graph event that cannot be converted: %s", exc)
                 continue
-            resources.append(EventResource(event_id, _etag(item), ical))
+            resources.append(EventResource(event_id, event_etag(item), ical))
         resources.sort(key=lambda r: r.key)
         return resources, vanished
 
@@ -370,14 +373,6 @@ class GraphCalendarProvider:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _etag(item: dict[str, Any]) -> str:
-    for key in ("@odata.etag", "changeKey"):
-        value = item.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return ""
 
 
 def _iso(value: datetime) -> str:

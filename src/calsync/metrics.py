@@ -1,0 +1,159 @@
+"""Prometheus metrics of one calsync process, kept in a registry of its own (one per runtime).
+
+Every label has a bounded set of values: HTTP route templates (never raw paths), status codes,
+configured provider IDs, fixed outcome and error-class names. No secret, account, connection
+or tenant ever becomes a label.
+
+    calsync_http_requests_total{method, route, status}
+    calsync_http_request_duration_seconds{method, route}          histogram
+    calsync_sync_runs_total{provider, outcome}                    outcome: SYNC_OUTCOMES
+    calsync_provider_errors_total{provider, code}                 code: error class, snake case
+    calsync_sync_lag_seconds                                      set at scrape
+    calsync_sync_queue_depth                                      set at scrape
+    calsync_connections{status}                                   set at scrape
+    calsync_database_up                                           set at scrape
+    calsync_provider_info{provider, name, kind}                   1 per configured provider
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from calsync.providers.base import ProviderError, RateLimitedByProvider
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+SUCCESS = "success"
+REVOKED = "revoked"
+RATE_LIMITED = "rate_limited"
+TRANSIENT_FAILURE = "transient_failure"
+INTERNAL_ERROR = "internal_error"
+SYNC_OUTCOMES = (SUCCESS, REVOKED, RATE_LIMITED, TRANSIENT_FAILURE, INTERNAL_ERROR)
+UNMATCHED_ROUTE = "unmatched"
+# Latencies from a cached List Events page (ms) to a sync-first call bounded by its time budget.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """What the database says at scrape time (see ``service.operations.queue_snapshot``)."""
+
+    lag_seconds: float
+    due_now: int
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class Metrics:
+    """The metrics of one runtime; its registry is private, so several apps in one process
+    (tests, an API process and a worker) never clash."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "calsync_http_requests",
+            "HTTP requests by route template and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "calsync_http_request_duration_seconds",
+            "Time from request to the end of the response, by route template.",
+            ["method", "route"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.sync_runs = Counter(
+            "calsync_sync_runs",
+            "Finished import runs by provider ID and outcome.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "calsync_provider_errors",
+            "Errors external calendar servers caused during syncs, by provider ID and error code.",
+            ["provider", "code"],
+            registry=r,
+        )
+        self.sync_lag = Gauge(
+            "calsync_sync_lag_seconds",
+            "Seconds since the least recently synced active connection was last synced "
+            "(or connected, if it never was); 0 without active connections.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "calsync_sync_queue_depth",
+            "Active connections that are due for a sync now.",
+            registry=r,
+        )
+        self.connections = Gauge(
+            "calsync_connections", "Connections by status.", ["status"], registry=r
+        )
+        self.database_up = Gauge(
+            "calsync_database_up",
+            "1 if the database answered the last scrape's queries, else 0.",
+            registry=r,
+        )
+        self.provider_info = Gauge(
+            "calsync_provider_info",
+            "Configured providers: the name and kind behind each provider ID label.",
+            ["provider", "name", "kind"],
+            registry=r,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)
+
+    def sync_finished(
+        self,
+        provider_id: str,
+        *,
+        synced: bool,
+        revoked: bool,
+        failure: ProviderError | None,
+    ) -> None:
+        """Count one run's outcome; a failed run also counts its provider error."""
+        outcome = sync_outcome(synced=synced, revoked=revoked, failure=failure)
+        self.sync_runs.labels(provider_id, outcome).inc()
+        if revoked:
+            self.provider_errors.labels(provider_id, "auth_rejected").inc()
+        elif failure is not None:
+            self.provider_errors.labels(provider_id, error_code(failure)).inc()
+
+    def set_queue(self, snapshot: QueueSnapshot | None) -> None:
+        """The scrape-time gauges; None (database unreachable) only sets ``database_up`` to 0."""
+        self.database_up.set(0 if snapshot is None else 1)
+        if snapshot is None:
+            return
+        self.sync_lag.set(snapshot.lag_seconds)
+        self.queue_depth.set(snapshot.due_now)
+        for status, count in snapshot.by_status.items():
+            self.connections.labels(status).set(count)
+
+    def set_providers(self, providers: list[tuple[str, str, str]]) -> None:
+        """(id, name, kind) of every configured provider."""
+        for provider_id, name, kind in providers:
+            self.provider_info.labels(provider_id, name, kind).set(1)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything in this registry."""
+        return generate_latest(self.registry)
+
+
+def sync_outcome(*, synced: bool, revoked: bool, failure: ProviderError | None) -> str:
+    if synced:
+        return SUCCESS
+    if revoked:
+        return REVOKED
+    if isinstance(failure, RateLimitedByProvider):
+        return RATE_LIMITED
+    return TRANSIENT_FAILURE if failure is not None else INTERNAL_ERROR
+
+
+def error_code(error: ProviderError) -> str:
+    """``ProviderUnreachable`` -> ``provider_unreachable``: one code per class of the tree."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()

@@ -1,0 +1,576 @@
+"""Export: make a connection's target calendar show its schedule's sessions.
+
+Level-triggered reconciliation, run by the worker after the import of the same claim:
+
+1. Resolve the target calendar (the primary one, or the dedicated one, created on first use).
+2. Remove what calsync exported anywhere else (export turned off, target changed).
+3. Read the target calendar's changes since the last run: an exported event the account
+   owner deleted or edited (its etag is not the one calsync wrote) is written again as the
+   session says; the platform is the source of truth.
+4. Create or update every confirmed session in the horizon whose exported revision is behind,
+   and delete the events of cancelled or removed sessions, in batches of the provider's size.
+
+Every write is idempotent. Before a create, a mapping row without ``external_id`` records the
+intent; a crash between the external write and the commit of its result leaves that row, and
+the next run looks the event up by its uid (``find_event``) before writing again, so no session
+ever gets two events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol, TypeVar
+
+from sqlalchemy import delete, select
+
+from calsync.domain import ErrorReason
+from calsync.providers.base import (
+    AccountRef,
+    AuthRejected,
+    CalendarChanges,
+    CalendarGone,
+    CalendarProvider,
+    CalendarWriter,
+    CursorExpired,
+    EventDelete,
+    EventWrite,
+    ProviderError,
+    ProviderUnreachable,
+    RateLimitedByProvider,
+    StaleEvent,
+    WrittenEvent,
+)
+from calsync.service import leases
+from calsync.service import sync_config as sc
+from calsync.service.export_event import export_event, export_uid
+from calsync.service.runtime import Runtime
+from calsync.service.sessions import CONFIRMED
+from calsync.store.db import transaction
+from calsync.store.models import (
+    Connection,
+    ExportedEvent,
+    ExportTarget,
+    PlatformSession,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TRANSIENT = (AuthRejected, ProviderUnreachable, RateLimitedByProvider)
+
+
+class ExportBlocked(Exception):
+    """The export cannot go on until the account owner or the platform acts: ``reason`` is
+    EXTERNAL_CALENDAR_DELETED or EXTERNAL_CALENDAR_CREATION_FAILED."""
+
+    def __init__(self, reason: ErrorReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class ExportReport:
+    written: int = 0
+    deleted: int = 0
+    restored: int = 0
+    failed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class AccountCall(Protocol):
+    """Runs one provider call with the connection's account (tokens refreshed as needed)."""
+
+    def __call__(self, fn: Callable[[AccountRef], T], /) -> T: ...
+
+
+def export_connection(
+    rt: Runtime,
+    row: Connection,
+    adapter: CalendarProvider,
+    call: AccountCall,
+    primary_id: str | None,
+) -> ExportReport:
+    """Reconcile one connection's export. ``call`` runs a provider call with the account
+    (refreshing OAuth tokens as needed). Raises ExportBlocked, or ProviderError for failures
+    worth retrying (the sync's backoff handles those)."""
+    report = ExportReport()
+    config = sc.from_json(row.sync_config)
+    writer = adapter.writer
+    wanted = config.export.target if config.export.enabled and writer is not None else None
+    target = _target(rt, row.id)
+    if wanted is None or writer is None:
+        if writer is not None:
+            remove_exported(rt, row.id, writer, call, keep_calendar=None, report=report)
+        _set_target(rt, row.id, target=None, calendar_id=None)
+        return report
+    if wanted == "dedicated" and target.dedicated_calendar_id is None and not _has_work(rt, row):
+        # The dedicated calendar is created with the first session to export, not before.
+        remove_exported(rt, row.id, writer, call, keep_calendar=None, report=report)
+        return report
+    calendar_id = _resolve_calendar(rt, row, adapter, writer, call, wanted, target, primary_id)
+    remove_exported(rt, row.id, writer, call, keep_calendar=calendar_id, report=report)
+    if target.calendar_id != calendar_id:
+        _set_target(rt, row.id, target=wanted, calendar_id=calendar_id)
+    try:
+        report.restored = _notice_external_edits(rt, row, adapter, call, calendar_id)
+        _converge(rt, row, writer, call, calendar_id, report)
+    except CalendarGone:
+        _calendar_gone(rt, row.id, wanted, calendar_id)
+        if wanted == "dedicated" and rt.settings.export_recreate_deleted_calendar:
+            report.problems.append("the dedicated calendar was deleted; calsync created it again")
+            calendar_id = _resolve_calendar(
+                rt, row, adapter, writer, call, wanted, _target(rt, row.id), None
+            )
+            _set_target(rt, row.id, target=wanted, calendar_id=calendar_id)
+            _converge(rt, row, writer, call, calendar_id, report)
+        else:
+            raise ExportBlocked(
+                ErrorReason.EXTERNAL_CALENDAR_DELETED,
+                f"the {wanted} export calendar was deleted in the external account; "
+                "update the sync config to export again",
+            ) from None
+    with transaction(rt.sessions) as session:
+        stored = session.get(ExportTarget, row.id)
+        if stored is not None:
+            stored.exported_at = utcnow()
+    return report
+
+
+# --- target calendar --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    target: str | None
+    calendar_id: str | None
+    dedicated_calendar_id: str | None
+    cursor: str | None
+
+
+def _target(rt: Runtime, connection_id: str) -> _Target:
+    with transaction(rt.sessions) as session:
+        row = session.get(ExportTarget, connection_id)
+        if row is None:
+            row = ExportTarget(
+                connection_id=connection_id, dedicated_created=False, external_edits=0
+            )
+            session.add(row)
+        return _Target(row.target, row.calendar_id, row.dedicated_calendar_id, row.cursor)
+
+
+def _set_target(
+    rt: Runtime, connection_id: str, *, target: str | None, calendar_id: str | None
+) -> None:
+    with transaction(rt.sessions) as session:
+        row = session.get(ExportTarget, connection_id)
+        if row is not None and (row.target, row.calendar_id) != (target, calendar_id):
+            row.target, row.calendar_id, row.cursor = target, calendar_id, None
+
+
+def _resolve_calendar(
+    rt: Runtime,
+    row: Connection,
+    adapter: CalendarProvider,
+    writer: CalendarWriter,
+    call: AccountCall,
+    wanted: str,
+    target: _Target,
+    primary_id: str | None,
+) -> str:
+    if wanted == "primary":
+        if primary_id:
+            return primary_id
+        calendars = call(adapter.list_calendars)
+        primary = next((c for c in calendars if c.is_primary), calendars[0] if calendars else None)
+        if primary is None:
+            raise ExportBlocked(
+                ErrorReason.EXTERNAL_CALENDAR_DELETED, "the external account has no calendar"
+            )
+        return str(primary.id)
+    if target.dedicated_calendar_id:
+        return target.dedicated_calendar_id
+    name = rt.settings.export_calendar_name
+    try:
+        created = call(lambda account: writer.create_calendar(account, name))
+    except TRANSIENT:
+        raise
+    except ProviderError as exc:
+        raise ExportBlocked(
+            ErrorReason.EXTERNAL_CALENDAR_CREATION_FAILED,
+            f"the dedicated calendar {name!r} could not be created: {exc}",
+        ) from exc
+    calendar_id = created.id
+    with transaction(rt.sessions) as session:
+        stored = session.get(ExportTarget, row.id)
+        assert stored is not None
+        stored.dedicated_calendar_id = calendar_id
+        stored.dedicated_created = True
+    log.info("dedicated calendar created", extra={"connection_id": row.id})
+    return calendar_id
+
+
+def _calendar_gone(rt: Runtime, connection_id: str, wanted: str, calendar_id: str) -> None:
+    """Forget a deleted target calendar and everything calsync had written into it."""
+    with transaction(rt.sessions) as session:
+        session.execute(
+            delete(ExportedEvent).where(
+                ExportedEvent.connection_id == connection_id,
+                ExportedEvent.calendar_id == calendar_id,
+            )
+        )
+        stored = session.get(ExportTarget, connection_id)
+        if stored is not None:
+            stored.target, stored.calendar_id, stored.cursor = None, None, None
+            if stored.dedicated_calendar_id == calendar_id:
+                stored.dedicated_calendar_id, stored.dedicated_created = None, False
+    log.warning(
+        "export calendar deleted externally",
+        extra={"connection_id": connection_id, "target": wanted},
+    )
+
+
+# --- external edits ---------------------------------------------------------------------
+
+
+def _notice_external_edits(
+    rt: Runtime,
+    row: Connection,
+    adapter: CalendarProvider,
+    call: AccountCall,
+    calendar_id: str,
+) -> int:
+    """Mark exported events that were deleted or changed outside calsync for rewriting;
+    returns how many. The target calendar's cursor moves in the same transaction."""
+    with rt.sessions() as session:
+        mapped = {
+            m.external_id: (m.session_id, m.etag)
+            for m in session.scalars(
+                select(ExportedEvent).where(
+                    ExportedEvent.connection_id == row.id,
+                    ExportedEvent.calendar_id == calendar_id,
+                    ExportedEvent.external_id.is_not(None),
+                )
+            )
+        }
+        stored = session.get(ExportTarget, row.id)
+        cursor = stored.cursor if stored is not None else None
+    if not mapped:
+        return 0
+    known = {str(k): etag or "" for k, (_, etag) in mapped.items()}
+
+    def read(account: AccountRef) -> CalendarChanges:
+        try:
+            return adapter.read_changes(account, calendar_id, cursor, known)
+        except CursorExpired:
+            return adapter.read_changes(account, calendar_id, None, known)
+
+    changes = call(read)
+    touched: set[str] = set()
+    if changes.full:
+        present = {r.key: r.etag for r in changes.upserted}
+        for key, (session_id, etag) in mapped.items():
+            if key not in present or (etag is not None and present[key] != etag):
+                touched.add(session_id)
+    else:
+        for key in changes.deleted:
+            if key in mapped:
+                touched.add(mapped[key][0])
+        for resource in changes.upserted:
+            held = mapped.get(resource.key)
+            if held is not None and held[1] is not None and resource.etag != held[1]:
+                touched.add(held[0])
+    with transaction(rt.sessions) as session:
+        if touched:
+            for mapping in session.scalars(
+                select(ExportedEvent).where(
+                    ExportedEvent.connection_id == row.id,
+                    ExportedEvent.session_id.in_(sorted(touched)),
+                )
+            ):
+                mapping.etag, mapping.revision = None, -1
+        stored = session.get(ExportTarget, row.id)
+        if stored is not None:
+            stored.cursor = changes.cursor
+            if touched:
+                stored.external_edits += len(touched)
+                stored.last_external_edit_at = utcnow()
+    if touched:
+        log.info(
+            "exported events changed externally; restoring them",
+            extra={"connection_id": row.id, "count": len(touched)},
+        )
+    return len(touched)
+
+
+# --- convergence ------------------------------------------------------------------------
+
+
+def _has_work(rt: Runtime, row: Connection) -> bool:
+    low, high = _horizon_ms(rt)
+    with rt.sessions() as session:
+        found = session.scalar(
+            select(PlatformSession.session_id)
+            .where(
+                PlatformSession.tenant_id == row.tenant_id,
+                PlatformSession.schedule_id == row.schedule_id,
+                PlatformSession.status == CONFIRMED,
+                PlatformSession.end_ms > low,
+                PlatformSession.start_ms < high,
+            )
+            .limit(1)
+        )
+    return found is not None
+
+
+def _horizon_ms(rt: Runtime) -> tuple[int, int]:
+    now = utcnow()
+    start = now - timedelta(days=rt.settings.horizon_past_days)
+    end = now + timedelta(days=rt.settings.horizon_future_days)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+def _converge(
+    rt: Runtime,
+    row: Connection,
+    writer: CalendarWriter,
+    call: AccountCall,
+    calendar_id: str,
+    report: ExportReport,
+) -> None:
+    low, high = _horizon_ms(rt)
+    with rt.sessions() as session:
+        sessions = {
+            s.session_id: s
+            for s in session.scalars(
+                select(PlatformSession).where(
+                    PlatformSession.tenant_id == row.tenant_id,
+                    PlatformSession.schedule_id == row.schedule_id,
+                    PlatformSession.end_ms > low,
+                    PlatformSession.start_ms < high,
+                )
+            )
+        }
+        mappings = {
+            m.session_id: m
+            for m in session.scalars(
+                select(ExportedEvent).where(ExportedEvent.connection_id == row.id)
+            )
+        }
+        # Sessions cancelled (or deleted) whose events are still out there, wherever in time.
+        cancelled = set(
+            session.scalars(
+                select(PlatformSession.session_id).where(
+                    PlatformSession.tenant_id == row.tenant_id,
+                    PlatformSession.schedule_id == row.schedule_id,
+                    PlatformSession.status != CONFIRMED,
+                    PlatformSession.session_id.in_(sorted(mappings)),
+                )
+            )
+        )
+        existing = set(
+            session.scalars(
+                select(PlatformSession.session_id).where(
+                    PlatformSession.tenant_id == row.tenant_id,
+                    PlatformSession.schedule_id == row.schedule_id,
+                    PlatformSession.session_id.in_(sorted(mappings)),
+                )
+            )
+        )
+        session.expunge_all()
+    to_write = [
+        s
+        for s in sorted(sessions.values(), key=lambda s: (s.start_ms, s.session_id))
+        if s.status == CONFIRMED
+        and (
+            (m := mappings.get(s.session_id)) is None
+            or m.external_id is None
+            or m.revision != s.revision
+        )
+    ]
+    to_delete = [m for sid, m in mappings.items() if sid in cancelled or sid not in existing]
+    for chunk in _chunks(to_write, writer.max_batch):
+        _write_chunk(rt, row, writer, call, calendar_id, chunk, mappings, report)
+        leases.acquire(rt, row.id, rt.instance_id)  # long exports keep their lease
+    for chunk_m in _chunks(to_delete, writer.max_batch):
+        _delete_chunk(rt, row.id, writer, call, calendar_id, chunk_m, report)
+        leases.acquire(rt, row.id, rt.instance_id)
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    size = max(1, size)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _write_chunk(
+    rt: Runtime,
+    row: Connection,
+    writer: CalendarWriter,
+    call: AccountCall,
+    calendar_id: str,
+    chunk: Sequence[PlatformSession],
+    mappings: dict[str, ExportedEvent],
+    report: ExportReport,
+) -> None:
+    # An earlier create that never recorded its result may have written the event.
+    for s in chunk:
+        m = mappings.get(s.session_id)
+        if m is not None and m.external_id is None:
+            found = _find(call, writer, calendar_id, m.uid)
+            if found is not None:
+                m.external_id, m.etag = found.external_id, None
+    # Record the intent before writing: the row's uid is how a retry finds the event.
+    with transaction(rt.sessions) as session:
+        for s in chunk:
+            m = mappings.get(s.session_id)
+            if m is None:
+                m = ExportedEvent(
+                    connection_id=row.id,
+                    session_id=s.session_id,
+                    calendar_id=calendar_id,
+                    uid=export_uid(row.id, s.session_id),
+                    external_id=None,
+                    etag=None,
+                    revision=0,
+                    updated_at=utcnow(),
+                )
+                session.add(m)
+                mappings[s.session_id] = m
+            else:
+                stored = session.get(ExportedEvent, (row.id, s.session_id))
+                if stored is not None and stored.external_id != m.external_id:
+                    stored.external_id, stored.etag = m.external_id, None
+        session.flush()
+        session.expunge_all()
+    writes = [
+        EventWrite(
+            export_event(row.id, s),
+            external_id=mappings[s.session_id].external_id,
+            etag=mappings[s.session_id].etag,
+        )
+        for s in chunk
+    ]
+    results = call(lambda a: writer.put_events(a, calendar_id, writes))
+    stale = [i for i, r in enumerate(results) if isinstance(r, StaleEvent)]
+    if stale:  # edited since we last wrote it: the session wins
+        report.restored += len(stale)
+        again = [EventWrite(writes[i].event, writes[i].external_id, None) for i in stale]
+        retried = call(lambda a: writer.put_events(a, calendar_id, again))
+        for i, result in zip(stale, retried, strict=True):
+            results[i] = result
+    _record_writes(rt, row.id, calendar_id, chunk, results, report)
+
+
+def _record_writes(
+    rt: Runtime,
+    connection_id: str,
+    calendar_id: str,
+    chunk: Sequence[PlatformSession],
+    results: Sequence[WrittenEvent | ProviderError],
+    report: ExportReport,
+) -> None:
+    fatal: ProviderError | None = None
+    with transaction(rt.sessions) as session:
+        for s, result in zip(chunk, results, strict=True):
+            if isinstance(result, WrittenEvent):
+                m = session.get(ExportedEvent, (connection_id, s.session_id))
+                if m is not None:
+                    m.external_id, m.etag = result.external_id, result.etag
+                    m.revision, m.calendar_id, m.updated_at = s.revision, calendar_id, utcnow()
+                report.written += 1
+            elif isinstance(result, (CalendarGone, AuthRejected, RateLimitedByProvider)):
+                fatal = fatal or result
+            else:
+                report.failed += 1
+                report.problems.append(f"session {s.session_id}: {result}")
+    if fatal is not None:
+        raise fatal
+
+
+def _delete_chunk(
+    rt: Runtime,
+    connection_id: str,
+    writer: CalendarWriter,
+    call: AccountCall,
+    calendar_id: str,
+    chunk: Sequence[ExportedEvent],
+    report: ExportReport,
+) -> None:
+    """Delete cancelled sessions' events from the target calendar."""
+    written = [m for m in chunk if m.external_id is not None]
+    pending = [m for m in chunk if m.external_id is None]
+    for m in pending:
+        found = _find(call, writer, m.calendar_id, m.uid)
+        if found is not None:
+            m.external_id = found.external_id
+            written.append(m)
+    results: list[ProviderError | None] = []
+    if written:
+        deletes = [EventDelete(str(m.external_id), None) for m in written]
+        results = call(lambda a: writer.delete_events(a, calendar_id, deletes))
+    fatal: ProviderError | None = None
+    done = [m.session_id for m in pending if m.external_id is None]
+    for m, result in zip(written, results, strict=True):
+        if result is None:
+            done.append(m.session_id)
+            report.deleted += 1
+        elif isinstance(result, (CalendarGone, AuthRejected, RateLimitedByProvider)):
+            fatal = fatal or result
+        else:
+            report.failed += 1
+            report.problems.append(f"session {m.session_id}: {result}")
+    with transaction(rt.sessions) as session:
+        if done:
+            session.execute(
+                delete(ExportedEvent).where(
+                    ExportedEvent.connection_id == connection_id,
+                    ExportedEvent.session_id.in_(done),
+                )
+            )
+    if fatal is not None:
+        raise fatal
+
+
+def _find(
+    call: AccountCall, writer: CalendarWriter, calendar_id: str, uid: str
+) -> WrittenEvent | None:
+    return call(lambda account: writer.find_event(account, calendar_id, uid))
+
+
+def remove_exported(
+    rt: Runtime,
+    connection_id: str,
+    writer: CalendarWriter,
+    call: AccountCall,
+    *,
+    keep_calendar: str | None,
+    report: ExportReport,
+) -> None:
+    """Delete what calsync exported into calendars other than ``keep_calendar`` (all of it
+    when None): export turned off, target changed, connection retired."""
+    with rt.sessions() as session:
+        stale = list(
+            session.scalars(
+                select(ExportedEvent).where(ExportedEvent.connection_id == connection_id)
+            )
+        )
+        session.expunge_all()
+    by_calendar: dict[str, list[ExportedEvent]] = {}
+    for m in stale:
+        if m.calendar_id != keep_calendar:
+            by_calendar.setdefault(m.calendar_id, []).append(m)
+    for calendar_id, mappings in by_calendar.items():
+        for chunk in _chunks(mappings, writer.max_batch):
+            try:
+                _delete_chunk(rt, connection_id, writer, call, calendar_id, chunk, report)
+            except CalendarGone:
+                with transaction(rt.sessions) as session:
+                    session.execute(
+                        delete(ExportedEvent).where(
+                            ExportedEvent.connection_id == connection_id,
+                            ExportedEvent.calendar_id == calendar_id,
+                        )
+                    )
+                break

@@ -1,0 +1,440 @@
+"""Export: sessions reconciled into the external calendar (FakeProvider's writer).
+
+The provider adapters' own writers are tested against Radicale, Xandikos and the Google and
+Graph fakes in tests/providers; here the reconciler's behaviour is pinned down: targets,
+idempotency across crashes, external edits, deleted calendars, rate limits, disconnect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from calsync.api.app import create_app
+from calsync.providers.base import EventWrite
+from calsync.service.runtime import Runtime
+from calsync.service.sync import SyncFailed, sync_connection
+from calsync.store.models import Connection, ExportedEvent, ExportTarget
+from tests.api.test_external_api import EMAIL, PASSWORD, connect, ical, make_schedule
+from tests.conftest import EXT, Api, new_key
+from tests.fakes import FakeProvider
+
+
+@pytest.fixture
+def api(runtime: Runtime) -> Iterator[Api]:
+    """No in-process worker: each test runs the export itself, deterministically."""
+    with TestClient(create_app(runtime, worker=False)) as client:
+        yield Api(client, new_key(runtime))
+
+
+@pytest.fixture
+def api_with_worker(runtime: Runtime) -> Iterator[Api]:
+    with TestClient(create_app(runtime)) as client:
+        yield Api(client, new_key(runtime))
+
+
+WINDOW = {"from": "2026-12-01T00:00:00Z", "to": "2027-01-31T00:00:00Z", "fieldsets": "OWN_PI"}
+
+
+@pytest.fixture
+def account(fake_provider: FakeProvider) -> FakeProvider:
+    fake_provider.add_account(EMAIL, PASSWORD)
+    fake_provider.add_calendar(EMAIL, "home", "Home", primary=True)
+    fake_provider.put(
+        EMAIL, "home", "/h/1.ics", ical("own", "20261202T090000Z", "20261202T100000Z", "Dentist")
+    )
+    return fake_provider
+
+
+def put_session(api: Api, schedule_id: str, session_id: str, **fields: Any) -> Any:
+    body = {
+        "title": f"Session {session_id}",
+        "start": "2026-12-03T10:00:00+01:00",
+        "end": "2026-12-03T11:00:00+01:00",
+        "status": "CONFIRMED",
+        **fields,
+    }
+    return api.put(f"/v1/schedules/{schedule_id}/sessions/{session_id}", body)
+
+
+def setup_connection(api: Api) -> tuple[str, str]:
+    schedule_id = make_schedule(api)
+    connection_id = connect(api, schedule_id)["connection"]["id"]
+    return schedule_id, connection_id
+
+
+def export(rt: Runtime, connection_id: str) -> None:
+    sync_connection(rt, connection_id, export=True)
+
+
+def dedicated(rt: Runtime, connection_id: str) -> str:
+    with rt.sessions() as session:
+        target = session.get(ExportTarget, connection_id)
+        assert target is not None and target.dedicated_calendar_id is not None
+        return target.dedicated_calendar_id
+
+
+def connection_row(rt: Runtime, connection_id: str) -> Connection:
+    with rt.sessions() as session:
+        row = session.get(Connection, connection_id)
+        assert row is not None
+        return row
+
+
+def test_sessions_api_round_trip(api: Api) -> None:
+    schedule_id = make_schedule(api)
+    created = put_session(api, schedule_id, "s-1", location="Room 2")
+    assert created.status_code == 200, created.text
+    session = created.json()["session"]
+    assert (
+        session["start"] == "2026-12-03T10:00:00+01:00" and session["timeZone"] == "Europe/Berlin"
+    )
+    assert session["revision"] == 1 and session["location"] == "Room 2"
+    same = put_session(api, schedule_id, "s-1", location="Room 2").json()["session"]
+    assert same["revision"] == 1  # nothing changed: no new revision, nothing to export
+    day = put_session(api, schedule_id, "s-2", allDay=True, start="2026-12-05", end="2026-12-06")
+    assert day.json()["session"]["start"] == "2026-12-05"
+    listed = api.get(
+        f"/v1/schedules/{schedule_id}/sessions",
+        params={"from": "2026-12-04T00:00:00Z", "to": "2026-12-31T00:00:00Z"},
+    ).json()["sessions"]
+    assert [s["id"] for s in listed] == ["s-2"]
+    cancelled = api.delete(f"/v1/schedules/{schedule_id}/sessions/s-1").json()["session"]
+    assert cancelled["status"] == "CANCELLED" and cancelled["revision"] == 2
+    got = api.get(f"/v1/schedules/{schedule_id}/sessions/s-1").json()["session"]
+    assert got["status"] == "CANCELLED"
+    confirmed = api.get(
+        f"/v1/schedules/{schedule_id}/sessions", params={"includeCancelled": "false"}
+    ).json()["sessions"]
+    assert [s["id"] for s in confirmed] == ["s-2"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"start": "2026-12-03 10:00"}, "start"),
+        ({"end": "2026-12-03T09:00:00+01:00"}, "end"),
+        ({"status": "MAYBE"}, "status"),
+        ({"title": ""}, "title"),
+        ({"timeZone": "Mars/Olympus"}, "timeZone"),
+        ({"allDay": True, "start": "2026-12-05T00:00:00Z", "end": "2026-12-06"}, "start"),
+        ({"allDay": True, "start": "2026-12-06", "end": "2026-12-06"}, "end"),
+        ({"allDay": "yes"}, "allDay"),
+    ],
+)
+def test_bad_session_is_refused_and_changes_nothing(
+    api: Api, fields: dict[str, Any], field: str
+) -> None:
+    schedule_id = make_schedule(api)
+    response = put_session(api, schedule_id, "s-1", **fields)
+    assert response.status_code == 400, response.text
+    violations = response.json()["details"]["validationError"]["fieldViolations"]
+    assert field in [v["field"] for v in violations]
+    assert api.get(f"/v1/schedules/{schedule_id}/sessions/s-1").status_code == 404
+
+
+def test_bad_session_ids_and_unknown_schedule(api: Api) -> None:
+    schedule_id = make_schedule(api)
+    assert put_session(api, schedule_id, "a b").status_code in (400, 404)
+    assert put_session(api, schedule_id, "x" * 129).status_code == 400
+    unknown = put_session(api, "00000000-0000-4000-8000-000000000000", "s-1")
+    assert unknown.status_code == 404
+
+
+def test_export_into_dedicated_calendar_and_never_imported_back(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    export(runtime, connection_id)
+    assert account.writer.created_calendars == []  # nothing to export yet: no calendar
+    put_session(api, schedule_id, "s-1")
+    put_session(api, schedule_id, "s-2", allDay=True, start="2026-12-05", end="2026-12-07")
+    put_session(api, schedule_id, "s-3", status="CANCELLED")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    assert account.accounts[EMAIL].calendars[calendar_id].name == "Bookings"
+    events = account.writer.exported(EMAIL, calendar_id)
+    assert len(events) == 2
+    assert any("DTSTART;VALUE=DATE:20261205" in r.ical for r in events.values())
+    assert any("DTSTART:20261203T090000Z" in r.ical for r in events.values())
+    # Import the dedicated calendar too: the exported sessions are not busy time.
+    body = {
+        "syncConfig": {
+            "listEventFromCalendars": {
+                "enabled": True,
+                "calendars": {"calendars": [{"id": "home"}, {"id": calendar_id}]},
+            }
+        }
+    }
+    response = api.patch(f"{EXT}/connections/{connection_id}/sync-config", body)
+    assert response.status_code == 200, response.text
+    export(runtime, connection_id)
+    titles = [e["title"] for e in api.get(f"{EXT}/events", params=WINDOW).json()["events"]]
+    assert titles == ["Dentist"]
+    # Nothing changed: nothing is written again.
+    before = list(account.writer.batches)
+    export(runtime, connection_id)
+    assert account.writer.batches == before
+
+
+def test_only_changed_sessions_are_rewritten_and_cancel_deletes(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    for n in range(3):
+        put_session(api, schedule_id, f"s-{n}")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    put_session(
+        api,
+        schedule_id,
+        "s-1",
+        title="Moved",
+        start="2026-12-04T10:00:00+01:00",
+        end="2026-12-04T11:00:00+01:00",
+    )
+    api.delete(f"/v1/schedules/{schedule_id}/sessions/s-2")
+    batches = len(account.writer.batches)
+    export(runtime, connection_id)
+    assert account.writer.batches[batches:] == [1]
+    events = account.writer.exported(EMAIL, calendar_id)
+    assert len(events) == 2
+    assert any("SUMMARY:Moved" in r.ical and "20261204T090000Z" in r.ical for r in events.values())
+
+
+def test_external_delete_and_edit_are_put_back(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1", title="Keep me")
+    put_session(api, schedule_id, "s-2", title="Do not move")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    export(runtime, connection_id)  # the edit watch starts from here
+    events = account.writer.exported(EMAIL, calendar_id)
+    deleted_key, moved_key = sorted(events, key=lambda k: "Keep me" not in events[k].ical)
+    account.delete(EMAIL, calendar_id, deleted_key)
+    moved = events[moved_key].ical.replace("20261203T090000Z", "20261210T090000Z")
+    account.put(EMAIL, calendar_id, moved_key, moved)
+    export(runtime, connection_id)
+    after = account.writer.exported(EMAIL, calendar_id)
+    assert set(after) == {deleted_key, moved_key}
+    assert "20261203T090000Z" in after[moved_key].ical
+    assert "SUMMARY:Keep me" in after[deleted_key].ical
+    with runtime.sessions() as session:
+        target = session.get(ExportTarget, connection_id)
+        assert target is not None and target.external_edits == 2
+
+
+class Crash(Exception):
+    pass
+
+
+def test_crash_between_write_and_commit_never_duplicates(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    for n in range(25):
+        put_session(api, schedule_id, f"s-{n:02d}")
+    writes: list[EventWrite] = []
+
+    def crash_on_the_twelfth(write: EventWrite) -> None:
+        writes.append(write)
+        if len(writes) == 12:
+            raise Crash("worker killed after the external write")
+
+    account.writer.after_write = crash_on_the_twelfth
+    with pytest.raises(Crash):
+        export(runtime, connection_id)
+    account.writer.after_write = None
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    events = account.writer.exported(EMAIL, calendar_id)
+    assert len(events) == 25
+    with runtime.sessions() as session:
+        rows = session.scalars(
+            select(ExportedEvent).where(ExportedEvent.connection_id == connection_id)
+        ).all()
+        assert len(rows) == 25 and all(r.external_id in events for r in rows)
+
+
+def test_burst_of_1000_sessions_is_batched_without_duplicates(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    for n in range(1000):
+        day, hour = divmod(n, 10)
+        start = f"2027-01-{1 + day % 28:02d}T{8 + hour:02d}:{(day // 28) * 10:02d}:00Z"
+        end = f"2027-01-{1 + day % 28:02d}T{8 + hour:02d}:{(day // 28) * 10 + 5:02d}:00Z"
+        assert put_session(api, schedule_id, f"b-{n}", start=start, end=end).status_code == 200
+    account.writer.rate_limit_next = 0
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    assert len(account.writer.exported(EMAIL, calendar_id)) == 1000
+    assert max(account.writer.batches) == account.writer.max_batch
+    assert sum(account.writer.batches) == 1000
+
+
+def test_rate_limit_backs_off_keeps_progress_and_finishes_later(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    for n in range(30):
+        put_session(api, schedule_id, f"s-{n:02d}")
+    export(runtime, connection_id)  # creates the calendar and everything
+    for n in range(30, 60):
+        put_session(api, schedule_id, f"s-{n:02d}")
+    account.writer.rate_limit_next = 3
+    with pytest.raises(SyncFailed):
+        export(runtime, connection_id)
+    row = connection_row(runtime, connection_id)
+    assert row.failure_count == 1 and row.status != "ERROR"
+    calendar_id = dedicated(runtime, connection_id)
+    assert 30 <= len(account.writer.exported(EMAIL, calendar_id)) < 60
+    export(runtime, connection_id)
+    assert len(account.writer.exported(EMAIL, calendar_id)) == 60
+
+
+def test_deleted_dedicated_calendar_is_reported_then_repaired_by_new_config(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    old = dedicated(runtime, connection_id)
+    del account.accounts[EMAIL].calendars[old]
+    put_session(api, schedule_id, "s-2")
+    export(runtime, connection_id)
+    connection = api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
+    assert connection["status"] == "ERROR"
+    assert connection["errorReason"] == "EXTERNAL_CALENDAR_DELETED"
+    export(runtime, connection_id)  # stays put: nothing is recreated behind the user's back
+    assert len(account.writer.created_calendars) == 1
+    body = {"syncConfig": {"syncToCalendar": {"enabled": True, "dedicatedCalendar": {}}}}
+    assert api.patch(f"{EXT}/connections/{connection_id}/sync-config", body).status_code == 200
+    export(runtime, connection_id)
+    new = dedicated(runtime, connection_id)
+    assert new != old and len(account.writer.exported(EMAIL, new)) == 2
+    connection = api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
+    assert connection["status"] == "SYNCED"
+
+
+def test_deleted_dedicated_calendar_recreated_when_configured(
+    make_runtime: Any, fake_provider: FakeProvider
+) -> None:
+    fake_provider.add_account(EMAIL, PASSWORD)
+    fake_provider.add_calendar(EMAIL, "home", "Home", primary=True)
+    rt = make_runtime(
+        adapter_factory=lambda _c: fake_provider, export_recreate_deleted_calendar=True
+    )
+    with TestClient(create_app(rt, worker=False)) as client:
+        api = Api(client, new_key(rt))
+        schedule_id, connection_id = setup_connection(api)
+        put_session(api, schedule_id, "s-1")
+        export(rt, connection_id)
+        old = dedicated(rt, connection_id)
+        del fake_provider.accounts[EMAIL].calendars[old]
+        put_session(api, schedule_id, "s-2")
+        export(rt, connection_id)
+        new = dedicated(rt, connection_id)
+        assert new != old and len(fake_provider.writer.exported(EMAIL, new)) == 2
+        connection = api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
+        assert connection["status"] == "SYNCED"
+
+
+def test_calendar_creation_failure_is_reported(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    account.writer.fail_calendar_creation = True
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    connection = api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
+    assert connection["status"] == "ERROR"
+    assert connection["errorReason"] == "EXTERNAL_CALENDAR_CREATION_FAILED"
+
+
+def test_turning_export_off_and_switching_target_remove_old_events(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    assert len(account.writer.exported(EMAIL, calendar_id)) == 1
+    body = {"syncConfig": {"syncToCalendar": {"enabled": False}}}
+    assert api.patch(f"{EXT}/connections/{connection_id}/sync-config", body).status_code == 200
+    export(runtime, connection_id)
+    assert account.writer.exported(EMAIL, calendar_id) == {}
+    body = {"syncConfig": {"syncToCalendar": {"enabled": True, "dedicatedCalendar": {}}}}
+    assert api.patch(f"{EXT}/connections/{connection_id}/sync-config", body).status_code == 200
+    export(runtime, connection_id)
+    assert dedicated(runtime, connection_id) == calendar_id  # the same calendar is reused
+    assert len(account.writer.exported(EMAIL, calendar_id)) == 1
+
+
+def wait_for(predicate: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_disconnect_removes_exported_events_and_our_empty_calendar(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    assert api.post(f"{EXT}/connections/{connection_id}/disconnect").status_code == 200
+    wait_for(lambda: calendar_id not in account.accounts[EMAIL].calendars)
+    with runtime.sessions() as session:
+        left = session.scalar(select(func.count()).select_from(ExportedEvent))
+        assert left == 0
+
+
+def test_disconnect_keeps_a_dedicated_calendar_holding_the_owners_events(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    account.put(
+        EMAIL,
+        calendar_id,
+        "/mine.ics",
+        ical("mine", "20261209T090000Z", "20261209T100000Z", "Mine"),
+    )
+    assert api.post(f"{EXT}/connections/{connection_id}/disconnect").status_code == 200
+    wait_for(lambda: account.writer.exported(EMAIL, calendar_id) == {})
+    time.sleep(0.2)
+    assert calendar_id in account.accounts[EMAIL].calendars
+    assert "/mine.ics" in account.accounts[EMAIL].calendars[calendar_id].resources
+
+
+def test_worker_exports_a_confirmed_session_within_five_seconds(
+    api_with_worker: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    api = api_with_worker
+    schedule_id, connection_id = setup_connection(api)
+    wait_for(lambda: connection_row(runtime, connection_id).status == "SYNCED")
+    started = time.monotonic()
+    put_session(api, schedule_id, "fast")
+
+    def exported() -> bool:
+        with runtime.sessions() as session:
+            target = session.get(ExportTarget, connection_id)
+            calendar_id = target.dedicated_calendar_id if target else None
+        return bool(calendar_id and account.writer.exported(EMAIL, calendar_id))
+
+    wait_for(exported, seconds=5)
+    assert time.monotonic() - started < 5
