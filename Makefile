@@ -1,8 +1,9 @@
-# calsync: `make run` serves on http://127.0.0.1:8000 (embedded SQLite); `make test` runs everything.
+# calsync: `make run` serves the demo on http://127.0.0.1:8000 (embedded SQLite); `make test` runs everything.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 JS_STAMP := tests/js/node_modules/.installed
 OIDC_STAMP := tests/peers/oidc/node_modules/.installed
 
@@ -24,10 +25,16 @@ $(OIDC_STAMP): tests/peers/oidc/package.json tests/peers/oidc/package-lock.json
 		cd tests/peers/oidc && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: the OAuth tests will be skipped"; fi
 
+# `make run` installs only what serving needs (calsync and the demo's Radicale): fast on a fresh machine.
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $(RUN_STAMP)
+
 install: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/calsync serve --host 127.0.0.1 --port 8000
+run: $(RUN_STAMP)
+	$(BIN)/calsync serve --demo --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -13,12 +13,15 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
+from calsync import cli_ops
 from calsync.domain import Permission
 from calsync.settings import Settings, get_settings
 
 app = typer.Typer(
     help="calsync connects booking-platform schedules to Google, Microsoft, iCloud and CalDAV "
-    "calendars, behind the External Calendar API v2.",
+    "calendars, behind the External Calendar API v2.\n\n"
+    "Start with 'calsync serve' (or 'calsync serve --demo'). Settings are CALSYNC_* "
+    "environment variables: 'calsync settings' lists them. Run any command with --help.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -28,6 +31,10 @@ keys_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="api-keys")
+app.add_typer(cli_ops.providers_app, name="providers")
+app.add_typer(cli_ops.connections_app, name="connections")
+app.command("sync")(cli_ops.sync_command)
+app.add_typer(cli_ops.encryption_app, name="keys")
 
 ConfigOption = Annotated[
     Path | None,

@@ -34,8 +34,19 @@ class SecretBox:
             raise ValueError("secret cannot be decrypted with the configured keys") from exc
 
     def rotate(self, token: bytes) -> bytes:
-        """Re-encrypt ``token`` under the current first key."""
-        return self._fernet.rotate(token)
+        """Re-encrypt ``token`` under the current first key; ValueError if no key reads it."""
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken as exc:
+            raise ValueError("secret cannot be decrypted with the configured keys") from exc
+
+    def is_current(self, token: bytes) -> bool:
+        """Whether ``token`` is encrypted under the first key (so rotation can skip it)."""
+        try:
+            Fernet(self._primary).decrypt(token)
+        except InvalidToken:
+            return False
+        return True
 
     def derive_key(self, purpose: str) -> bytes:
         """A key for another purpose (e.g. cursor signing), bound to the primary key."""
@@ -57,6 +68,36 @@ def _create_key_file(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(Fernet.generate_key().decode() + "\n")
+
+
+def key_file(settings: Settings) -> Path | None:
+    """The key file in use, or None when keys come from ``CALSYNC_ENCRYPTION_KEYS``."""
+    return None if settings.encryption_keys else settings.data_dir / KEY_FILE_NAME
+
+
+def prepend_new_key(path: Path) -> None:
+    """Put a fresh key first in the key file: it encrypts from now on, the others still
+    decrypt. The file is replaced atomically and keeps mode 0600."""
+    keys = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    _replace_key_file(path, [Fernet.generate_key().decode(), *keys])
+
+
+def drop_old_keys(path: Path) -> int:
+    """Keep only the first key of the key file; returns how many keys were removed."""
+    keys = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    _replace_key_file(path, keys[:1])
+    return len(keys) - 1
+
+
+def _replace_key_file(path: Path, keys: list[str]) -> None:
+    temporary = path.with_name(path.name + ".new")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(k + "\n" for k in keys))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def sign(key: bytes, payload: bytes) -> str:

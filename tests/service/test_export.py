@@ -229,6 +229,10 @@ def test_external_delete_and_edit_are_put_back(
     with runtime.sessions() as session:
         target = session.get(ExportTarget, connection_id)
         assert target is not None and target.external_edits == 2
+    report = api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]["export"]
+    assert report["target"] == "dedicated" and report["calendarId"] == calendar_id
+    assert report["exportedEvents"] == 2 and report["pendingWrites"] == 0
+    assert report["externalEditsRestored"] == 2 and report["calendarCreatedByCalsync"] is True
 
 
 class Crash(Exception):

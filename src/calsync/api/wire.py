@@ -12,6 +12,7 @@ from calsync.service.views import (
     ConnectionView,
     EventsPage,
     EventView,
+    ExportSyncView,
     ScheduleView,
     SyncReport,
 )
@@ -119,4 +120,18 @@ def sync_report(r: SyncReport) -> dict[str, Any]:
             }
             for c in r.calendars
         ],
+        "export": _export(r.export) if r.export is not None else None,
+    }
+
+
+def _export(e: ExportSyncView) -> dict[str, Any]:
+    return {
+        "target": e.target,
+        "calendarId": e.calendar_id,
+        "calendarCreatedByCalsync": e.calendar_created_by_calsync,
+        "exportedEvents": e.exported_events,
+        "pendingWrites": e.pending_writes,
+        "externalEditsRestored": e.external_edits_restored,
+        "lastExternalEdit": _time(e.last_external_edit_at),
+        "lastExport": _time(e.last_export_at),
     }

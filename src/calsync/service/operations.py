@@ -47,23 +47,32 @@ def list_connections(rt: Runtime, *, tenant_id: str | None = None) -> list[Opera
     query = select(Connection).order_by(Connection.tenant_id, Connection.created_at, Connection.id)
     if tenant_id is not None:
         query = query.where(Connection.tenant_id == tenant_id)
-    names = {p.id.lower(): p.name for p in rt.providers.all()}
     with rt.sessions() as session:
-        return [
-            OperatorConnection(
-                id=row.id,
-                tenant_id=row.tenant_id,
-                schedule_id=row.schedule_id,
-                provider_id=row.provider_id,
-                provider_name=names.get(row.provider_id.lower(), "(not configured)"),
-                external_account_email=row.external_account_email,
-                status=ConnectionStatus(row.status),
-                error_reason=ErrorReason(row.error_reason),
-                last_synced_at=row.last_synced_at,
-                last_error=row.last_error,
-            )
-            for row in session.scalars(query)
-        ]
+        return [_operator_view(rt, row) for row in session.scalars(query)]
+
+
+def _operator_view(rt: Runtime, row: Connection) -> OperatorConnection:
+    provider = next(
+        (p for p in rt.providers.all() if p.id.lower() == row.provider_id.lower()), None
+    )
+    return OperatorConnection(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        schedule_id=row.schedule_id,
+        provider_id=row.provider_id,
+        provider_name=provider.name if provider else "(not configured)",
+        external_account_email=row.external_account_email,
+        status=ConnectionStatus(row.status),
+        error_reason=ErrorReason(row.error_reason),
+        last_synced_at=row.last_synced_at,
+        last_error=row.last_error,
+    )
+
+
+def get_connection(rt: Runtime, *, connection_id: str) -> OperatorConnection | None:
+    with rt.sessions() as session:
+        row = session.get(Connection, connection_id)
+        return _operator_view(rt, row) if row is not None else None
 
 
 def syncable_connection_ids(rt: Runtime, *, tenant_id: str | None = None) -> list[str]:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, ErrorReason, Identity
 from calsync.service.connections import READ, load_connection
 from calsync.service.runtime import Runtime
-from calsync.service.views import CalendarSyncView, SyncReport
+from calsync.service.views import CalendarSyncView, ExportSyncView, SyncReport
 from calsync.store.db import transaction
-from calsync.store.models import ConnectionCalendar, EventInstance, EventResource
+from calsync.store.models import (
+    ConnectionCalendar,
+    EventInstance,
+    EventResource,
+    ExportedEvent,
+    ExportTarget,
+)
 
 
 def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncReport:
@@ -49,6 +56,7 @@ def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncR
             )
         ]
         active = row.status != ConnectionStatus.DISCONNECTED.value
+        export = _export_view(session, row.id)
         return SyncReport(
             connection_id=row.id,
             status=ConnectionStatus(row.status),
@@ -59,4 +67,30 @@ def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncR
             failure_count=row.failure_count,
             last_error=row.last_error,
             calendars=calendars,
+            export=export,
         )
+
+
+def _export_view(session: Session, connection_id: str) -> ExportSyncView | None:
+    target = session.get(ExportTarget, connection_id)
+    if target is None:
+        return None
+    counts = dict(
+        session.execute(
+            select(ExportedEvent.external_id.is_(None), func.count())
+            .where(ExportedEvent.connection_id == connection_id)
+            .group_by(ExportedEvent.external_id.is_(None))
+        ).all()
+    )
+    return ExportSyncView(
+        target=target.target,
+        calendar_id=target.calendar_id,
+        calendar_created_by_calsync=bool(
+            target.dedicated_created and target.calendar_id == target.dedicated_calendar_id
+        ),
+        exported_events=int(counts.get(False, 0)),
+        pending_writes=int(counts.get(True, 0)),
+        external_edits_restored=target.external_edits,
+        last_external_edit_at=target.last_external_edit_at,
+        last_export_at=target.exported_at,
+    )

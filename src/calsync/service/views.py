@@ -74,6 +74,20 @@ class CalendarSyncView:
 
 
 @dataclass(frozen=True)
+class ExportSyncView:
+    """Where a connection exports to and how it went."""
+
+    target: str | None
+    calendar_id: str | None
+    calendar_created_by_calsync: bool
+    exported_events: int
+    pending_writes: int
+    external_edits_restored: int
+    last_external_edit_at: datetime | None
+    last_export_at: datetime | None
+
+
+@dataclass(frozen=True)
 class SyncReport:
     """calsync's own view of a connection's sync health (``/v1/connections/{id}/sync``)."""
 
@@ -86,3 +100,4 @@ class SyncReport:
     failure_count: int
     last_error: str | None
     calendars: list[CalendarSyncView]
+    export: ExportSyncView | None = None

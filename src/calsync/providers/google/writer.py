@@ -176,7 +176,7 @@ class GoogleWriter:
         answers: list[Answer] = []
         for start in range(0, len(calls), self.max_batch):
             chunk = calls[start : start + self.max_batch]
-            if False:
+            if len(chunk) == 1:
                 call = chunk[0]
                 url = api.root + "/" + _quoted(call.path)
                 answers.append(_exchange(api, call.http_method, url, call.what, *_encoded(call)))
