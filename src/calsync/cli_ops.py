@@ -220,10 +220,11 @@ def sync_command(
 def _sync_all(rt: Runtime, ids: list[str]) -> list[tuple[str, str]]:
     """Sync each connection in turn, with a progress bar on a terminal and a line per
     connection otherwise; returns (id, reason) of each failure."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     failures: list[tuple[str, str]] = []
-    if not sys.stdout.isatty():
+    if not on_terminal():
         for cid in ids:
             reason = _sync_one(rt, cid)
             typer.echo(f"{'failed' if reason else 'ok'} {cid}")
@@ -231,7 +232,8 @@ def _sync_all(rt: Runtime, ids: list[str]) -> list[tuple[str, str]]:
                 failures.append((cid, reason))
         return failures
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, transient=False) as progress:
+    console = Console(file=sys.stdout, force_terminal=True)
+    with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("syncing", total=len(ids))
         for cid in ids:
             reason = _sync_one(rt, cid)
@@ -239,6 +241,10 @@ def _sync_all(rt: Runtime, ids: list[str]) -> list[tuple[str, str]]:
                 failures.append((cid, reason))
             progress.update(task, advance=1, description=f"syncing ({len(failures)} failed)")
     return failures
+
+
+def on_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 def _sync_one(rt: Runtime, connection_id: str) -> str | None:

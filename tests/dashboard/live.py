@@ -105,3 +105,9 @@ def tab_to(page: Any, wanted: str, *, limit: int = 40) -> dict[str, str]:
         if wanted in (now["text"], now["label"], now["id"]) or wanted in now["text"]:
             return now
     raise AssertionError(f"{wanted!r} was not reached with Tab; focus is on {focused(page)}")
+
+
+def press_and_load(page: Any, key: str = "Enter") -> None:
+    """Press ``key`` on a link or submit control and wait for the page it leads to."""
+    with page.expect_navigation():
+        page.keyboard.press(key)

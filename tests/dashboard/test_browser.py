@@ -22,7 +22,15 @@ from calsync.service import sessions
 from calsync.service.runtime import Runtime
 from tests.conftest import TENANT, random_guid
 from tests.dashboard.helpers import add_schedule
-from tests.dashboard.live import chromium, focused, free_port, screenshot, serving, tab_to
+from tests.dashboard.live import (
+    chromium,
+    focused,
+    free_port,
+    press_and_load,
+    screenshot,
+    serving,
+    tab_to,
+)
 from tests.peers.dav_servers import DavServer, make_calendar, put_event
 from tests.peers.fixtures import DAV_USERS, unique_name
 
@@ -254,7 +262,7 @@ def test_the_main_flow_by_keyboard_only(site: Site, browser: Any) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(issue_signin_link(site.rt, TENANT))
     assert focused(page)["text"] == "Continue to the dashboard"  # autofocus
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.get_by_role("heading", name="Schedules").wait_for()
 
     # The skip link comes first and moves focus to the content.
@@ -267,20 +275,20 @@ def test_the_main_flow_by_keyboard_only(site: Site, browser: Any) -> None:
 
     link = tab_to(page, "Ada Lovelace")
     assert link["tag"] == "A" and link["outline"] != "none"
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.get_by_role("heading", name="Connected calendars").wait_for()
     tab_to(page, f"Connect {PROVIDER_NAME}")
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.get_by_label("E-mail or user name").wait_for()
     assert focused(page)["id"] == "email"
     page.keyboard.type(USER)
     page.keyboard.press("Tab")
     page.keyboard.type("wrong")
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.locator("#password-error").wait_for()
     assert focused(page)["id"] == "password"  # focus lands on the field to correct
     page.keyboard.type(PASSWORD)
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.get_by_text("Connected. Now choose which calendars block time.").wait_for()
 
     radio = tab_to(page, "The primary calendar")  # the checked radio of the group
@@ -290,17 +298,17 @@ def test_the_main_flow_by_keyboard_only(site: Site, browser: Any) -> None:
     tab_to(page, site.calendar_name)
     page.keyboard.press("Space")
     tab_to(page, "Save")
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.get_by_text("Saved.").wait_for()
     assert page.get_by_label(site.calendar_name).is_checked()
 
     tab_to(page, "Schedule")
-    page.keyboard.press("Enter")
+    press_and_load(page)
     tab_to(page, "Week view")
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.get_by_role("link", name="Next week").wait_for()
     tab_to(page, "Next week")
-    page.keyboard.press("Enter")
+    press_and_load(page)
     _check_week(page, site)
     region = tab_to(page, "Week of")
     assert region["outline"] != "none"
@@ -308,10 +316,10 @@ def test_the_main_flow_by_keyboard_only(site: Site, browser: Any) -> None:
 
     page.goto(f"{site.url}/dashboard/schedules/{site.schedule_id}")
     tab_to(page, "Disconnect")
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.get_by_role("button", name="Yes, disconnect").wait_for()
     assert focused(page)["text"] == "No, keep it"  # the safe choice has focus
     page.keyboard.press("Shift+Tab")
     assert focused(page)["text"] == "Yes, disconnect"
-    page.keyboard.press("Enter")
+    press_and_load(page)
     page.get_by_text("The calendar account was disconnected.").wait_for()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,13 +22,14 @@ from sqlalchemy import func, select
 from calsync.domain import Identity, IdentityType, Permission
 from calsync.providers.base import OAuthTokens
 from calsync.providers.microsoft.adapter import GraphCalendarProvider
+from calsync.providers.microsoft.convert import EXPORT_PROPERTY_ID
 from calsync.providers.registry import MICROSOFT_PROVIDER_ID, ProviderConfig
-from calsync.service import schedules
+from calsync.service import schedules, sessions
 from calsync.service.accounts import seal_tokens
 from calsync.service.connect import upsert_connection
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
-from calsync.store.models import Connection, EventInstance
+from calsync.store.models import Connection, EventInstance, ExportedEvent
 from tests.conftest import random_guid
 from tests.peers.graph_fake import GraphFake, start_graph_fake
 
@@ -283,3 +285,87 @@ def test_worker_survives_postgres_restart(
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
+
+
+def exported_events(graph: GraphFake, email: str, calendar_id: str) -> list[dict[str, Any]]:
+    calendar = graph.account(email).calendars[calendar_id]
+    return [
+        e
+        for e in calendar.events.values()
+        if any(
+            p.get("id", "").casefold() == EXPORT_PROPERTY_ID.casefold()
+            for p in e.get("singleValueExtendedProperties") or []
+        )
+    ]
+
+
+def test_worker_killed_between_export_write_and_commit_never_duplicates(
+    make_runtime: Callable[..., Runtime], graph: GraphFake, tmp_path: Path
+) -> None:
+    """Graph assigns event ids, so this is the hardest case: the worker is SIGKILLed while
+    Graph holds the answer of a $batch of creates it has already carried out."""
+    rt = make_runtime(extra_toml=provider_toml(graph))
+    box = add_mailbox(rt, graph, events=0)
+    with rt.sessions() as session:
+        schedule_id = session.get(Connection, box.connection_id).schedule_id  # type: ignore[union-attr]
+    for n in range(30):
+        sessions.put_session(
+            rt,
+            identity=ADMIN,
+            schedule_id=schedule_id,
+            session_id=f"s-{n:02d}",
+            data=sessions.SessionInput(
+                title=f"Session {n}",
+                status="CONFIRMED",
+                start=BASE + timedelta(hours=n),
+                end=BASE + timedelta(hours=n, minutes=45),
+            ),
+        )
+    env = worker_env(rt, tmp_path, CALSYNC_LEASE_SECONDS="2")
+    log = tmp_path / "worker.log"
+    graph.answer_delay_after_write = 30.0
+    worker = start_worker(env, log)
+    try:
+        wait_for(
+            lambda: len(exported_events(graph, box.email, box.calendar_id)) > 0,
+            30,
+            "the worker to write the first batch",
+        )
+        time.sleep(0.3)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        graph.answer_delay_after_write = 0.0
+    written = len(exported_events(graph, box.email, box.calendar_id))
+    with rt.sessions() as session:
+        unconfirmed = session.scalar(
+            select(func.count())
+            .select_from(ExportedEvent)
+            .where(ExportedEvent.external_id.is_(None))
+        )
+    assert written > 0 and unconfirmed == written  # written out there, not recorded here
+    survivor = start_worker(env, log)
+    try:
+        wait_for(
+            lambda: (
+                len(exported_events(graph, box.email, box.calendar_id)) == 30
+                and _all_recorded(rt, 30)
+            ),
+            60,
+            "the next worker to finish the export",
+        )
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        survivor.wait(30)
+    subjects = sorted(e["subject"] for e in exported_events(graph, box.email, box.calendar_id))
+    assert subjects == sorted(f"Session {n}" for n in range(30))  # exactly one per session
+
+
+def _all_recorded(rt: Runtime, count: int) -> bool:
+    with rt.sessions() as session:
+        recorded = session.scalar(
+            select(func.count())
+            .select_from(ExportedEvent)
+            .where(ExportedEvent.external_id.is_not(None))
+        )
+    return recorded == count

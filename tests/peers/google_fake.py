@@ -16,10 +16,11 @@ published formats and says no where Google would:
 Served: ``calendarList.list``, ``calendarList.get``, ``calendars.get``, ``events.list``,
 ``events.get``, ``events.watch`` and ``channels.stop``, and the writes below (JSON request
 bodies are checked against the discovery schema too: unknown properties, wrong types and a
-non-JSON content type are violations). Other documented methods answer 501 and are noted in ``unimplemented`` (not a violation: the request
-was valid, the fake just cannot serve it). ``events.list`` supports ``singleEvents`` (recurring
-events expanded into instances ``<id>_<YYYYMMDDTHHMMSSZ>`` / ``<id>_<YYYYMMDD>``, with
-exceptions and EXDATE), ``timeMin``/``timeMax``, ``showDeleted``, ``orderBy``, ``iCalUID``,
+non-JSON content type are violations). Other documented methods answer 501 and are noted in
+``unimplemented`` (not a violation: the request was valid, the fake just cannot serve it).
+``events.list`` supports ``singleEvents`` (recurring events expanded into instances
+``<id>_<YYYYMMDDTHHMMSSZ>`` / ``<id>_<YYYYMMDD>``, with exceptions and EXDATE),
+``timeMin``/``timeMax``, ``showDeleted``, ``orderBy``, ``iCalUID``,
 ``private``/``sharedExtendedProperty``, ``eventTypes``, paging (``maxResults``, ``pageToken``;
 ``page_size`` caps pages further) and incremental sync: every mutation gets a sequence number,
 ``nextSyncToken`` encodes it and a ``syncToken`` read returns what changed since, deletions as

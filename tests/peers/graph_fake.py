@@ -383,6 +383,9 @@ class GraphFake:
         self.requests: list[LoggedRequest] = []
         self.concurrency_limit = 4
         self.response_delay = 0.0
+        # Seconds to hold the answer of a write after carrying it out (a client killed then
+        # has written without learning the result).
+        self.answer_delay_after_write = 0.0
         self.partial_occurrences_in_delta = False
         self.link_base: str | None = None
         self.api_url = ""
@@ -715,6 +718,8 @@ class GraphFake:
             else:
                 with self._lock:
                     response = self._dispatch(request, email, logged.body)
+            if self.answer_delay_after_write and request.method in ("POST", "PATCH", "DELETE"):
+                await asyncio.sleep(self.answer_delay_after_write)
             if late is not None:
                 raise late.error()
         except GraphError as exc:

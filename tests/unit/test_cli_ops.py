@@ -187,7 +187,7 @@ def test_sync_shows_a_progress_bar_on_a_terminal(
     cli: Callable[..., Any], api: Api, account: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     connection_id = connect(api, make_schedule(api))["connection"]["id"]
-    monkeypatch.setattr(cli_ops.sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(cli_ops, "on_terminal", lambda: True)
     result = cli("sync", "--all")
     assert result.exit_code == 0, result.output
     assert "1/1" in result.stdout and "syncing" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,11 @@ from calsync.errors import FieldViolation, InvalidArgument
 from calsync.service.auth import authenticate_cached
 from calsync.service.runtime import Runtime
 
+try:  # a fast encoder when installed; the standard library's gives the same bytes
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None  # type: ignore[assignment]
+
 MAX_BODY_BYTES = 256 * 1024
 
 
@@ -26,9 +32,26 @@ class Call:
     body: bytes
 
 
+def encode_json(content: Any) -> bytes:
+    """Compact UTF-8 JSON, as Starlette's ``JSONResponse`` writes it."""
+    if orjson is not None:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+class EncodedJSON(JSONResponse):
+    """A JSON response whose body may already be encoded (by ``serve``'s worker thread)."""
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else encode_json(content)
+
+
 async def serve(request: Request, work: Callable[[Call], dict[str, Any]]) -> JSONResponse:
-    """Authenticate the caller, then run ``work`` in a worker thread; errors propagate to the
-    handlers of ``api.errors``."""
+    """Authenticate the caller (through the key cache of ``service.auth``), then run ``work``
+    and encode its answer in a worker thread; errors propagate to the handlers of
+    ``api.errors``."""
     rt: Runtime = request.app.state.runtime
     body = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
     if len(body) > MAX_BODY_BYTES:
@@ -37,8 +60,8 @@ async def serve(request: Request, work: Callable[[Call], dict[str, Any]]) -> JSO
     authorization = request.headers.get("authorization")
     site_id = request.headers.get("wix-site-id")
 
-    def run() -> dict[str, Any]:
+    def run() -> bytes:
         identity = authenticate_cached(rt.sessions, authorization, site_id)
-        return work(Call(rt=rt, identity=identity, query=query, body=body))
+        return encode_json(work(Call(rt=rt, identity=identity, query=query, body=body)))
 
-    return JSONResponse(await run_in_threadpool(run))
+    return EncodedJSON(await run_in_threadpool(run))

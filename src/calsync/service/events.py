@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache, partial
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection as DbConnection
 from sqlalchemy import Select, and_, bindparam, select, tuple_
@@ -51,29 +51,8 @@ _PAGE_COLUMNS = (
 )
 
 
-class _Instance(Protocol):
-    """What rendering reads of an instance: a page row or a live (unsaved) EventInstance."""
-
-    @property
-    def start_ms(self) -> int: ...
-    @property
-    def end_ms(self) -> int: ...
-    @property
-    def schedule_id(self) -> str: ...
-    @property
-    def connection_id(self) -> str: ...
-    @property
-    def calendar_id(self) -> str: ...
-    @property
-    def instance_key(self) -> str: ...
-    @property
-    def all_day(self) -> bool: ...
-    @property
-    def start_date(self) -> str | None: ...
-    @property
-    def end_date(self) -> str | None: ...
-    @property
-    def title(self) -> str: ...
+# A page row: the sort key's six columns, then all_day, start_date, end_date, title.
+PageRow = tuple[int, int, str, str, str, str, bool, str | None, str | None, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +90,7 @@ def list_events(
     """
     require_any(identity, Permission.READ_EVENTS)
     live = outside_horizon(rt, query)
-    rows: Sequence[_Instance] = []
+    rows: Sequence[PageRow] = []
     with rt.engine.connect() as db:
         connections = _contributing(db, identity.tenant_id, query)
         failed, stale = _classify(rt, connections)
@@ -123,7 +102,8 @@ def list_events(
     failed_ids = _raise_if_failed(connections, failed, query)
     readable = [c for c in connections if c.id not in failed]
     if live:
-        rows, live_failed = live_rows(rt, _entities(rt, readable), query, limit)
+        found, live_failed = live_rows(rt, _entities(rt, readable), query, limit)
+        rows = [_as_row(r) for r in found]
         if live_failed:
             failed.update(live_failed)
             failed_ids = _raise_if_failed(connections, failed, query)
@@ -134,13 +114,18 @@ def list_events(
     events = _render(rt, identity, readable, rows[:limit], query.own_pi)
     next_cursor = None
     if len(rows) > limit:
+        last = rows[limit - 1]
         next_cursor = cursors.encode(
             rt.cursor_key,
             identity.tenant_id,
-            cursors.continue_after(query, sort_key(rows[limit - 1])),  # type: ignore[arg-type]
+            cursors.continue_after(query, (last[0], last[1], last[2], last[3], last[4], last[5])),
             rt.settings.cursor_ttl_seconds,
         )
     return EventsPage(events=events, next_cursor=next_cursor, failed_provider_ids=failed_ids)
+
+
+def _as_row(r: EventInstance) -> PageRow:
+    return (*sort_key(r), r.all_day, r.start_date, r.end_date, r.title)
 
 
 def _raise_if_failed(
@@ -320,7 +305,7 @@ def _page_statement(bounded: bool, all_day: bool, after: bool) -> Select[*tuple[
 
 def _page(
     db: DbConnection, connections: list[Contributor], query: cursors.EventQuery, limit: int
-) -> Sequence[_Instance]:
+) -> Sequence[PageRow]:
     """Up to ``limit + 1`` stored instances after ``query.after``, in sort order."""
     if not connections:
         return []
@@ -341,20 +326,20 @@ def _page(
     if query.after is not None:
         params.update({f"after{i}": v for i, v in enumerate(query.after)})
     stmt = _page_statement(lower is not None, query.all_day is not None, query.after is not None)
-    return list(db.execute(stmt, params))
+    return db.execute(stmt, params).all()
 
 
 def _render(
     rt: Runtime,
     identity: Identity,
     connections: list[Contributor],
-    rows: Sequence[_Instance],
+    rows: Sequence[PageRow],
     own_pi: bool,
 ) -> list[EventView]:
     if not rows:
         return []
     schedules = {c.schedule_id: c.schedule for c in connections}
-    missing = {r.schedule_id for r in rows} - schedules.keys()
+    missing = {r[2] for r in rows} - schedules.keys()
     if missing:  # an instance filed under another schedule than its connection's
         schedules.update(_schedules(rt, identity.tenant_id, missing))
     read_all = identity.has(Permission.READ_ALL_CONNECTIONS)
@@ -372,27 +357,26 @@ def _render(
     by_id = {}
     for c in connections:
         provider = rt.providers.get(c.provider_id)
-        by_id[c.id] = (provider.calendar_type if provider else CalendarType.UNDEFINED, c)
+        calendar_type = provider.calendar_type if provider else CalendarType.UNDEFINED
+        by_id[c.id] = (calendar_type, c.calendar_names)
     events = []
-    for r in rows:
-        owner, pi, time_zone, owner_name = per_schedule[r.schedule_id]
-        calendar_type, connection = by_id[r.connection_id]
-        if r.all_day and r.start_date and r.end_date:
-            start, end = (
-                _local_midnight(r.start_date, time_zone),
-                _local_midnight(r.end_date, time_zone),
-            )
+    for start_ms, end_ms, sid, cid, calendar_id, _key, all_day, start_date, end_date, title in rows:
+        owner, pi, time_zone, owner_name = per_schedule[sid]
+        calendar_type, names = by_id[cid]
+        if all_day and start_date and end_date:
+            start = _local_midnight(start_date, time_zone)
+            end = _local_midnight(end_date, time_zone)
         else:
-            start, end = _utc(r.start_ms), _utc(r.end_ms)
+            start, end = _utc(start_ms), _utc(end_ms)
         events.append(
             EventView(
-                schedule_id=r.schedule_id,
+                schedule_id=sid,
                 calendar_type=calendar_type,
-                calendar_name=connection.calendar_names.get(r.calendar_id, "") if pi else None,
-                title=r.title if pi else None,
+                calendar_name=names.get(calendar_id, "") if pi else None,
+                title=title if pi else None,
                 start=start,
                 end=end,
-                all_day=r.all_day,
+                all_day=all_day,
                 schedule_owner_id=owner,
                 schedule_owner_name=owner_name,
             )

@@ -140,7 +140,7 @@ class GoogleWriter:
                         results[index] = outcome
         for index in steps:
             uid = writes[index].event.uid
-            results[index] = ProviderError(f"event {uid!r}: Google answered it exists and not")
+            results[index] = ProviderError(f"event {uid!r}: Google said it exists, then not")
         return _checked([r for r in results if r is not None])
 
     def delete_events(
@@ -237,7 +237,10 @@ def _put_outcome(step: str, answer: Answer, what: str) -> WrittenEvent | Provide
         return answer
     code = answer.status_code
     if code == 200:
-        return _written(answer, what)
+        try:
+            return _written(answer, what)
+        except ProviderError as exc:  # an unreadable answer fails its item only
+            return exc
     if step == _INSERT and code == 409:
         return _REPLACE  # written before (maybe deleted since): replace / restore it
     if step == _UPDATE and code in _GONE:
