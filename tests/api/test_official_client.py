@@ -370,6 +370,27 @@ def _register_schedule(server: CalsyncServer, key: str, schedule_id: str, owner_
     assert response.is_success, f"PUT /v1/schedules -> {response.status_code}: {response.text}"
 
 
+SESSION_TITLE = "Booked through the platform"
+
+
+def _put_session(
+    server: CalsyncServer, key: str, schedule_id: str, session_id: str, start: dt.datetime
+) -> None:
+    body = {
+        "title": SESSION_TITLE,
+        "start": start.isoformat(),
+        "end": (start + dt.timedelta(hours=1)).isoformat(),
+        "status": "CONFIRMED",
+    }
+    with httpx.Client(verify=server.ssl_context(), timeout=30.0) as http:
+        response = http.put(
+            f"{server.url}/v1/schedules/{schedule_id}/sessions/{session_id}",
+            json=body,
+            headers={"Authorization": key},
+        )
+    assert response.is_success, f"PUT session -> {response.status_code}: {response.text}"
+
+
 def _create_api_key(server: CalsyncServer, tenant: str) -> str:
     stdout = server.cli("api-keys", "create", "--tenant", tenant, "--json")
     decoder = json.JSONDecoder()
@@ -411,6 +432,8 @@ def test_official_client_drives_all_nine_methods(
 
     key = _create_api_key(calsync_server, tenant)
     _register_schedule(calsync_server, key, schedule_id, owner_id)
+    session_start = expected[0].start.astimezone(UTC) + dt.timedelta(days=2)
+    _put_session(calsync_server, key, schedule_id, "js-session-1", session_start)
 
     window_from = dt.datetime.combine(
         expected[0].start.astimezone(UTC).date() - dt.timedelta(days=1), dt.time(), UTC
@@ -432,6 +455,7 @@ def test_official_client_drives_all_nine_methods(
         EVENTS_PAGE_LIMIT=str(PAGE_LIMIT),
         EVENTS_MIN_COUNT=str(len(expected)),
         EVENTS_SETTLE_SECONDS=str(LIST_EVENTS_SETTLE_SECONDS),
+        EXPORT_MIN_COUNT="1",
     )
     completed = subprocess.run(
         [str(node_harness), str(SCRIPT)],
@@ -554,6 +578,16 @@ def test_official_client_drives_all_nine_methods(
         if e.get("calendarName") in ours
     ]
     assert got == expected
+
+    assert all(e.get("title") != SESSION_TITLE for e in events), "an export was imported back"
+
+    # Update Sync Config: the client turns export into a dedicated calendar on; the worker
+    # writes the session there (calsync's own sync report tells).
+    export_config = result("updateSyncConfigExport")["connection"]["syncConfig"]["syncToCalendar"]
+    assert export_config["enabled"] is True and "dedicatedCalendar" in export_config
+    export = result("exportReport")["sync"]["export"]
+    assert export["target"] == "dedicated" and export["exportedEvents"] == 1, export
+    assert export["calendarCreatedByCalsync"] is True
 
     # Connect By OAuth on a credentials-only provider; wrong CalDAV password.
     oauth = error("connectByOAuth")

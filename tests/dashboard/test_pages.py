@@ -17,6 +17,7 @@ from calsync.api.app import create_app
 from calsync.dashboard.signin import admin_identity
 from calsync.dashboard.week_grid import monday_of
 from calsync.domain import ConnectionStatus, ErrorReason
+from calsync.providers.registry import ICLOUD_PROVIDER_ID
 from calsync.service import sessions
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
@@ -299,3 +300,13 @@ def test_connect_by_oauth_starts_at_the_provider_and_returns_to_the_dashboard(
             )
         back = client.get(f"/dashboard/schedules/{schedule_id}?error=reject")
         assert "The connection was cancelled at the provider" in back.text
+
+
+def test_icloud_explains_app_specific_passwords(world: World) -> None:
+    sign_in_with_link(world.client, world.rt)
+    page = world.client.get(f"/dashboard/schedules/{world.schedule_a}")
+    assert f"/connect/{ICLOUD_PROVIDER_ID}" in page.text
+    form = world.client.get(f"/dashboard/schedules/{world.schedule_a}/connect/{ICLOUD_PROVIDER_ID}")
+    assert "app-specific password" in form.text
+    assert 'href="https://appleid.apple.com"' in form.text
+    assert '<label for="password">App-specific password</label>' in form.text

@@ -22,6 +22,9 @@
 //   EVENTS_MIN_COUNT, EVENTS_SETTLE_SECONDS   if set, repeat the whole paged List Events
 //                             traversal until it yields >= EVENTS_MIN_COUNT events or the
 //                             settle time is used up (default 0: one traversal only)
+//   EXPORT_MIN_COUNT          if set, turn export into a dedicated calendar on with
+//                             updateSyncConfig and wait (calsync's /v1 sync report) until that
+//                             many sessions are exported
 // TLS: point NODE_EXTRA_CA_CERTS at the server's self-signed certificate (SAN IP:127.0.0.1).
 
 import { createClient, ApiKeyStrategy } from '@wix/sdk';
@@ -53,6 +56,7 @@ const eventsTo = env.EVENTS_TO || new Date(now + 35 * 86400 * 1000).toISOString(
 const pageLimit = Number(env.EVENTS_PAGE_LIMIT || 2);
 const minCount = Number(env.EVENTS_MIN_COUNT || 0);
 const settleMs = Number(env.EVENTS_SETTLE_SECONDS || 0) * 1000;
+const exportMinCount = Number(env.EXPORT_MIN_COUNT || 0);
 
 const client = createClient({
   host: { apiBaseUrl: env.CALSYNC_API_BASE },
@@ -116,6 +120,21 @@ async function listAllEvents() {
   throw new Error(`more than ${MAX_PAGES} pages of events`);
 }
 
+// calsync's own /v1 sync report (not part of the official client): wait until the worker has
+// exported at least EXPORT_MIN_COUNT sessions into the external calendar.
+async function waitForExport(connectionId) {
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const response = await fetch(`https://${env.CALSYNC_API_BASE}/v1/connections/${connectionId}/sync`, {
+      headers: { Authorization: env.CALSYNC_API_KEY },
+    });
+    const body = await response.json();
+    const exported = body?.sync?.export?.exportedEvents ?? 0;
+    if (exported >= exportMinCount || Date.now() > deadline) return body;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 async function main() {
   await step('listProviders', 'ok', () => ec.listProviders());
 
@@ -135,6 +154,7 @@ async function main() {
   await step('updateSyncConfig', 'ok', () =>
     ec.updateSyncConfig(connectionId, {
       listEventFromCalendars: { enabled: true, calendars: { calendars } },
+      syncToCalendar: { enabled: false },
     }),
   );
 
@@ -149,6 +169,15 @@ async function main() {
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   });
+
+  if (exportMinCount > 0) {
+    await step('updateSyncConfigExport', 'ok', () =>
+      ec.updateSyncConfig(connectionId, {
+        syncToCalendar: { enabled: true, dedicatedCalendar: {} },
+      }),
+    );
+    await step('exportReport', 'ok', () => waitForExport(connectionId));
+  }
 
   await step('connectByOAuth', 'error', () =>
     ec.connectByOAuth(providerId, scheduleId, env.REDIRECT_URL),

@@ -101,6 +101,11 @@ def list_events(
         failed.update(_freshen(rt, stale))
     failed_ids = _raise_if_failed(connections, failed, query)
     readable = [c for c in connections if c.id not in failed]
+    if stale:
+        with rt.engine.connect() as db:
+            _refresh(connections, _contributing(db, identity.tenant_id, query))
+            if not live:
+                rows = _page(db, readable, query, limit)
     if live:
         found, live_failed = live_rows(rt, _entities(rt, readable), query, limit)
         rows = [_as_row(r) for r in found]
@@ -108,9 +113,6 @@ def list_events(
             failed.update(live_failed)
             failed_ids = _raise_if_failed(connections, failed, query)
             readable = [c for c in readable if c.id not in failed]
-    elif stale:
-        with rt.engine.connect() as db:
-            rows = _page(db, readable, query, limit)
     events = _render(rt, identity, readable, rows[:limit], query.own_pi)
     next_cursor = None
     if len(rows) > limit:
@@ -122,6 +124,14 @@ def list_events(
             rt.settings.cursor_ttl_seconds,
         )
     return EventsPage(events=events, next_cursor=next_cursor, failed_provider_ids=failed_ids)
+
+
+def _refresh(connections: list[Contributor], reread: list[Contributor]) -> None:
+    """Take the calendar names and schedules as they are after a sync (it may add calendars)."""
+    fresh = {c.id: c for c in reread}
+    for c in connections:
+        if c.id in fresh:
+            c.calendar_names, c.schedule = fresh[c.id].calendar_names, fresh[c.id].schedule
 
 
 def _as_row(r: EventInstance) -> PageRow:
