@@ -29,7 +29,7 @@ from calsync.providers.base import (
     WrittenEvent,
 )
 from calsync.providers.caldav import CalDavProvider
-from calsync.providers.caldav.writer import CalDavWriter
+from calsync.providers.caldav.writer import EXPORT_CALENDAR_PREFIX, CalDavWriter
 from tests.peers import dav_servers as peers
 
 USER = "bob"
@@ -400,3 +400,17 @@ def test_delete_412_of_an_event_already_gone_is_not_an_error() -> None:
     deletes = [EventDelete("/home/work/a.ics", '"old"'), EventDelete("/home/work/b.ics", '"old"')]
     gone, changed = _writer(handler).delete_events(ACCOUNT, "work", deletes)
     assert gone is None and isinstance(changed, StaleEvent)
+
+
+def test_calendars_calsync_created_never_become_primary() -> None:
+    from calsync.providers.base import ExternalCalendar
+    from calsync.providers.caldav.adapter import _order_calendars
+
+    def cal(calendar_id: str) -> tuple[ExternalCalendar, str]:
+        return ExternalCalendar(calendar_id, calendar_id), f"/home/{calendar_id}"
+
+    created = cal(EXPORT_CALENDAR_PREFIX + "0000")
+    ordered = _order_calendars([cal("work"), created, cal("personal")], None)
+    assert [c.id for c in ordered if c.is_primary] == ["personal"]
+    only = _order_calendars([created], None)
+    assert only[0].is_primary  # the account has nothing else

@@ -131,6 +131,16 @@ SYNC_REPORT_EXAMPLE = {
             "storedInstances": 137,
         }
     ],
+    "export": {
+        "target": "dedicated",
+        "calendarId": "calsync-bookings",
+        "calendarCreatedByCalsync": True,
+        "exportedEvents": 12,
+        "pendingWrites": 0,
+        "externalEditsRestored": 1,
+        "lastExternalEdit": "2024-04-30T17:12:00.000Z",
+        "lastExport": "2024-05-01T08:55:02.000Z",
+    },
 }
 
 SESSION_EXAMPLE = {
@@ -436,8 +446,39 @@ SCHEMAS: dict[str, Schema] = {
                     ["id", "name", "lastSync", "storedObjects", "storedInstances"],
                 ),
             },
+            "export": {
+                "description": "Where sessions are exported and how it went; null before the "
+                "first export run.",
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "target": {"enum": ["primary", "dedicated", None]},
+                            "calendarId": {"type": ["string", "null"]},
+                            "calendarCreatedByCalsync": {"type": "boolean"},
+                            "exportedEvents": {"type": "integer", "minimum": 0},
+                            "pendingWrites": {"type": "integer", "minimum": 0},
+                            "externalEditsRestored": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "description": "Exported events the account owner edited, "
+                                "set back to the session.",
+                            },
+                            "lastExternalEdit": {**RFC3339, "type": ["string", "null"]},
+                            "lastExport": {**RFC3339, "type": ["string", "null"]},
+                        },
+                        [
+                            "target",
+                            "calendarId",
+                            "calendarCreatedByCalsync",
+                            "exportedEvents",
+                            "pendingWrites",
+                        ],
+                    ),
+                ],
+            },
         },
-        ["connectionId", "status", "errorReason", "consecutiveFailures", "calendars"],
+        ["connectionId", "status", "errorReason", "consecutiveFailures", "calendars", "export"],
         examples=[SYNC_REPORT_EXAMPLE],
     ),
 }

@@ -30,7 +30,7 @@ from calsync.providers.base import (
 )
 from calsync.providers.caldav import dav
 from calsync.providers.caldav.dav import DavClient, DavResponse, canonical_path
-from calsync.providers.caldav.writer import CalDavWriter
+from calsync.providers.caldav.writer import EXPORT_CALENDAR_PREFIX, CalDavWriter
 from calsync.providers.http import borrowed
 
 SYNC_PREFIX = "sync:"
@@ -369,10 +369,15 @@ def _is_event_calendar(response: DavResponse) -> bool:
 def _order_calendars(
     calendars: list[tuple[ExternalCalendar, str]], default_path: str | None
 ) -> list[ExternalCalendar]:
-    """The schedule-default calendar (else the first by id) first, the rest by name then id."""
+    """The schedule-default calendar (else the first by id) first, the rest by name then id.
+
+    Calendars calsync created for exported sessions (ids ``calsync-…``) come last in the
+    fallback, so creating one never changes which calendar counts as primary."""
     if not calendars:
         return []
-    by_id = sorted(calendars, key=lambda item: item[0].id)
+    by_id = sorted(
+        calendars, key=lambda item: (item[0].id.startswith(EXPORT_CALENDAR_PREFIX), item[0].id)
+    )
     primary = next((c for c, path in by_id if path == default_path), by_id[0][0])
     rest = sorted(
         (c for c, _ in calendars if c is not primary), key=lambda c: (c.name.casefold(), c.id)

@@ -41,6 +41,8 @@ from calsync.providers.base import (
 from calsync.providers.caldav import dav
 from calsync.providers.caldav.dav import DavClient, canonical_path, safe_url
 
+EXPORT_CALENDAR_PREFIX = "calsync-"  # id prefix of the calendars calsync creates for export
+
 if TYPE_CHECKING:
     from calsync.providers.caldav.adapter import CalDavProvider
 
@@ -64,10 +66,11 @@ class CalDavWriter:
     # --- calendars -----------------------------------------------------------------------------
 
     def create_calendar(self, account: AccountRef, name: str) -> ExternalCalendar:
-        """MKCALENDAR ``<home>/<random segment>/`` for events only; the segment is the id.
+        """MKCALENDAR ``<home>/calsync-<random>/`` for events only; the segment is the id (its
+        prefix keeps it from ever being taken for the primary calendar, see the adapter).
 
         UnsupportedAccount when the server does not let the account create calendars."""
-        calendar_id = uuid.uuid4().hex
+        calendar_id = EXPORT_CALENDAR_PREFIX + uuid.uuid4().hex
         with self._provider._session(account.credentials) as client:
             url = urljoin(self._provider._home(client, account), calendar_id + "/")
             body = dav.mkcalendar_body(name, ["VEVENT"])
