@@ -187,7 +187,8 @@ def sync_command(
     ] = False,
     tenant: Annotated[str | None, typer.Option(help="With --all: only this tenant.")] = None,
 ) -> None:
-    """Import the external calendars of one or all connections now, and wait for it.
+    """Sync one or all connections now, as the worker would: import their calendars, then
+    export the schedule's sessions to them.
 
     Exits 1 if any connection could not be synced; the reasons are printed.
     """
@@ -252,7 +253,7 @@ def _sync_one(rt: Runtime, connection_id: str) -> str | None:
     from calsync.service.sync import SyncFailed, sync_connection
 
     try:
-        sync_connection(rt, connection_id)
+        sync_connection(rt, connection_id, export=True)  # what the worker does
     except SyncFailed as exc:
         return str(exc)
     except Exception as exc:  # one broken connection must not stop the others

@@ -100,7 +100,7 @@ def test_sessions_reach_the_dedicated_calendar_and_stay_as_the_platform_says(
     ical = "\n".join(r.ical for r in written)
     assert "Booking dst" in ical and "DTSTART;VALUE=DATE:20271224" in ical
 
-    # Import the owner's calendar and the dedicated one too: only the owner's own event is busy time.
+    # Import the owner's calendar and the dedicated one: only the owner's event is busy time.
     all_ids = [{"id": world.own_calendar}, {"id": calendar_id}]
     body = {
         "syncConfig": {

@@ -9,6 +9,7 @@ take full dates, the end exclusive.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -151,27 +152,24 @@ async def put_session(request: Request, schedule_id: str, session_id: str) -> JS
 
 @router.get("/schedules/{schedule_id}/sessions/{session_id}")
 async def get_session(request: Request, schedule_id: str, session_id: str) -> JSONResponse:
-    def work(call: Call) -> dict[str, Any]:
-        v = ViolationCollector()
-        sid = _ids(v, schedule_id, session_id)
-        v.raise_if_any()
-        view = sessions.get_session(
-            call.rt, identity=call.identity, schedule_id=sid, session_id=session_id
-        )
-        return {"session": session_wire(view)}
-
-    return await serve(request, work)
+    return await _one(request, schedule_id, session_id, sessions.get_session)
 
 
 @router.delete("/schedules/{schedule_id}/sessions/{session_id}")
 async def cancel_session(request: Request, schedule_id: str, session_id: str) -> JSONResponse:
+    return await _one(request, schedule_id, session_id, sessions.cancel_session)
+
+
+async def _one(
+    request: Request, schedule_id: str, session_id: str, op: Callable[..., SessionView]
+) -> JSONResponse:
+    """A call on one session named by the path: read it, or cancel it."""
+
     def work(call: Call) -> dict[str, Any]:
         v = ViolationCollector()
         sid = _ids(v, schedule_id, session_id)
         v.raise_if_any()
-        view = sessions.cancel_session(
-            call.rt, identity=call.identity, schedule_id=sid, session_id=session_id
-        )
+        view = op(call.rt, identity=call.identity, schedule_id=sid, session_id=session_id)
         return {"session": session_wire(view)}
 
     return await serve(request, work)

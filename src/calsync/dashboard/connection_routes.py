@@ -10,7 +10,6 @@ from calsync.dashboard import sync_choice
 from calsync.dashboard.connection_cards import card
 from calsync.dashboard.errors import DashboardRoute
 from calsync.dashboard.pages import render
-from calsync.dashboard.schedule_access import visible_schedule
 from calsync.dashboard.schedule_routes import schedule_url
 from calsync.dashboard.web import Viewer, call, first, form, redirect, runtime, viewer
 from calsync.domain import ConnectionStatus
@@ -23,6 +22,7 @@ from calsync.errors import (
 )
 from calsync.service import connections
 from calsync.service.runtime import Runtime
+from calsync.service.schedules import visible_schedule
 from calsync.service.views import CalendarView
 
 router = APIRouter(route_class=DashboardRoute)

@@ -10,12 +10,12 @@ from calsync.dashboard import connect_forms
 from calsync.dashboard.connection_cards import provider_name, schedule_cards
 from calsync.dashboard.errors import DashboardRoute
 from calsync.dashboard.pages import render
-from calsync.dashboard.schedule_access import visible_schedule, visible_schedules
 from calsync.dashboard.web import Viewer, call, first, form, redirect, runtime, viewer
 from calsync.domain import ConnectMethod
 from calsync.errors import CalsyncError, NotFound
 from calsync.providers.registry import ProviderConfig
 from calsync.service import connect, connections, oauth
+from calsync.service.schedules import visible_schedule, visible_schedules
 
 router = APIRouter(route_class=DashboardRoute)
 # What the OAuth callback's ``error=`` values mean for the person who tried.

@@ -18,7 +18,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import Connection as DbConnection
-from sqlalchemy import Select, and_, bindparam, select, tuple_
+from sqlalchemy import Select, and_, bindparam, case, func, select, tuple_
 
 from calsync.domain import CalendarType, ConnectionStatus, ErrorReason, Identity, Permission
 from calsync.errors import ProviderUnavailable
@@ -74,8 +74,6 @@ class Contributor:
     last_synced_at: datetime | None
     sync_requested_at: datetime
     created_at: datetime
-    # Every instance stored for the connection lasts at most this long (None: unknown).
-    max_instance_ms: int | None
     schedule: ScheduleInfo | None
     calendar_names: dict[str, str] = field(default_factory=dict)
 
@@ -170,7 +168,6 @@ def _contributing_statement(by_schedule: bool, by_user: bool) -> Select[*tuple[A
             Connection.last_synced_at,
             Connection.sync_requested_at,
             Connection.created_at,
-            Connection.max_instance_ms,
             Schedule.id.label("known_schedule"),
             Schedule.owner_user_id,
             Schedule.owner_name,
@@ -225,7 +222,6 @@ def _contributing(db: DbConnection, tenant_id: str, query: cursors.EventQuery) -
                 last_synced_at=r.last_synced_at,
                 sync_requested_at=r.sync_requested_at,
                 created_at=r.created_at,
-                max_instance_ms=r.max_instance_ms,
                 schedule=schedule,
             )
         if r.calendar_id is not None:
@@ -289,8 +285,26 @@ def _entities(rt: Runtime, connections: list[Contributor]) -> list[Connection]:
     return [rows[c.id] for c in connections if c.id in rows]
 
 
+# The longest instance any of the selected connections stores, or NULL when one of them does
+# not know (then there is no bound). Read in the page statement itself, so that the bound and
+# the instances come from the same snapshot even while a sync commits.
+_LONGEST = (
+    select(
+        case(
+            (
+                func.count() == func.count(Connection.max_instance_ms),
+                func.max(Connection.max_instance_ms),
+            )
+        )
+    )
+    .where(Connection.id.in_(bindparam("ids", expanding=True)))
+    .scalar_subquery()
+)
+_NO_BOUND = -(2**62)
+
+
 @lru_cache(maxsize=32)
-def _page_statement(bounded: bool, all_day: bool, after: bool) -> Select[*tuple[Any, ...]]:
+def _page_statement(all_day: bool, after: bool) -> Select[*tuple[Any, ...]]:
     zero_length = (EventInstance.start_ms == EventInstance.end_ms) & (
         EventInstance.start_ms >= bindparam("from_ms")
     )
@@ -298,11 +312,10 @@ def _page_statement(bounded: bool, all_day: bool, after: bool) -> Select[*tuple[
         EventInstance.connection_id.in_(bindparam("ids", expanding=True)),
         EventInstance.start_ms < bindparam("to_ms"),
         (EventInstance.end_ms > bindparam("from_ms")) | zero_length,
+        # No stored instance of these connections lasts longer than _LONGEST, so none that
+        # starts earlier than this can reach into the window: the index range starts here.
+        EventInstance.start_ms >= func.coalesce(bindparam("from_ms") - _LONGEST, _NO_BOUND),
     )
-    if bounded:
-        # No stored instance of these connections is longer than from - lower, so none that
-        # starts earlier can reach into the window: the index range starts here.
-        stmt = stmt.where(EventInstance.start_ms >= bindparam("lower"))
     if all_day:
         stmt = stmt.where(EventInstance.all_day == bindparam("all_day"))
     if after:
@@ -319,23 +332,17 @@ def _page(
     """Up to ``limit + 1`` stored instances after ``query.after``, in sort order."""
     if not connections:
         return []
-    bounds = [c.max_instance_ms for c in connections]
-    lower = None
-    if all(b is not None for b in bounds):
-        lower = query.from_ms - max(b for b in bounds if b is not None)
     params: dict[str, Any] = {
         "ids": [c.id for c in connections],
         "from_ms": query.from_ms,
         "to_ms": query.to_ms,
         "limit": limit + 1,
     }
-    if lower is not None:
-        params["lower"] = lower
     if query.all_day is not None:
         params["all_day"] = query.all_day
     if query.after is not None:
         params.update({f"after{i}": v for i, v in enumerate(query.after)})
-    stmt = _page_statement(lower is not None, query.all_day is not None, query.after is not None)
+    stmt = _page_statement(query.all_day is not None, query.after is not None)
     return db.execute(stmt, params).all()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, Identity, Permission
@@ -106,6 +106,35 @@ def list_schedules(rt: Runtime, *, identity: Identity) -> list[ScheduleView]:
             .order_by(Schedule.created_at, Schedule.id)
         )
         return [_view(r) for r in rows]
+
+
+def visible_schedules(rt: Runtime, *, identity: Identity) -> list[ScheduleView]:
+    """The schedules an identity may look at: all of the tenant's for managers (apps,
+    admins), the ones it owns for a staff member (the ownership rule of ``auth.owns``)."""
+    if identity.has(Permission.MANAGE_ALL_CONNECTIONS):
+        return list_schedules(rt, identity=identity)
+    if not identity.user_id:
+        return []
+    with transaction(rt.sessions) as session:
+        rows = session.scalars(
+            select(Schedule)
+            .where(
+                Schedule.tenant_id == identity.tenant_id,
+                func.lower(Schedule.owner_user_id) == identity.user_id.lower(),
+            )
+            .order_by(Schedule.created_at, Schedule.id)
+        )
+        return [_view(r) for r in rows]
+
+
+def visible_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> ScheduleView:
+    """The schedule, or NotFound when it does not exist or the identity may not see it."""
+    if identity.has(Permission.MANAGE_ALL_CONNECTIONS):
+        return get_schedule(rt, identity=identity, schedule_id=schedule_id)
+    for schedule in visible_schedules(rt, identity=identity):
+        if schedule.id == schedule_id.lower():
+            return schedule
+    raise NotFound(f"schedule {schedule_id} not found")
 
 
 def delete_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> ScheduleView:

@@ -52,8 +52,24 @@ class GoogleApi:
     ) -> httpx.Response:
         """One request below the API root; transport failures become ``ProviderUnreachable``."""
         url = self.root + "/" + "/".join(quote(segment, safe="") for segment in path)
+        return self.send(http_method, url, what=what, params=params, json=json)
+
+    def send(
+        self,
+        http_method: str,
+        url: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request to ``url``; transport failures become ``ProviderUnreachable``."""
         try:
-            return self.client.request(http_method, url, params=params, json=json)
+            return self.client.request(
+                http_method, url, params=params, json=json, content=content, headers=headers
+            )
         except httpx.TimeoutException:
             raise ProviderUnreachable(f"{what}: Google Calendar timed out") from None
         except httpx.HTTPError as exc:

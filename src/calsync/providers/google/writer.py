@@ -310,15 +310,8 @@ def _exchange(
     content: bytes | None,
     headers: dict[str, str],
 ) -> httpx.Response:
-    """One request; transport failures become ``ProviderUnreachable`` (as ``GoogleApi``'s)."""
-    try:
-        return api.client.request(http_method, url, content=content, headers=headers)
-    except httpx.TimeoutException:
-        raise ProviderUnreachable(f"{what}: Google Calendar timed out") from None
-    except httpx.HTTPError as exc:
-        raise ProviderUnreachable(
-            f"{what}: Google Calendar is unreachable ({type(exc).__name__})"
-        ) from None
+    """One request; transport failures become ``ProviderUnreachable``."""
+    return api.send(http_method, url, what=what, content=content, headers=headers)
 
 
 def _batch(api: GoogleApi, calls: Sequence[_Call]) -> list[Answer]:

@@ -143,16 +143,21 @@ class GraphHttp:
         except httpx.HTTPError as exc:
             raise ProviderUnreachable(f"{where}: {type(exc).__name__}") from None
         if response.status_code == 200:
-            try:
-                data = response.json()
-            except ValueError:
-                data = None
-            if not isinstance(data, dict):
-                raise ProviderUnreachable(f"{where}: the answer is not a JSON object")
-            return data
+            return json_object(response, where)
         if response.status_code == 404 and errors.missing is None:
             return None
         raise _error(response, where, errors)
+
+
+def json_object(response: httpx.Response, where: str) -> dict[str, Any]:
+    """The answer's JSON object; anything else is a broken answer (worth retrying)."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ProviderUnreachable(f"{where}: the answer is not a JSON object")
+    return data
 
 
 def error(response: httpx.Response, where: str, errors: Errors) -> ProviderError:

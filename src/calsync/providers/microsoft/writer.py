@@ -67,6 +67,7 @@ from calsync.providers.microsoft.graphhttp import (
     GraphHttp,
     error,
     error_detail,
+    json_object,
     values,
 )
 
@@ -196,7 +197,7 @@ class GraphWriter:
             response = graph.send("POST", url, "calendar creation", body={"name": name})
             where = graph.where(url, "calendar creation")
             if response.status_code in (200, 201):
-                return _calendar(_json_object(response, where), where)
+                return _calendar(json_object(response, where), where)
             if response.status_code == 409:
                 params = {"$select": "id,name,canEdit"}
                 for page in graph.pages(url, params, "calendar list", MAILBOX):
@@ -356,7 +357,7 @@ def _put_outcome(
         return answer
     status = answer.status_code
     if status in (200, 201):
-        data = _json_object(answer, where)
+        data = json_object(answer, where)
         event_id = data.get("id")
         if not isinstance(event_id, str) or not event_id:
             return ProviderUnreachable(f"{where}: the answer has no event id")
@@ -418,16 +419,6 @@ def _batch_answer(answer: dict[str, Any] | None, where: str) -> httpx.Response |
     if body is None:
         return httpx.Response(status, headers=headers)
     return httpx.Response(status, headers=headers, json=body)
-
-
-def _json_object(response: httpx.Response, where: str) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise ProviderUnreachable(f"{where}: the answer is not a JSON object")
-    return data
 
 
 def _calendar(item: Mapping[str, Any], where: str) -> ExternalCalendar:
