@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 import recurring_ical_events
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from calsync.ical.expand import MAX_INSTANCES, BusyInstance, ICalError, expand_resource
@@ -374,12 +374,24 @@ RULES = [
 ]  # fmt: skip
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI runs the same examples every time (a new one found is a new fixed case).
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     rule=st.sampled_from(RULES),
     dtstart=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2026, 12, 31)),
     offset_days=st.integers(min_value=-30, max_value=400),
     length_days=st.integers(min_value=1, max_value=40),
+)
+@example(
+    rule="FREQ=DAILY;BYHOUR=2,3;BYMINUTE=30",
+    dtstart=datetime(2024, 1, 1),
+    offset_days=262,
+    length_days=40,
 )
 def test_recurrences_agree_with_recurring_ical_events(
     rule: str, dtstart: datetime, offset_days: int, length_days: int
@@ -389,7 +401,11 @@ def test_recurrences_agree_with_recurring_ical_events(
     text = vcal(f"UID:h\nDTSTART;TZID=Europe/Berlin:{dtstart:%Y%m%dT%H%M%S}\nRRULE:{rule}")
     start = datetime(2025, 6, 1, tzinfo=UTC) + timedelta(days=offset_days)
     end = start + timedelta(days=length_days)
-    assert starts(expand(text, start, end)) == library_starts(text, start, end)
+    # Two local times of one day can land on the same instant (02:30 in the spring-forward
+    # gap is read with the offset before it, RFC 5545 3.3.5, and so equals 03:30): calsync
+    # keeps one busy block there, the library two identical ones.
+    expected = sorted(set(library_starts(text, start, end)))
+    assert starts(expand(text, start, end)) == expected
 
 
 # --- daylight saving time and time zones ---------------------------------------------------
