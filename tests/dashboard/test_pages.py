@@ -19,9 +19,10 @@ from calsync.dashboard.week_grid import monday_of
 from calsync.domain import ConnectionStatus, ErrorReason
 from calsync.providers.registry import ICLOUD_PROVIDER_ID
 from calsync.service import sessions
+from calsync.service.sync import sync_connection_quietly
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
-from calsync.store.models import Connection, OAuthAttempt
+from calsync.store.models import Connection, ExportTarget, OAuthAttempt
 from tests.conftest import FAKE_PROVIDER_ID, TENANT, new_key, random_guid
 from tests.dashboard.helpers import (
     add_connection,
@@ -310,3 +311,109 @@ def test_icloud_explains_app_specific_passwords(world: World) -> None:
     assert "app-specific password" in form.text
     assert 'href="https://appleid.apple.com"' in form.text
     assert '<label for="password">App-specific password</label>' in form.text
+
+
+def _put_sessions(rt: Runtime, schedule_id: str, *titles: str) -> None:
+    day = monday_of(date.today()) + timedelta(days=15)
+    berlin = ZoneInfo("Europe/Berlin")
+    for n, title in enumerate(titles):
+        sessions.put_session(
+            rt,
+            identity=admin_identity(TENANT),
+            schedule_id=schedule_id,
+            session_id=f"s-{n}",
+            data=sessions.SessionInput(
+                title=title,
+                status="CONFIRMED",
+                time_zone="Europe/Berlin",
+                start=datetime.combine(day, time(9 + 2 * n), berlin),
+                end=datetime.combine(day, time(10 + 2 * n), berlin),
+            ),
+        )
+
+
+def _card_text(world: World) -> str:
+    page = world.client.get(f"/dashboard/schedules/{world.schedule_a}")
+    assert page.status_code == 200, page.text
+    return " ".join(page.text.split())
+
+
+def _dedicated_calendar(rt: Runtime, connection_id: str) -> str:
+    with transaction(rt.sessions) as session:
+        target = session.get(ExportTarget, connection_id)
+        assert target is not None and target.dedicated_calendar_id is not None
+        return target.dedicated_calendar_id
+
+
+def test_connection_cards_say_where_bookings_go(world: World) -> None:
+    connection_id = add_connection(world.rt, world.schedule_a, FAKE_PROVIDER_ID, EMAIL, PASSWORD)
+    sign_in_with_link(world.client, world.rt)
+    assert "Bookings go to: a calendar “Bookings” that calsync creates for the first booking" in (
+        _card_text(world)
+    )
+    _put_sessions(world.rt, world.schedule_a, "Yoga class", "Pilates")
+    sync_connection_quietly(world.rt, connection_id)
+    text = _card_text(world)
+    assert "Bookings go to: a calendar “Bookings” calsync created · 2 exported · last written " in (
+        text
+    )
+    assert "were put back" not in text and "was put back" not in text
+    # The same words on the connection's page and next to the week.
+    assert "calsync created · 2 exported" in world.client.get(
+        f"/dashboard/connections/{connection_id}"
+    ).text.replace("\n", " ")
+    week = world.client.get(f"/dashboard/schedules/{world.schedule_a}/week")
+    assert "calsync created · 2 exported" in week.text and 'id="connections-h"' in week.text
+
+    # The account owner deletes one exported booking: calsync puts it back, and says so.
+    sync_connection_quietly(world.rt, connection_id)  # the edit watch starts here
+    calendar_id = _dedicated_calendar(world.rt, connection_id)
+    exported = world.fake.writer.exported(EMAIL, calendar_id)
+    world.fake.delete(EMAIL, calendar_id, sorted(exported)[0])
+    sync_connection_quietly(world.rt, connection_id)
+    assert "1 booking moved or deleted in the calendar was put back" in _card_text(world)
+
+    page = world.client.get(f"/dashboard/connections/{connection_id}")
+    world.client.post(
+        f"/dashboard/connections/{connection_id}/sync-config",
+        data={"csrf": csrf_of(page), "import": "primary", "export": "off"},
+    )
+    assert "Bookings are not exported" in _card_text(world)
+
+
+def test_a_deleted_bookings_calendar_says_what_to_do(world: World) -> None:
+    connection_id = add_connection(world.rt, world.schedule_a, FAKE_PROVIDER_ID, EMAIL, PASSWORD)
+    _put_sessions(world.rt, world.schedule_a, "Yoga class")
+    sync_connection_quietly(world.rt, connection_id)
+    # The account owner deletes the calendar calsync created.
+    del world.fake.accounts[EMAIL].calendars[_dedicated_calendar(world.rt, connection_id)]
+    sync_connection_quietly(world.rt, connection_id)
+    with transaction(world.rt.sessions) as session:
+        row = session.get(Connection, connection_id)
+        assert row is not None
+        assert row.error_reason == ErrorReason.EXTERNAL_CALENDAR_DELETED.value
+    sign_in_with_link(world.client, world.rt)
+    text = _card_text(world)
+    assert "Needs attention" in text
+    assert (
+        "The “Bookings” calendar was deleted in the Test CalDAV account; "
+        "choose where bookings go to export again." in text
+    )
+    assert f'href="/dashboard/connections/{connection_id}#choice-h">Choose where bookings go' in (
+        text
+    )
+    assert "Bookings are not exported until you choose where they go" in text
+
+
+def test_a_refused_bookings_calendar_says_what_to_do(world: World) -> None:
+    world.fake.writer.fail_calendar_creation = True
+    connection_id = add_connection(world.rt, world.schedule_a, FAKE_PROVIDER_ID, EMAIL, PASSWORD)
+    _put_sessions(world.rt, world.schedule_a, "Yoga class")
+    sync_connection_quietly(world.rt, connection_id)
+    sign_in_with_link(world.client, world.rt)
+    text = _card_text(world)
+    assert (
+        "Test CalDAV did not let calsync create the “Bookings” calendar, so bookings are not "
+        "exported; choose where bookings go to try again." in text
+    )
+    assert "403 Forbidden" in text  # under "Technical details"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from calsync.api.app import create_app
 from calsync.dashboard import browser_sessions
@@ -154,3 +154,36 @@ def test_sign_out_ends_the_session(client: TestClient, runtime: Runtime) -> None
     assert old_cookie is not None
     client.cookies.set("calsync_dashboard", old_cookie, path="/dashboard")
     assert client.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def _rows(runtime: Runtime) -> tuple[int, int]:
+    with transaction(runtime.sessions) as session:
+        links = session.scalar(select(func.count()).select_from(DashboardSigninLink))
+        sessions = session.scalar(select(func.count()).select_from(DashboardSession))
+        return int(links or 0), int(sessions or 0)
+
+
+def _expire_all(runtime: Runtime) -> None:
+    past = utcnow() - timedelta(seconds=1)
+    with transaction(runtime.sessions) as session:
+        session.execute(update(DashboardSigninLink).values(expires_at=past))
+        session.execute(update(DashboardSession).values(expires_at=past))
+
+
+def test_expired_links_and_sessions_are_deleted_when_new_ones_are_issued(
+    client: TestClient, runtime: Runtime
+) -> None:
+    sign_in_with_link(client, runtime)
+    link_path(runtime)
+    assert _rows(runtime) == (2, 1)
+    _expire_all(runtime)
+    link_path(runtime)  # issuing a link deletes every expired row
+    assert _rows(runtime) == (1, 0)
+
+    assert sign_in_with_link(client, runtime).status_code == 303  # (2 links, 1 session)
+    live = client.cookies.get("calsync_dashboard")
+    _expire_all(runtime)
+    assert sign_in_with_key(client, new_key(runtime)).status_code == 303
+    assert _rows(runtime) == (0, 1)  # starting a session deletes them too; the new one stays
+    assert client.get("/dashboard", follow_redirects=False).status_code == 200
+    assert client.cookies.get("calsync_dashboard") != live

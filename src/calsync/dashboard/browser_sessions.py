@@ -6,14 +6,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from calsync.domain import Identity, IdentityType, Permission
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
-from calsync.store.models import ApiKey, DashboardSession, utcnow
+from calsync.store.models import ApiKey, DashboardSession, DashboardSigninLink, utcnow
 
 SESSION_TTL = timedelta(hours=12)
 
@@ -23,10 +24,20 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def forget_expired(session: Session, now: datetime) -> None:
+    """Delete the sign-in links and sessions that expired before ``now``: they can never sign
+    anybody in again. Called whenever a link or session is issued, so the tables stay small
+    without a cleanup job."""
+    session.execute(delete(DashboardSigninLink).where(DashboardSigninLink.expires_at <= now))
+    session.execute(delete(DashboardSession).where(DashboardSession.expires_at <= now))
+
+
 def start(session: Session, identity: Identity) -> str:
-    """A new session for ``identity``; returns the cookie token (shown only here)."""
+    """A new session for ``identity``; returns the cookie token (shown only here). Expired
+    links and sessions are deleted on the way."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
+    forget_expired(session, now)
     session.add(
         DashboardSession(
             token_hash=token_hash(token),

@@ -52,9 +52,10 @@ async def _connection_page(
             except (ConnectionNotConnected, ProviderUnavailable) as exc:
                 calendars_problem = exc.description
         choice = sync_choice.current(view.sync_config, provider.features) if provider else None
+        tz = _time_zone(rt, v, view.schedule_id)
         return {
-            "card": card(rt, v.identity, view),
-            "tz": _time_zone(rt, v, view.schedule_id),
+            "card": card(rt, v.identity, view, tz),
+            "tz": tz,
             "choice": choice,
             "calendars": calendars,
             "calendars_problem": calendars_problem,
@@ -137,6 +138,7 @@ async def disconnect_confirm(request: Request, connection_id: str) -> Response:
             rt,
             v.identity,
             connections.get_connection(rt, identity=v.identity, connection_id=connection_id),
+            "UTC",  # the confirmation shows no times
         )
     )
     return render(

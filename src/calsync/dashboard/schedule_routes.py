@@ -46,7 +46,9 @@ async def _schedule_page(
         schedule = visible_schedule(rt, identity=v.identity, schedule_id=schedule_id)
         return {
             "schedule": schedule,
-            "cards": schedule_cards(rt, identity=v.identity, schedule_id=schedule.id),
+            "cards": schedule_cards(
+                rt, identity=v.identity, schedule_id=schedule.id, time_zone=schedule.time_zone
+            ),
             "options": connect_forms.connect_options(rt),
             "notice": _notice(request, v),
         }

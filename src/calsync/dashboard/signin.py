@@ -25,10 +25,11 @@ SIGNIN_PATH = "/dashboard/signin/"
 
 def issue_signin_link(rt: Runtime, tenant_id: str) -> str:
     """An absolute URL that signs its first visitor in as ``tenant_id``'s admin, once, within
-    ``LINK_TTL``."""
+    ``LINK_TTL``. Expired links and sessions are deleted on the way."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
     with transaction(rt.sessions) as session:
+        browser_sessions.forget_expired(session, now)
         session.add(
             DashboardSigninLink(
                 token_hash=token_hash(token),

@@ -1,4 +1,4 @@
-"""The week view of a schedule."""
+"""The week view of a schedule, under the state of its connections."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from fastapi import APIRouter, Request, Response
 
+from calsync.dashboard.connection_cards import ConnectionCard, schedule_cards
 from calsync.dashboard.errors import DashboardRoute
 from calsync.dashboard.pages import render
 from calsync.dashboard.schedule_routes import schedule_url
@@ -34,13 +35,16 @@ async def week_page(request: Request, schedule_id: str) -> Response:
     rt = runtime(request)
     start = request.query_params.get("start")
 
-    def load() -> tuple[str, str, Week]:
+    def load() -> tuple[str, str, Week, list[ConnectionCard]]:
         schedule = visible_schedule(rt, identity=v.identity, schedule_id=schedule_id)
         monday = monday_of(_requested_day(start, schedule.time_zone))
         week = load_week(rt, identity=v.identity, schedule=schedule, monday=monday)
-        return schedule.id, schedule.owner_name, week
+        cards = schedule_cards(
+            rt, identity=v.identity, schedule_id=schedule.id, time_zone=schedule.time_zone
+        )
+        return schedule.id, schedule.owner_name, week, cards
 
-    sid, owner_name, week = await call(load)
+    sid, owner_name, week, cards = await call(load)
     names = [p.name for p in rt.providers.all() if p.id in week.failed_provider_ids]
     return render(
         "week.html",
@@ -52,4 +56,5 @@ async def week_page(request: Request, schedule_id: str) -> Response:
         grid=week.grid,
         failed_names=names,
         truncated=week.truncated,
+        cards=cards,
     )
