@@ -2,11 +2,13 @@
 served by uvicorn and a real CalDAV server (Radicale): sign in with the one-time link, pick the
 schedule, connect the account through the form (a wrong password first), choose calendars, look
 at the week, on a desktop and a phone-sized screen, by mouse and by keyboard only, disconnect.
-Screenshots are saved under ``tests/artifacts/screenshots/``."""
+Screenshots are saved under ``tests/artifacts/screenshots/``; the README's picture
+(``docs/dashboard.png``) comes from ``test_the_readme_picture``, with sessions really exported."""
 
 from __future__ import annotations
 
 import shutil
+import time as clock
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -20,6 +22,8 @@ from calsync.dashboard.signin import admin_identity, issue_signin_link
 from calsync.dashboard.week_grid import monday_of
 from calsync.service import sessions
 from calsync.service.runtime import Runtime
+from calsync.service.sync import sync_connection
+from calsync.service.sync_report import sync_report
 from tests.conftest import TENANT, random_guid
 from tests.dashboard.helpers import add_schedule
 from tests.dashboard.live import (
@@ -55,6 +59,7 @@ class Site:
     url: str
     schedule_id: str
     calendar_name: str
+    calendar: str  # its URL on Radicale
     monday: date
 
 
@@ -131,7 +136,7 @@ def site(make_runtime: Callable[..., Runtime], radicale_server: DavServer) -> It
         ),
     )
     with serving(rt, port) as url:
-        yield Site(rt, url, schedule_id, calendar_name, monday)
+        yield Site(rt, url, schedule_id, calendar_name, calendar, monday)
 
 
 @pytest.fixture
@@ -162,6 +167,34 @@ def _check_week(page: Any, site: Site) -> None:
     assert session_box["y"] > busy_box["y"]
     # All-day events on top of the hour grid.
     assert bar_box["y"] + bar_box["height"] <= busy_box["y"]
+
+
+def _check_facts(page: Any, *, stacked: bool) -> None:
+    """Every row of the connection card's facts is laid out alike: the value right of its label
+    in one column of values (``stacked`` False), or directly under its label, no gap between."""
+    rows = page.evaluate(
+        """() => [...document.querySelectorAll('.facts > div')].map(row => {
+            const t = row.querySelector('dt').getBoundingClientRect();
+            const d = row.querySelector('dd').getBoundingClientRect();
+            return {dt: [t.left, t.top, t.right, t.bottom], dd: [d.left, d.top, d.right, d.bottom],
+                    label: row.querySelector('dt').innerText};
+        })"""
+    )
+    assert [r["label"] for r in rows] == ["Status", "Last successful sync", "Next sync"]
+    for row in rows:
+        (dt_left, dt_top, dt_right, dt_bottom), (dd_left, dd_top, _, dd_bottom) = (
+            row["dt"],
+            row["dd"],
+        )
+        if stacked:
+            assert abs(dd_left - dt_left) < 1, row
+            assert -1 <= dd_top - dt_bottom <= 4, row  # directly below: no empty line
+        else:
+            assert dd_left >= dt_right, row
+            assert dd_top < dt_bottom and dt_top < dd_bottom, row  # on the same line
+            assert dd_bottom - dd_top < 40, row  # the value fits on one line
+    if not stacked:
+        assert len({round(r["dd"][0]) for r in rows}) == 1, rows  # one column of values
 
 
 def test_the_main_flow_with_a_mouse(site: Site, browser: Any) -> None:
@@ -203,12 +236,11 @@ def test_the_main_flow_with_a_mouse(site: Site, browser: Any) -> None:
     page.get_by_role("link", name="Next week").click()
     _check_week(page, site)
     screenshot(page, "04-week")
-    # The README's picture of the dashboard: the top of this page.
-    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_SCREENSHOT.with_suffix(".tmp.png")))
-    shutil.move(DOCS_SCREENSHOT.with_suffix(".tmp.png"), DOCS_SCREENSHOT)
 
     page.goto(f"{site.url}/dashboard/schedules/{site.schedule_id}")
+    card = page.locator(".connection", has_text=USER)
+    assert "Bookings are not exported" in card.inner_text()
+    _check_facts(page, stacked=False)
     screenshot(page, "05-schedule-with-connection")
 
     page.get_by_role("link", name=f"Disconnect {PROVIDER_NAME} {USER}").click()
@@ -245,6 +277,7 @@ def test_a_phone_sized_screen(site: Site, browser: Any) -> None:
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, (path, overflow)
+    _check_facts(page, stacked=True)
     screenshot(page, "phone-schedule")
     page.goto(_week_url(site))
     _check_week(page, site)
@@ -323,3 +356,101 @@ def test_the_main_flow_by_keyboard_only(site: Site, browser: Any) -> None:
     assert focused(page)["text"] == "Yes, disconnect"
     press_and_load(page)
     page.get_by_text("The calendar account was disconnected.").wait_for()
+
+
+def _wait_for_export(rt: Runtime, connection_id: str, sessions_count: int) -> None:
+    """Export with ``sync_connection``, again if the worker's own run got there first."""
+    deadline = clock.monotonic() + 30
+    while True:
+        sync_connection(rt, connection_id, export=True)
+        report = sync_report(rt, identity=admin_identity(TENANT), connection_id=connection_id)
+        export = report.export
+        if export and export.exported_events == sessions_count and not export.pending_writes:
+            return
+        assert clock.monotonic() < deadline, report
+        clock.sleep(0.2)
+
+
+def _session(site: Site, session_id: str, title: str, day: date, start: time, end: time) -> None:
+    berlin = ZoneInfo(TZ)
+    sessions.put_session(
+        site.rt,
+        identity=admin_identity(TENANT),
+        schedule_id=site.schedule_id,
+        session_id=session_id,
+        data=sessions.SessionInput(
+            title=title,
+            status="CONFIRMED",
+            time_zone=TZ,
+            start=datetime.combine(day, start, berlin),
+            end=datetime.combine(day, end, berlin),
+        ),
+    )
+
+
+def test_the_readme_picture(site: Site, browser: Any) -> None:
+    """docs/dashboard.png: the week page, full length at 1280 px, with the connection's card
+    (status, where bookings go) above imported busy events and exported sessions side by side.
+    The sessions are really exported into a calendar calsync creates on Radicale."""
+    monday, wednesday, friday = (site.monday + timedelta(days=n) for n in (0, 2, 4))
+    for name, summary, day, start, end in (
+        ("school.ics", "School run", monday, "080000", "084500"),
+        ("lunch.ics", "Lunch with Sam", wednesday, "123000", "133000"),
+        ("physio.ics", "Physio", friday, "150000", "160000"),
+    ):
+        put_event(
+            site.calendar,
+            USER,
+            PASSWORD,
+            name,
+            _event(
+                unique_name(name),
+                summary,
+                f"DTSTART;TZID={TZ}:{day:%Y%m%d}T{start}",
+                f"DTEND;TZID={TZ}:{day:%Y%m%d}T{end}",
+            ),
+        )
+    _session(site, "pilates-1", "Pilates", wednesday, time(17), time(18))
+    _session(site, "mobility-1", "Mobility", friday, time(9), time(10))
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(issue_signin_link(site.rt, TENANT))
+    page.get_by_role("button", name="Continue to the dashboard").click()
+    page.get_by_role("link", name="Ada Lovelace").click()
+    page.get_by_role("link", name=f"Connect {PROVIDER_NAME}").click()
+    page.get_by_label("E-mail or user name").fill(USER)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Connect").click()
+    page.get_by_text("Connected. Now choose which calendars block time.").wait_for()
+    connection_id = page.url.split("/dashboard/connections/", 1)[1].split("?", 1)[0]
+    page.get_by_label("These calendars:").check()
+    page.get_by_label(site.calendar_name).check()
+    assert page.get_by_label("Into a calendar of their own, created by calsync").is_checked()
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved.").wait_for()
+    _wait_for_export(site.rt, connection_id, 3)
+
+    exported = "Bookings go to: a calendar \u201cBookings\u201d calsync created \u00b7 3 exported"
+    page.goto(f"{site.url}/dashboard/schedules/{site.schedule_id}")
+    assert exported in page.locator(".connection").inner_text()
+    _check_facts(page, stacked=False)
+    screenshot(page, "08-schedule-exporting")
+
+    card = page.locator(".week-context .connection")
+    deadline = clock.monotonic() + 20
+    while True:  # the worker may be syncing right now: wait until it is "Up to date"
+        page.goto(_week_url(site))
+        if "Up to date" in card.inner_text():
+            break
+        assert clock.monotonic() < deadline, card.inner_text()
+        clock.sleep(0.3)
+    assert exported in card.inner_text()
+    _check_week(page, site)
+    for busy in ("School run", "Lunch with Sam", "Physio"):
+        page.locator(".block.busy", has_text=busy).wait_for()
+    for title in ("Pilates", "Mobility"):
+        assert page.locator(".block.session", has_text=title).count() >= 1
+    assert page.evaluate("() => document.documentElement.scrollWidth") == 1280
+    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_SCREENSHOT.with_suffix(".tmp.png")), full_page=True)
+    shutil.move(DOCS_SCREENSHOT.with_suffix(".tmp.png"), DOCS_SCREENSHOT)

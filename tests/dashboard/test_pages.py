@@ -19,8 +19,8 @@ from calsync.dashboard.week_grid import monday_of
 from calsync.domain import ConnectionStatus, ErrorReason
 from calsync.providers.registry import ICLOUD_PROVIDER_ID
 from calsync.service import sessions
-from calsync.service.sync import sync_connection_quietly
 from calsync.service.runtime import Runtime
+from calsync.service.sync import sync_connection_quietly
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ExportTarget, OAuthAttempt
 from tests.conftest import FAKE_PROVIDER_ID, TENANT, new_key, random_guid

@@ -442,3 +442,17 @@ def test_worker_exports_a_confirmed_session_within_five_seconds(
 
     wait_for(exported, seconds=5)
     assert time.monotonic() - started < 5
+
+
+def test_session_moved_beyond_the_horizon_moves_its_event(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    far = {"start": "2031-06-01T10:00:00+02:00", "end": "2031-06-01T11:00:00+02:00"}
+    put_session(api, schedule_id, "s-1", **far)
+    export(runtime, connection_id)
+    [event] = account.writer.exported(EMAIL, calendar_id).values()
+    assert "DTSTART:20310601T080000Z" in event.ical

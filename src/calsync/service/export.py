@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 
 from calsync.domain import ErrorReason
 from calsync.providers.base import (
@@ -342,21 +342,25 @@ def _converge(
 ) -> None:
     low, high = _horizon_ms(rt)
     with rt.sessions() as session:
+        mappings = {
+            m.session_id: m
+            for m in session.scalars(
+                select(ExportedEvent).where(ExportedEvent.connection_id == row.id)
+            )
+        }
+        # The horizon's sessions, and the exported ones wherever they are now (a session
+        # moved beyond the horizon still moves its event).
         sessions = {
             s.session_id: s
             for s in session.scalars(
                 select(PlatformSession).where(
                     PlatformSession.tenant_id == row.tenant_id,
                     PlatformSession.schedule_id == row.schedule_id,
-                    PlatformSession.end_ms > low,
-                    PlatformSession.start_ms < high,
+                    or_(
+                        and_(PlatformSession.end_ms > low, PlatformSession.start_ms < high),
+                        PlatformSession.session_id.in_(sorted(mappings)),
+                    ),
                 )
-            )
-        }
-        mappings = {
-            m.session_id: m
-            for m in session.scalars(
-                select(ExportedEvent).where(ExportedEvent.connection_id == row.id)
             )
         }
         # Sessions cancelled (or deleted) whose events are still out there, wherever in time.

@@ -9,12 +9,13 @@ left in it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from calsync.providers.base import (
     EXPORT_ICAL_PROPERTY,
@@ -26,11 +27,12 @@ from calsync.providers.base import (
     OAuthTokens,
     ProviderError,
 )
+from calsync.service import leases
 from calsync.service.accounts import revoke_later, unseal
 from calsync.service.export import ExportReport, remove_exported
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
-from calsync.store.models import Connection, ExportedEvent, ExportTarget, utcnow
+from calsync.store.models import Connection, ExportTarget, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,17 +77,35 @@ def retire(rt: Runtime, retirement: Retirement) -> None:
         revoke_later(rt, retirement.provider_id, retirement.secret)
 
 
+def _wait_for_running_sync(rt: Runtime, connection_id: str) -> str:
+    """Take the connection's lease, so an export still running elsewhere has finished (and
+    cannot write after the clean-up); a dead holder's lease expires."""
+    owner = f"retire:{rt.instance_id}"
+    deadline = time.monotonic() + 2 * rt.settings.lease_seconds
+    while not leases.acquire(rt, connection_id, owner) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return owner
+
+
 def _remove_export(rt: Runtime, retirement: Retirement) -> None:
+    if not _has_export(rt, retirement.connection_id):
+        return
+    owner = _wait_for_running_sync(rt, retirement.connection_id)
+    try:
+        _remove_export_leased(rt, retirement)
+    finally:
+        leases.release(rt, retirement.connection_id, owner)
+
+
+def _has_export(rt: Runtime, connection_id: str) -> bool:
+    with rt.sessions() as session:
+        return session.get(ExportTarget, connection_id) is not None
+
+
+def _remove_export_leased(rt: Runtime, retirement: Retirement) -> None:
     with rt.sessions() as session:
         target = session.get(ExportTarget, retirement.connection_id)
-        exported = session.scalar(
-            select(ExportedEvent.session_id)
-            .where(ExportedEvent.connection_id == retirement.connection_id)
-            .limit(1)
-        )
         dedicated = target.dedicated_calendar_id if target and target.dedicated_created else None
-    if target is None and exported is None:
-        return
     provider = rt.providers.get(retirement.provider_id)
     adapter = rt.providers.adapter(provider) if provider is not None else None
     writer = adapter.writer if adapter is not None else None
