@@ -8,6 +8,7 @@ or tenant ever becomes a label.
     calsync_http_request_duration_seconds{method, route}          histogram
     calsync_sync_runs_total{provider, outcome}                    outcome: SYNC_OUTCOMES
     calsync_provider_errors_total{provider, code}                 code: error class, snake case
+    calsync_export_events_total{provider, action}                 action: EXPORT_ACTIONS
     calsync_sync_lag_seconds                                      set at scrape
     calsync_sync_queue_depth                                      set at scrape
     calsync_connections{status}                                   set at scrape
@@ -32,6 +33,7 @@ RATE_LIMITED = "rate_limited"
 TRANSIENT_FAILURE = "transient_failure"
 INTERNAL_ERROR = "internal_error"
 SYNC_OUTCOMES = (SUCCESS, REVOKED, RATE_LIMITED, TRANSIENT_FAILURE, INTERNAL_ERROR)
+EXPORT_ACTIONS = ("written", "deleted", "restored", "failed")
 UNMATCHED_ROUTE = "unmatched"
 # Latencies from a cached List Events page (ms) to a sync-first call bounded by its time budget.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -76,6 +78,13 @@ class Metrics:
             "calsync_provider_errors",
             "Errors external calendar servers caused during syncs, by provider ID and error code.",
             ["provider", "code"],
+            registry=r,
+        )
+        self.export_events = Counter(
+            "calsync_export_events",
+            "Exported events by provider ID and action (restored: put back after an edit or "
+            "deletion in the external calendar).",
+            ["provider", "action"],
             registry=r,
         )
         self.sync_lag = Gauge(
@@ -123,6 +132,12 @@ class Metrics:
             self.provider_errors.labels(provider_id, "auth_rejected").inc()
         elif failure is not None:
             self.provider_errors.labels(provider_id, error_code(failure)).inc()
+
+    def export_finished(self, provider_id: str, counts: dict[str, int]) -> None:
+        """Count one export run's events by action (``EXPORT_ACTIONS``)."""
+        for action in EXPORT_ACTIONS:
+            if counts.get(action):
+                self.export_events.labels(provider_id, action).inc(counts[action])
 
     def set_queue(self, snapshot: QueueSnapshot | None) -> None:
         """The scrape-time gauges; None (database unreachable) only sets ``database_up`` to 0."""

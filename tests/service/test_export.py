@@ -456,3 +456,18 @@ def test_session_moved_beyond_the_horizon_moves_its_event(
     export(runtime, connection_id)
     [event] = account.writer.exported(EMAIL, calendar_id).values()
     assert "DTSTART:20310601T080000Z" in event.ical
+
+
+def test_export_runs_are_counted_in_metrics(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    put_session(api, schedule_id, "s-2")
+    export(runtime, connection_id)
+    api.delete(f"/v1/schedules/{schedule_id}/sessions/s-2")
+    export(runtime, connection_id)
+    text = runtime.metrics.render().decode()
+    written = [line for line in text.splitlines() if line.startswith("calsync_export_events_total")]
+    assert any('action="written"' in line and line.endswith(" 2.0") for line in written), written
+    assert any('action="deleted"' in line and line.endswith(" 1.0") for line in written), written

@@ -79,6 +79,14 @@ class ExportReport:
     failed: int = 0
     problems: list[str] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "written": self.written,
+            "deleted": self.deleted,
+            "restored": self.restored,
+            "failed": self.failed,
+        }
+
 
 class AccountCall(Protocol):
     """Runs one provider call with the connection's account (tokens refreshed as needed)."""

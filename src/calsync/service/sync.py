@@ -170,6 +170,7 @@ def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
                     rt, row, adapter, partial(with_account, rt, row), primary_id
                 )
                 problems.extend(report.problems[:3])
+                rt.metrics.export_finished(provider.id, report.counts())
             except ExportBlocked as exc:
                 blocked = exc
     except AuthRejected as exc:
