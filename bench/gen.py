@@ -343,3 +343,23 @@ def load_postgres(conninfo: str, schema: str, ds: Dataset, per_connection: int) 
     ds.seconds = done - started
     ds.detail = {"rows_s": t_index - t_rows, "indexes_s": done - t_index}
     return ds
+
+
+def backfill_bound(url: str) -> None:
+    """What migration 0007 does for existing rows (and sync keeps up to date afterwards):
+    ``connections.max_instance_ms`` from the bulk-loaded instances."""
+    from sqlalchemy import text
+
+    from calsync.store.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE connections SET max_instance_ms = (SELECT max(e.end_ms - e.start_ms) "
+                    "FROM event_instances e WHERE e.connection_id = connections.id)"
+                )
+            )
+    finally:
+        engine.dispose()

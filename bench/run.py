@@ -1,18 +1,23 @@
-"""calsync List Events benchmark: ``python bench/run.py [--quick]`` (or ``make bench``).
+"""calsync benchmarks of issue 4: ``python bench/run.py [--quick]`` (or ``make bench``).
 
-On SQLite and on PostgreSQL (a fresh schema, dropped at the end; skipped with a message when
-unreachable) it measures, side by side in one run:
+On PostgreSQL and SQLite (fresh databases, dropped at the end; PostgreSQL skipped with a
+message when unreachable) it measures, side by side in one run:
 
-1. List Events over HTTP against a real ``calsync serve --no-worker`` subprocess on 127.0.0.1
+1. List Events over HTTP against real ``calsync serve --no-worker`` subprocesses on 127.0.0.1
    with 1,000 SYNCED connections on 1,000 schedules and 1,000,000 stored instances: one-week
    window, ``cursorPaging.limit=100``, 10 random schedule ids per request; p50/p99 and
    requests/s next to ``GET /v1/health`` of the same server (same client, same concurrency,
-   interleaved blocks). Done for the shipped code and for the variants of ``variants.py``.
+   interleaved blocks). The working tree ("shipped") and a baseline revision's source
+   (``--baseline``, default: the commit before the List Events fast path) run side by side.
 2. List Events from the store vs reading the same calendars live from a local Radicale and
    expanding them (``live.py``).
+3. Incremental sync of a 2,000-event CalDAV calendar with 1 % changed vs a full re-read, and
+   the import throughput of the first full read (``syncbench.py``).
+4. Scale-out: 2 and 4 worker processes on PostgreSQL syncing 500 connections against a local
+   fake, connections synced per second and double claims (``syncbench.py``).
 
-It also EXPLAINs the page query under candidate indexes (``plans.py``) and breaks one List
-Events call into stages in-process. Prints a table and writes ``bench/results.json``.
+It also EXPLAINs the page query (``plans.py``). Prints a table and writes
+``bench/results.json``.
 """
 
 from __future__ import annotations
@@ -39,13 +44,15 @@ import httpx  # noqa: E402
 import live  # noqa: E402
 import load  # noqa: E402
 import plans  # noqa: E402
-import variants  # noqa: E402
+import syncbench  # noqa: E402
 from server import Server  # noqa: E402
 
 FAKE_PROVIDER_ID = "0f6c7f0e-1111-4222-8333-444455556666"
 GOAL_P50_MS = 10.0
 GOAL_RPS_RATIO = 0.40
 GOAL_STORE_SPEEDUP = 50.0
+# The code before the List Events fast path (key cache, column selects, two statements, bound).
+BASELINE = "c1f55e7"
 
 
 @dataclass(frozen=True)
@@ -58,16 +65,14 @@ class Config:
     blocks: int  # interleaved blocks per series
     sequential: int  # extra requests at concurrency 1
     plan_queries: int  # per cell of the query-plan table
-    stage_queries: int
     calendars: int
     events_per_calendar: int
     live_repeats: int
     store_repeats: int
-    verify_queries: int
 
 
-FULL = Config(1000, 1000, 2000, 200, 4, 4, 200, 40, 120, 10, 200, 7, 40, 100)
-QUICK = Config(100, 100, 200, 40, 4, 2, 40, 8, 40, 3, 40, 2, 10, 30)
+FULL = Config(1000, 1000, 2000, 200, 4, 4, 200, 40, 10, 200, 7, 40)
+QUICK = Config(100, 100, 200, 40, 4, 2, 40, 8, 3, 40, 2, 10)
 
 
 def say(message: str) -> None:
@@ -250,16 +255,37 @@ def _say_http(results: dict[str, Any], names: list[str]) -> None:
         )
 
 
+def baseline_src(rev: str) -> Path:
+    """The ``src`` tree of revision ``rev`` (``git archive``), in a temporary directory."""
+    import subprocess
+    import tarfile
+    import tempfile
+
+    target = Path(tempfile.mkdtemp(prefix="calsync-bench-baseline-"))
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "src"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target / "src"
+
+
 def run_backend(
-    backend: backends.Backend, cfg: Config, world: live.DavWorld, live_result: dict[str, Any]
+    backend: backends.Backend,
+    cfg: Config,
+    world: live.DavWorld,
+    live_result: dict[str, Any],
+    baseline: Path | None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"url": backend.url.split("?")[0]}
     started_all = time.perf_counter()
     providers = providers_file(backend.workdir / "providers.toml", world.server.base_url)
     backend.workdir.mkdir(parents=True, exist_ok=True)
     rt = backend.open(providers)
-    shipped = variants.event_indexes(rt.engine)  # what the migrations create today
-    out["shipped_indexes"] = shipped
     ds = gen.plan(cfg.connections, FAKE_PROVIDER_ID)
     say(f"  generating {cfg.connections} connections x {cfg.per_connection} instances ...")
     if backend.name == "sqlite":
@@ -268,7 +294,7 @@ def run_backend(
     else:
         assert backend.schema is not None
         gen.load_postgres(backends.POSTGRES_URL, backend.schema, ds, cfg.per_connection)
-    variants.add_bound_column(rt.engine)
+    gen.backfill_bound(backend.url)
     out["generation"] = {
         "instances": ds.instances,
         "seconds": round(ds.seconds, 1),
@@ -276,61 +302,28 @@ def run_backend(
     }
     say(f"  {ds.instances:,} instances in {ds.seconds:.1f} s {ds.detail}")
     key = backend.new_key(gen.TENANT)
-    stage_queries = plans.week_queries(ds, cfg.stage_queries, "near", seed=29)
+    out["page_query"] = plans.page_query_plans(rt, ds, cfg.plan_queries)
+    say(f"  page query: {out['page_query']}")
 
-    out["stages"] = {"shipped": plans.stage_breakdown(rt, key, stage_queries, "shipped")}
-    say(f"  in-process stages, shipped: {out['stages']['shipped']}")
-    out["cost_model"] = {"shipped": plans.cost_model(rt, key, stage_queries, "shipped")}
-    say(f"  cost model, shipped: {out['cost_model']['shipped']}")
-
-    out["http"], out["store_vs_live"] = {}, {}
     env = backend.env(providers)
-
-    # Phase 1, shipped schema: the shipped server alone.
-    variants.apply_schema(rt.engine, "shipped", shipped)
-    with Server(env, backend.workdir / "server-shipped.log") as srv:
-        with httpx.Client(base_url=srv.base_url, headers={"Authorization": key}, timeout=120) as c:
-            sync_s = live.connect_accounts(c, world)
-        variants.backfill_bound(rt.engine)  # what sync would maintain (proposal)
-        n = len(world.accounts)
-        say(f"  {n} Radicale accounts connected and synced by calsync in {sync_s:.1f} s")
-        say("  HTTP, shipped ...")
-        out["http"].update(http_bench_checked({"shipped": srv}, key, ds, cfg, backend))
-        _say_http(out["http"], ["shipped"])
-        out["store_vs_live"]["shipped"] = _store(srv, key, world, cfg, live_result)
-        say(f"    store vs live: {out['store_vs_live']['shipped']}")
-
-    # Phase 2, in-process: query plans under candidate indexes (ends in the "index" schema),
-    # the variants' answers against the shipped code's, one call's stages.
-    say(
-        "  page query plans (SQL re-run on the raw connection, median of "
-        f"{cfg.plan_queries} queries per cell):"
-    )
-    out["page_query"] = plans.page_query_plans(rt, ds, shipped, cfg.plan_queries, say)
-    out["connections_query"] = plans.connections_query_plans(rt, ds)
-    say(f"  connections query: {out['connections_query']}")
-    out["verify"] = plans.verify_variants(rt, ds, key, cfg.verify_queries)
-    say(f"  variants answer like the shipped code: {out['verify']}")
-    for v in ("index", "lean", "fast"):
-        out["stages"][v] = plans.stage_breakdown(rt, key, stage_queries, v)
-        say(f"  in-process stages, {v}: {out['stages'][v]}")
-        out["cost_model"][v] = plans.cost_model(rt, key, stage_queries, v)
-        say(f"  cost model, {v}: {out['cost_model'][v]}")
-
-    # Phase 3, "index" schema: one server per variant, measured interleaved.
-    variants.apply_schema(rt.engine, "index", shipped)
-    names = [v for v in variants.VARIANTS if v != "shipped"]
     servers: dict[str, Server] = {}
     try:
-        for v in names:
-            log_path = backend.workdir / f"server-{v.replace('+', '-')}.log"
-            servers[v] = Server(env, log_path, variant=None if v == "index" else v)
-        say(f"  HTTP, {', '.join(names)} (interleaved) ...")
-        out["http"].update(http_bench_checked(servers, key, ds, cfg, backend))
-        _say_http(out["http"], names)
-        for v in ("lean", "fast"):
-            out["store_vs_live"][v] = _store(servers[v], key, world, cfg, live_result)
-            say(f"    store vs live, {v}: {out['store_vs_live'][v]}")
+        servers["shipped"] = Server(env, backend.workdir / "server-shipped.log")
+        if baseline is not None:
+            servers["baseline"] = Server(env, backend.workdir / "server-baseline.log", baseline)
+        with httpx.Client(
+            base_url=servers["shipped"].base_url, headers={"Authorization": key}, timeout=120
+        ) as c:
+            sync_s = live.connect_accounts(c, world)
+        gen.backfill_bound(backend.url)
+        say(f"  {len(world.accounts)} Radicale accounts connected and synced in {sync_s:.1f} s")
+        say(f"  HTTP, {', '.join(servers)} (interleaved) ...")
+        out["http"] = http_bench_checked(servers, key, ds, cfg, backend)
+        _say_http(out["http"], list(servers))
+        out["store_vs_live"] = {}
+        for name, srv in servers.items():
+            out["store_vs_live"][name] = _store(srv, key, world, cfg, live_result)
+            say(f"    store vs live, {name}: {out['store_vs_live'][name]}")
     finally:
         for srv in servers.values():
             srv.stop()
@@ -344,8 +337,8 @@ def print_table(results: dict[str, Any]) -> None:
     say("=" * 118)
     machine = results["machine"]
     say(
-        f"calsync List Events benchmark  ({results['config_name']}; {machine['cpus']} CPUs; "
-        f"{results['finished_at']})"
+        f"calsync benchmarks  ({results['config_name']}; {machine['cpus']} CPUs; "
+        f"{results['finished_at']}; baseline {results.get('baseline')})"
     )
     say("=" * 118)
     for name, b in results["backends"].items():
@@ -353,17 +346,13 @@ def print_table(results: dict[str, Any]) -> None:
             say(f"\n[{name}] SKIPPED: {b['skipped']}")
             continue
         g = b["generation"]
-        say(
-            f"\n[{name}] {g['instances']:,} instances; generated in {g['seconds']} s "
-            f"(rows {g.get('rows_s')} s, indexes {g.get('indexes_s')} s; "
-            "not part of any measurement)"
-        )
+        say(f"\n[{name}] {g['instances']:,} instances; generated in {g['seconds']} s")
         say(
             f"  1. List Events over HTTP, {results['config']['concurrency']} concurrent keep-alive "
             "requests, vs GET /v1/health of the same server (interleaved)"
         )
         say(
-            f"  {'variant':12s} {'p50 ms':>7s} {'p99 ms':>7s} {'req/s':>7s} | {'health p50':>10s} "
+            f"  {'code':12s} {'p50 ms':>7s} {'p99 ms':>7s} {'req/s':>7s} | {'health p50':>10s} "
             f"{'p99':>6s} {'req/s':>7s} | {'ratio':>6s} | {'c=1 p50':>7s} | "
             f"{'CPU ms/req ev/hl':>17s} | p50<10 / >=40%"
         )
@@ -383,36 +372,11 @@ def print_table(results: dict[str, Any]) -> None:
                 + (f"  errors={e['errors']}" if e["errors"] else "")
             )
         say(
-            "  auth floor (GET .../providers: API-key lookup, no other work) "
-            "as a share of health's req/s: "
+            "  auth floor (GET .../providers) as a share of health's req/s: "
             + ", ".join(f"{v} {h['providers_rps_ratio']:.0%}" for v, h in b["http"].items())
         )
-        say("  in-process, one call (median ms):")
-        for variant, st in b["stages"].items():
-            parts = ", ".join(f"{k} {v}" for k, v in st.items() if v is not None)
-            say(f"    {variant:8s} {parts}")
-        say(
-            "  in-process CPU per call = fixed + per returned event (fit at page sizes 1 and 100): "
-            + "; ".join(
-                f"{v} {m['fixed_ms']} ms + {m['per_event_us']} us/event"
-                for v, m in b.get("cost_model", {}).items()
-            )
-        )
-        say(f"  variants vs shipped answers: {b.get('verify')}")
-        say(
-            "  page query, SQL only (median ms; near = a week starting within 4 weeks, "
-            "far = ~300 days ahead):"
-        )
-        cells: dict[str, dict[str, float]] = {}
-        for row in b["page_query"]:
-            cells.setdefault(row["layout"], {})[f"{row['query']}/{row['window']}"] = row[
-                "sql_median_ms"
-            ]
-        cols = ["shipped/near", "shipped/far", "bound/near", "bound/far"]
-        say(f"    {'index layout':50s} " + " ".join(f"{c:>13s}" for c in cols))
-        for layout, vals in cells.items():
-            say(f"    {layout:50s} " + " ".join(f"{vals.get(c, float('nan')):13.2f}" for c in cols))
-        say(f"  connections query: {b.get('connections_query')}")
+        for row in b.get("page_query", []):
+            say(f"  page query SQL ({row['window']}): {row['sql_median_ms']} ms; {row['plan']}")
         say(
             f"  2. store vs live ({live_r['calendars']} calendars x "
             f"{live_r['events_per_calendar']} events; one week):"
@@ -423,14 +387,52 @@ def print_table(results: dict[str, Any]) -> None:
                 f"vs live {live_r['live_full_ms']:.1f} ms "
                 f"(time-range REPORT {live_r['live_time_range_ms']:.1f} ms): "
                 f"{st['speedup_vs_live_full']}x / {st['speedup_vs_live_time_range']}x  "
-                f"[{'PASS' if st['goal_speedup'] else 'fail'} >=50x]  week instances: store "
-                f"{st['store_instances']}, live {live_r['live_full_instances']}"
+                f"[{'PASS' if st['goal_speedup'] else 'fail'} >=50x]"
             )
+        inc = b.get("incremental")
+        if inc:
+            say(
+                f"  3. sync of {inc['events']} events ({inc['instances']} instances): import "
+                f"{inc['import_ms']} ms = {inc['import_events_per_s']} events/s; incremental "
+                f"({inc['changed_per_round']} changed) {inc['incremental_ms']} ms vs full "
+                f"{inc['full_ms']} ms: {inc['ratio_wall']}x wall, {inc['ratio_cpu']}x CPU "
+                f"[{'PASS' if inc['goal_ratio'] else 'fail'} >=20x]"
+            )
+        so = b.get("scale_out")
+        if so:
+            for k, r in so.items():
+                if k.startswith("workers_"):
+                    say(
+                        f"  4. {r['workers']} workers: {r['synced']}/{so['connections']} synced in "
+                        f"{r['seconds']} s = {r['connections_per_s']} connections/s; "
+                        f"overlapping reads {r['overlapping_reads']}, accounts read twice "
+                        f"{r['accounts_read_more_than_once']}, processes "
+                        f"{r['processes_that_synced']}"
+                    )
     say(
         f"\nRadicale seeded in {live_r['seed_seconds']} s. "
         f"Total bench time {results['seconds']} s; "
         f"load average {machine['loadavg_start']} at start, {machine['loadavg_end']} at end."
     )
+
+
+def run_sync_benches(name: str, out: dict[str, Any], cfg: Config) -> None:
+    """Benchmarks 3 (both databases) and 4 (PostgreSQL), each on a fresh database."""
+    events, connections = (2000, 500) if cfg is FULL else (400, 60)
+    steps: list[tuple[str, Any]] = [("incremental", lambda b: syncbench.incremental(b, events))]
+    if name == "postgres":
+        steps.append(("scale_out", lambda b: syncbench.scale_out(b, connections)))
+    for key, step in steps:
+        backend = backends.postgres_backend() if name == "postgres" else backends.sqlite_backend()
+        try:
+            say(f"  {key} ...")
+            out[key] = step(backend)
+            say(f"    {out[key]}")
+        except Exception as exc:  # the other numbers still count
+            out[key] = {"failed": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            say(f"    failed: {out[key]['failed']}")
+        finally:
+            backend.close()
 
 
 def main() -> int:
@@ -442,7 +444,19 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, help="default: bench/results.json (--quick: bench/results-quick.json)"
     )
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE,
+        help=f"revision measured beside the working tree (default {BASELINE}; 'none': skip)",
+    )
+    parser.add_argument(
+        "--skip-sync", action="store_true", help="skip benchmarks 3 and 4 (sync engine)"
+    )
+    parser.add_argument(
+        "--sync-only", action="store_true", help="only benchmarks 3 and 4 (sync engine)"
+    )
     args = parser.parse_args()
+    baseline = None if args.baseline == "none" or args.sync_only else baseline_src(args.baseline)
     cfg = QUICK if args.quick else FULL
     out_path = args.out or BENCH / ("results-quick.json" if args.quick else "results.json")
     started = time.perf_counter()
@@ -461,6 +475,8 @@ def main() -> int:
             "store_speedup": GOAL_STORE_SPEEDUP,
         },
         "backends": {},
+        "baseline": None if baseline is None else args.baseline,
+        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
     }
     if os.getloadavg()[0] > 0.7:
         say(f"warning: load average {os.getloadavg()[0]:.2f} before the run; numbers will be noisy")
@@ -497,7 +513,11 @@ def main() -> int:
                         if name == "postgres"
                         else backends.sqlite_backend()
                     )
-                    results["backends"][name] = run_backend(backend, cfg, world, live_result)
+                    results["backends"][name] = (
+                        {}
+                        if args.sync_only
+                        else run_backend(backend, cfg, world, live_result, baseline)
+                    )
                     break
                 except Exception as exc:  # keep going: the other database's numbers still count
                     import traceback
@@ -512,6 +532,8 @@ def main() -> int:
                     world.schedule_ids = []
             if failures and "skipped" not in results["backends"][name]:
                 results["backends"][name]["retried_after"] = failures
+            if not args.skip_sync and "skipped" not in results["backends"][name]:
+                run_sync_benches(name, results["backends"][name], cfg)
     finally:
         world.stop()
     results["seconds"] = round(time.perf_counter() - started, 1)

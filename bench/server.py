@@ -1,5 +1,5 @@
-"""A ``calsync serve --no-worker`` subprocess on 127.0.0.1 (one extra process), optionally with a
-List Events query variant patched in (see ``serve_variant.py``)."""
+"""A ``calsync serve --no-worker`` subprocess on 127.0.0.1 (one extra process), running the
+working tree's calsync or another revision's source tree (``src``: the bench's baseline)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import httpx
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-CALSYNC = Path(sys.executable).with_name("calsync")
 
 
 def free_port() -> int:
@@ -33,25 +32,17 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    """``calsync serve --no-worker`` exactly as shipped (``variant=None``), or the same CLI with
-    one query variant monkeypatched in by ``serve_variant.py`` (``variant="bound"``...)."""
+    """``calsync serve --no-worker`` of the working tree, or of the source tree ``src``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, variant: str | None = None) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, src: Path | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         args = ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(self.port)]
-        if variant is None:
-            argv = (
-                [str(CALSYNC), *args]
-                if CALSYNC.exists()
-                else [sys.executable, "-m", "calsync.cli", *args]
-            )
-        else:
-            argv = [sys.executable, str(BENCH / "serve_variant.py"), variant, *args]
+        argv = [sys.executable, "-m", "calsync.cli", *args]
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             argv,
-            env={**os.environ, **env, "PYTHONPATH": str(REPO / "src")},
+            env={**os.environ, **env, "PYTHONPATH": str(src or REPO / "src")},
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,

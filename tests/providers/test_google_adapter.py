@@ -198,8 +198,9 @@ def test_full_read_pages_and_translates_events(
     assert first["maxResults"] == "2500" and "syncToken" not in first
     time_min = datetime.fromisoformat(first["timeMin"])
     time_max = datetime.fromisoformat(first["timeMax"])
-    assert abs(time_min - (NOW - timedelta(days=90))) < timedelta(minutes=5)
-    assert timedelta(days=400) < time_max - NOW < timedelta(days=420)
+    now = datetime.now(UTC)  # not NOW: the module may have been imported minutes ago
+    assert abs(time_min - (now - timedelta(days=90))) < timedelta(minutes=5)
+    assert timedelta(days=399) < time_max - now < timedelta(days=420)
     assert all({k: v for k, v in r.items() if k != "pageToken"} == first for r in requests)
 
     found = busy(changes)
