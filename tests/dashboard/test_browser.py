@@ -3,10 +3,12 @@ served by uvicorn and a real CalDAV server (Radicale): sign in with the one-time
 schedule, connect the account through the form (a wrong password first), choose calendars, look
 at the week, on a desktop and a phone-sized screen, by mouse and by keyboard only, disconnect.
 Screenshots are saved under ``tests/artifacts/screenshots/``; the README's picture
-(``docs/dashboard.png``) comes from ``test_the_readme_picture``, with sessions really exported."""
+(``docs/dashboard.png``) comes from ``test_the_readme_picture``, with sessions really exported,
+when run with ``CALSYNC_UPDATE_README_PICTURE=1``."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time as clock
 from collections.abc import Callable, Iterator
@@ -27,6 +29,7 @@ from calsync.service.sync_report import sync_report
 from tests.conftest import TENANT, random_guid
 from tests.dashboard.helpers import add_schedule
 from tests.dashboard.live import (
+    SCREENSHOTS,
     chromium,
     focused,
     free_port,
@@ -451,6 +454,11 @@ def test_the_readme_picture(site: Site, browser: Any) -> None:
     for title in ("Pilates", "Mobility"):
         assert page.locator(".block.session", has_text=title).count() >= 1
     assert page.evaluate("() => document.documentElement.scrollWidth") == 1280
-    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_SCREENSHOT.with_suffix(".tmp.png")), full_page=True)
-    shutil.move(DOCS_SCREENSHOT.with_suffix(".tmp.png"), DOCS_SCREENSHOT)
+    # The picture is a test artifact; CALSYNC_UPDATE_README_PICTURE=1 also refreshes the
+    # README's copy (a committed file, so a normal run leaves it alone).
+    target = DOCS_SCREENSHOT if os.environ.get("CALSYNC_UPDATE_README_PICTURE") == "1" else None
+    artifact = SCREENSHOTS / "readme-dashboard.png"
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifact), full_page=True)
+    if target is not None:
+        shutil.copyfile(artifact, target)

@@ -269,6 +269,8 @@ def _record(
         if revoked is not None:
             mark_token_revoked(row, revoked)
             return
+        if synced_from is not None and row.error_reason == ErrorReason.TOKEN_REVOKED.value:
+            return  # refused meanwhile (a run started before it knew): reconnecting clears it
         if synced_from is not None:
             if blocked is not None:
                 row.status = ConnectionStatus.ERROR.value
