@@ -19,33 +19,33 @@ ever gets two events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import and_, delete, or_, select
 
 from calsync.domain import ErrorReason
 from calsync.providers.base import (
-    AccountRef,
     AuthRejected,
-    CalendarChanges,
     CalendarGone,
     CalendarProvider,
     CalendarWriter,
-    CursorExpired,
-    EventDelete,
-    EventWrite,
     ProviderError,
     ProviderUnreachable,
     RateLimitedByProvider,
-    StaleEvent,
-    WrittenEvent,
 )
 from calsync.service import leases
 from calsync.service import sync_config as sc
-from calsync.service.export_event import export_event, export_uid
+from calsync.service.export_edits import notice_external_edits
+from calsync.service.export_writes import (
+    AccountCall,
+    ExportReport,
+    chunks,
+    delete_chunk,
+    remove_exported,
+    write_chunk,
+)
 from calsync.service.runtime import Runtime
 from calsync.service.sessions import CONFIRMED
 from calsync.store.db import transaction
@@ -58,8 +58,8 @@ from calsync.store.models import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 TRANSIENT = (AuthRejected, ProviderUnreachable, RateLimitedByProvider)
+T = TypeVar("T")
 
 
 class ExportBlocked(Exception):
@@ -69,29 +69,6 @@ class ExportBlocked(Exception):
     def __init__(self, reason: ErrorReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass
-class ExportReport:
-    written: int = 0
-    deleted: int = 0
-    restored: int = 0
-    failed: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "written": self.written,
-            "deleted": self.deleted,
-            "restored": self.restored,
-            "failed": self.failed,
-        }
-
-
-class AccountCall(Protocol):
-    """Runs one provider call with the connection's account (tokens refreshed as needed)."""
-
-    def __call__(self, fn: Callable[[AccountRef], T], /) -> T: ...
 
 
 def export_connection(
@@ -123,7 +100,7 @@ def export_connection(
     if target.calendar_id != calendar_id:
         _set_target(rt, row.id, target=wanted, calendar_id=calendar_id)
     try:
-        report.restored = _notice_external_edits(rt, row, adapter, call, calendar_id)
+        report.restored = notice_external_edits(rt, row, adapter, call, calendar_id)
         _converge(rt, row, writer, call, calendar_id, report)
     except CalendarGone:
         _calendar_gone(rt, row.id, wanted, calendar_id)
@@ -240,79 +217,6 @@ def _calendar_gone(rt: Runtime, connection_id: str, wanted: str, calendar_id: st
     )
 
 
-# --- external edits ---------------------------------------------------------------------
-
-
-def _notice_external_edits(
-    rt: Runtime,
-    row: Connection,
-    adapter: CalendarProvider,
-    call: AccountCall,
-    calendar_id: str,
-) -> int:
-    """Mark exported events that were deleted or changed outside calsync for rewriting;
-    returns how many. The target calendar's cursor moves in the same transaction."""
-    with rt.sessions() as session:
-        mapped = {
-            m.external_id: (m.session_id, m.etag)
-            for m in session.scalars(
-                select(ExportedEvent).where(
-                    ExportedEvent.connection_id == row.id,
-                    ExportedEvent.calendar_id == calendar_id,
-                    ExportedEvent.external_id.is_not(None),
-                )
-            )
-        }
-        stored = session.get(ExportTarget, row.id)
-        cursor = stored.cursor if stored is not None else None
-    if not mapped:
-        return 0
-    known = {str(k): etag or "" for k, (_, etag) in mapped.items()}
-
-    def read(account: AccountRef) -> CalendarChanges:
-        try:
-            return adapter.read_changes(account, calendar_id, cursor, known)
-        except CursorExpired:
-            return adapter.read_changes(account, calendar_id, None, known)
-
-    changes = call(read)
-    touched: set[str] = set()
-    if changes.full:
-        present = {r.key: r.etag for r in changes.upserted}
-        for key, (session_id, etag) in mapped.items():
-            if key not in present or (etag is not None and present[key] != etag):
-                touched.add(session_id)
-    else:
-        for key in changes.deleted:
-            if key in mapped:
-                touched.add(mapped[key][0])
-        for resource in changes.upserted:
-            held = mapped.get(resource.key)
-            if held is not None and held[1] is not None and resource.etag != held[1]:
-                touched.add(held[0])
-    with transaction(rt.sessions) as session:
-        if touched:
-            for mapping in session.scalars(
-                select(ExportedEvent).where(
-                    ExportedEvent.connection_id == row.id,
-                    ExportedEvent.session_id.in_(sorted(touched)),
-                )
-            ):
-                mapping.etag, mapping.revision = None, -1
-        stored = session.get(ExportTarget, row.id)
-        if stored is not None:
-            stored.cursor = changes.cursor
-            if touched:
-                stored.external_edits += len(touched)
-                stored.last_external_edit_at = utcnow()
-    if touched:
-        log.info(
-            "exported events changed externally; restoring them",
-            extra={"connection_id": row.id, "count": len(touched)},
-        )
-    return len(touched)
-
-
 # --- convergence ------------------------------------------------------------------------
 
 
@@ -403,186 +307,9 @@ def _converge(
         )
     ]
     to_delete = [m for sid, m in mappings.items() if sid in cancelled or sid not in existing]
-    for chunk in _chunks(to_write, writer.max_batch):
-        _write_chunk(rt, row, writer, call, calendar_id, chunk, mappings, report)
+    for chunk in chunks(to_write, writer.max_batch):
+        write_chunk(rt, row, writer, call, calendar_id, chunk, mappings, report)
         leases.acquire(rt, row.id, rt.instance_id)  # long exports keep their lease
-    for chunk_m in _chunks(to_delete, writer.max_batch):
-        _delete_chunk(rt, row.id, writer, call, calendar_id, chunk_m, report)
+    for chunk_m in chunks(to_delete, writer.max_batch):
+        delete_chunk(rt, row.id, writer, call, calendar_id, chunk_m, report)
         leases.acquire(rt, row.id, rt.instance_id)
-
-
-def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    size = max(1, size)
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _write_chunk(
-    rt: Runtime,
-    row: Connection,
-    writer: CalendarWriter,
-    call: AccountCall,
-    calendar_id: str,
-    chunk: Sequence[PlatformSession],
-    mappings: dict[str, ExportedEvent],
-    report: ExportReport,
-) -> None:
-    # An earlier create that never recorded its result may have written the event.
-    for s in chunk:
-        m = mappings.get(s.session_id)
-        if m is not None and m.external_id is None:
-            found = _find(call, writer, calendar_id, m.uid)
-            if found is not None:
-                m.external_id, m.etag = found.external_id, None
-    # Record the intent before writing: the row's uid is how a retry finds the event.
-    with transaction(rt.sessions) as session:
-        for s in chunk:
-            m = mappings.get(s.session_id)
-            if m is None:
-                m = ExportedEvent(
-                    connection_id=row.id,
-                    session_id=s.session_id,
-                    calendar_id=calendar_id,
-                    uid=export_uid(row.id, s.session_id),
-                    external_id=None,
-                    etag=None,
-                    revision=0,
-                    updated_at=utcnow(),
-                )
-                session.add(m)
-                mappings[s.session_id] = m
-            else:
-                stored = session.get(ExportedEvent, (row.id, s.session_id))
-                if stored is not None and stored.external_id != m.external_id:
-                    stored.external_id, stored.etag = m.external_id, None
-        session.flush()
-        session.expunge_all()
-    writes = [
-        EventWrite(
-            export_event(row.id, s),
-            external_id=mappings[s.session_id].external_id,
-            etag=mappings[s.session_id].etag,
-        )
-        for s in chunk
-    ]
-    results = call(lambda a: writer.put_events(a, calendar_id, writes))
-    stale = [i for i, r in enumerate(results) if isinstance(r, StaleEvent)]
-    if stale:  # edited since we last wrote it: the session wins
-        report.restored += len(stale)
-        again = [EventWrite(writes[i].event, writes[i].external_id, None) for i in stale]
-        retried = call(lambda a: writer.put_events(a, calendar_id, again))
-        for i, result in zip(stale, retried, strict=True):
-            results[i] = result
-    _record_writes(rt, row.id, calendar_id, chunk, results, report)
-
-
-def _record_writes(
-    rt: Runtime,
-    connection_id: str,
-    calendar_id: str,
-    chunk: Sequence[PlatformSession],
-    results: Sequence[WrittenEvent | ProviderError],
-    report: ExportReport,
-) -> None:
-    fatal: ProviderError | None = None
-    with transaction(rt.sessions) as session:
-        for s, result in zip(chunk, results, strict=True):
-            if isinstance(result, WrittenEvent):
-                m = session.get(ExportedEvent, (connection_id, s.session_id))
-                if m is not None:
-                    m.external_id, m.etag = result.external_id, result.etag
-                    m.revision, m.calendar_id, m.updated_at = s.revision, calendar_id, utcnow()
-                report.written += 1
-            elif isinstance(result, (CalendarGone, AuthRejected, RateLimitedByProvider)):
-                fatal = fatal or result
-            else:
-                report.failed += 1
-                report.problems.append(f"session {s.session_id}: {result}")
-    if fatal is not None:
-        raise fatal
-
-
-def _delete_chunk(
-    rt: Runtime,
-    connection_id: str,
-    writer: CalendarWriter,
-    call: AccountCall,
-    calendar_id: str,
-    chunk: Sequence[ExportedEvent],
-    report: ExportReport,
-) -> None:
-    """Delete cancelled sessions' events from the target calendar."""
-    written = [m for m in chunk if m.external_id is not None]
-    pending = [m for m in chunk if m.external_id is None]
-    for m in pending:
-        found = _find(call, writer, m.calendar_id, m.uid)
-        if found is not None:
-            m.external_id = found.external_id
-            written.append(m)
-    results: list[ProviderError | None] = []
-    if written:
-        deletes = [EventDelete(str(m.external_id), None) for m in written]
-        results = call(lambda a: writer.delete_events(a, calendar_id, deletes))
-    fatal: ProviderError | None = None
-    done = [m.session_id for m in pending if m.external_id is None]
-    for m, result in zip(written, results, strict=True):
-        if result is None:
-            done.append(m.session_id)
-            report.deleted += 1
-        elif isinstance(result, (CalendarGone, AuthRejected, RateLimitedByProvider)):
-            fatal = fatal or result
-        else:
-            report.failed += 1
-            report.problems.append(f"session {m.session_id}: {result}")
-    with transaction(rt.sessions) as session:
-        if done:
-            session.execute(
-                delete(ExportedEvent).where(
-                    ExportedEvent.connection_id == connection_id,
-                    ExportedEvent.session_id.in_(done),
-                )
-            )
-    if fatal is not None:
-        raise fatal
-
-
-def _find(
-    call: AccountCall, writer: CalendarWriter, calendar_id: str, uid: str
-) -> WrittenEvent | None:
-    return call(lambda account: writer.find_event(account, calendar_id, uid))
-
-
-def remove_exported(
-    rt: Runtime,
-    connection_id: str,
-    writer: CalendarWriter,
-    call: AccountCall,
-    *,
-    keep_calendar: str | None,
-    report: ExportReport,
-) -> None:
-    """Delete what calsync exported into calendars other than ``keep_calendar`` (all of it
-    when None): export turned off, target changed, connection retired."""
-    with rt.sessions() as session:
-        stale = list(
-            session.scalars(
-                select(ExportedEvent).where(ExportedEvent.connection_id == connection_id)
-            )
-        )
-        session.expunge_all()
-    by_calendar: dict[str, list[ExportedEvent]] = {}
-    for m in stale:
-        if m.calendar_id != keep_calendar:
-            by_calendar.setdefault(m.calendar_id, []).append(m)
-    for calendar_id, mappings in by_calendar.items():
-        for chunk in _chunks(mappings, writer.max_batch):
-            try:
-                _delete_chunk(rt, connection_id, writer, call, calendar_id, chunk, report)
-            except CalendarGone:
-                with transaction(rt.sessions) as session:
-                    session.execute(
-                        delete(ExportedEvent).where(
-                            ExportedEvent.connection_id == connection_id,
-                            ExportedEvent.calendar_id == calendar_id,
-                        )
-                    )
-                break

@@ -29,7 +29,7 @@ from calsync.providers.base import (
 )
 from calsync.service import leases
 from calsync.service.accounts import revoke_later, unseal
-from calsync.service.export import ExportReport, remove_exported
+from calsync.service.export_writes import ExportReport, remove_exported
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ExportTarget, utcnow
