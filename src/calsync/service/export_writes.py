@@ -4,7 +4,6 @@ duplicate (see ``service.export``)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -33,7 +32,6 @@ from calsync.store.models import (
     utcnow,
 )
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
