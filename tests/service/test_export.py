@@ -19,6 +19,7 @@ from calsync.api.app import create_app
 from calsync.providers.base import EventWrite
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
+from calsync.store.db import transaction
 from calsync.store.models import Connection, ExportedEvent, ExportTarget
 from tests.api.test_external_api import EMAIL, PASSWORD, connect, ical, make_schedule
 from tests.conftest import EXT, Api, new_key
@@ -471,3 +472,47 @@ def test_export_runs_are_counted_in_metrics(
     written = [line for line in text.splitlines() if line.startswith("calsync_export_events_total")]
     assert any('action="written"' in line and line.endswith(" 2.0") for line in written), written
     assert any('action="deleted"' in line and line.endswith(" 1.0") for line in written), written
+
+
+def test_disconnect_clean_up_survives_a_crash_and_an_outage(
+    api: Api, runtime: Runtime, account: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from calsync.service import retire
+    from calsync.store.models import PendingRetirement
+
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    # The process dies right after Disconnect commits: the clean-up job never runs.
+    monkeypatch.setattr(retire, "retire_later", lambda rt, connection_id: None)
+    monkeypatch.setattr("calsync.service.connections.retire_later", lambda rt, cid: None)
+    assert api.post(f"{EXT}/connections/{connection_id}/disconnect").status_code == 200
+    with runtime.sessions() as session:
+        pending = session.get(PendingRetirement, connection_id)
+        assert pending is not None and pending.secret is not None  # sealed, kept for the job
+    monkeypatch.undo()
+    # The next worker tick finds it; the provider is down, so it is retried later.
+    account.unreachable = True
+    retire.retire_pending(runtime, connection_id)
+    assert len(account.writer.exported(EMAIL, calendar_id)) == 1
+    with runtime.sessions() as session:
+        pending = session.get(PendingRetirement, connection_id)
+        assert pending is not None and pending.attempts == 1
+        pending_at = pending.next_attempt_at
+    assert retire.retire_due(runtime) == 0  # backing off
+    account.unreachable = False
+    with transaction(runtime.sessions) as session:
+        row = session.get(PendingRetirement, connection_id)
+        assert row is not None and row.next_attempt_at == pending_at
+        row.next_attempt_at = row.created_at  # the backoff is over
+    assert retire.retire_due(runtime) == 1
+    wait_for(lambda: calendar_id not in account.accounts[EMAIL].calendars)
+    wait_for(lambda: _pending(runtime, connection_id) is None)
+
+
+def _pending(rt: Runtime, connection_id: str) -> object:
+    from calsync.store.models import PendingRetirement
+
+    with rt.sessions() as session:
+        return session.get(PendingRetirement, connection_id)

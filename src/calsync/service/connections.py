@@ -238,7 +238,7 @@ def disconnect(rt: Runtime, *, identity: Identity, connection_id: str) -> Connec
         if row.status == ConnectionStatus.DISCONNECTED.value:
             raise ConnectionAlreadyDisconnected("the connection is already disconnected")
         stop_channels_later(rt, row)
-        retirement = capture(row)
+        retirement = capture(session, row)
         disconnect_row(session, row)
         view = to_view(rt, row)
     rt.calendar_cache.pop(connection_id, None)

@@ -1,9 +1,12 @@
 """Retiring a disconnected connection: remove what calsync exported, then revoke the grant.
 
-Disconnect forgets the connection's secret at once; what the retirement needs of it is captured
-before (``capture``) and used once, off the request path (``retire_later``). The dedicated
-calendar goes too, but only when calsync created it and nothing but calsync's own events is
-left in it.
+Disconnect forgets the connection's secret at once, but hands it (sealed) to a
+``PendingRetirement`` row in the same transaction (``capture``). The clean-up runs off the
+request path (``retire_later``) and deletes the row when done, the secret with it; a crash or
+an unreachable provider leaves the row, and a worker tries again with backoff
+(``retire_due``). The dedicated calendar goes too, but only when calsync created it and
+nothing but calsync's own events is left in it. After ``MAX_ATTEMPTS`` the export clean-up is
+given up (logged) and the grant revoked anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from calsync.providers.base import (
     EXPORT_ICAL_PROPERTY,
@@ -32,10 +36,11 @@ from calsync.service.accounts import revoke_later, unseal
 from calsync.service.export_writes import ExportReport, remove_exported
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
-from calsync.store.models import Connection, ExportTarget, utcnow
+from calsync.store.models import Connection, ExportTarget, PendingRetirement, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -47,34 +52,101 @@ class Retirement:
     state: dict[str, str]
 
 
-def capture(row: Connection) -> Retirement:
-    """What retiring ``row`` needs; call before the row forgets its secret."""
-    return Retirement(
-        connection_id=row.id,
-        provider_id=row.provider_id,
-        email=row.external_account_email or "",
-        secret=row.secret,
-        state={str(k): str(v) for k, v in (row.account_state or {}).items()},
-    )
+def capture(session: Session, row: Connection) -> str:
+    """Record what retiring ``row`` needs, in the caller's transaction; call before the row
+    forgets its secret. Returns the connection id to pass to ``retire_later``."""
+    pending = session.get(PendingRetirement, row.id)
+    if pending is None:
+        pending = PendingRetirement(connection_id=row.id, attempts=0, created_at=utcnow())
+        session.add(pending)
+    pending.provider_id = row.provider_id
+    pending.email = row.external_account_email or ""
+    pending.secret = row.secret
+    pending.account_state = dict(row.account_state or {})
+    pending.next_attempt_at = utcnow()
+    return row.id
 
 
-def retire_later(rt: Runtime, retirement: Retirement) -> None:
-    rt.submit(lambda: retire(rt, retirement))
+def retire_later(rt: Runtime, connection_id: str) -> None:
+    rt.submit(lambda: retire_pending(rt, connection_id))
 
 
-def retire(rt: Runtime, retirement: Retirement) -> None:
-    """Remove the connection's exported events (and its dedicated calendar when calsync
-    created it and it is otherwise empty), then revoke the OAuth grant. Best effort: a
-    provider that cannot be reached keeps what was exported, and the note is logged."""
+def retire_due(rt: Runtime, limit: int = 20) -> int:
+    """Start the clean-ups that are due (left by a crash, or waiting for a retry)."""
+    with rt.sessions() as session:
+        due = list(
+            session.scalars(
+                select(PendingRetirement.connection_id)
+                .where(PendingRetirement.next_attempt_at <= utcnow())
+                .order_by(PendingRetirement.next_attempt_at)
+                .limit(limit)
+            )
+        )
+    for connection_id in due:
+        retire_later(rt, connection_id)
+    return len(due)
+
+
+def retire_pending(rt: Runtime, connection_id: str) -> None:
+    """Claim the connection's pending clean-up and run it; on failure, schedule a retry."""
+    claimed = _claim(rt, connection_id)
+    if claimed is None:
+        return  # done already, or another process is on it
+    attempts, retirement = claimed
     try:
         _remove_export(rt, retirement)
     except Exception as exc:
+        if attempts < MAX_ATTEMPTS:
+            delay = leases.backoff(rt, attempts, None)
+            with transaction(rt.sessions) as session:
+                session.execute(
+                    update(PendingRetirement)
+                    .where(PendingRetirement.connection_id == connection_id)
+                    .values(next_attempt_at=utcnow() + delay)
+                )
+            log.warning(
+                "exported events not removed yet; will retry",
+                extra={"connection_id": connection_id, "reason": str(exc)[:200]},
+            )
+            return
         log.warning(
-            "exported events could not be removed at disconnect",
-            extra={"connection_id": retirement.connection_id, "reason": str(exc)[:200]},
+            "exported events could not be removed at disconnect; giving up",
+            extra={"connection_id": connection_id, "reason": str(exc)[:200]},
         )
-    finally:
-        revoke_later(rt, retirement.provider_id, retirement.secret)
+    revoke_later(rt, retirement.provider_id, retirement.secret)
+    with transaction(rt.sessions) as session:
+        session.execute(
+            delete(PendingRetirement).where(PendingRetirement.connection_id == connection_id)
+        )
+
+
+def _claim(rt: Runtime, connection_id: str) -> tuple[int, Retirement] | None:
+    """Take the row for a while (its next attempt moves past this run), or None."""
+    now = utcnow()
+    with transaction(rt.sessions) as session:
+        claimed = session.execute(
+            update(PendingRetirement)
+            .where(
+                PendingRetirement.connection_id == connection_id,
+                PendingRetirement.next_attempt_at <= now,
+            )
+            .values(
+                next_attempt_at=now + timedelta(seconds=2 * rt.settings.lease_seconds),
+                attempts=PendingRetirement.attempts + 1,
+            )
+        )
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            return None
+        row = session.get(PendingRetirement, connection_id)
+        assert row is not None
+        session.refresh(row)
+        return row.attempts, Retirement(
+            connection_id=row.connection_id,
+            provider_id=row.provider_id,
+            email=row.email,
+            secret=row.secret,
+            state={str(k): str(v) for k, v in (row.account_state or {}).items()},
+        )
 
 
 def _wait_for_running_sync(rt: Runtime, connection_id: str) -> str:

@@ -11,7 +11,7 @@ from calsync.service.auth import require_any
 from calsync.service.connections import disconnect_row
 from calsync.service.instances import reexpand_connection
 from calsync.service.push import stop_channels_later
-from calsync.service.retire import Retirement, capture, retire_later
+from calsync.service.retire import capture, retire_later
 from calsync.service.runtime import Runtime
 from calsync.service.views import ScheduleView
 from calsync.store.db import transaction
@@ -74,11 +74,11 @@ def put_schedule(
         row.owner_user_id, row.owner_name, row.time_zone = owner, owner_name, time_zone
         row.updated_at = now
         session.flush()
-        forgotten: list[Retirement] = []
+        forgotten: list[str] = []
         for connection in _active_connections(session, identity.tenant_id, schedule_id):
             if owner_changed:
                 stop_channels_later(rt, connection)
-                forgotten.append(capture(connection))
+                forgotten.append(capture(session, connection))
                 disconnect_row(session, connection)
             elif tz_changed:
                 reexpand_connection(rt, session, connection)
@@ -144,10 +144,10 @@ def delete_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> Sch
         row = session.get(Schedule, (identity.tenant_id, schedule_id.lower()))
         if row is None:
             raise NotFound(f"schedule {schedule_id} not found")
-        forgotten: list[Retirement] = []
+        forgotten: list[str] = []
         for connection in _active_connections(session, identity.tenant_id, row.id):
             stop_channels_later(rt, connection)
-            forgotten.append(capture(connection))
+            forgotten.append(capture(session, connection))
             disconnect_row(session, connection)
         view = _view(row)
         session.execute(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from calsync.service import leases
 from calsync.service.push import ensure_channels
+from calsync.service.retire import retire_due
 from calsync.service.runtime import Runtime
 from calsync.service.sync import sync_connection_quietly
 from calsync.store.db import transaction
@@ -64,6 +65,7 @@ class Worker:
             self.rt.work_available.clear()
             try:
                 self.run_once()
+                retire_due(self.rt)  # disconnect clean-ups left by a crash or waiting to retry
             except SQLAlchemyError as exc:  # database restarting: wait and try again
                 log.warning("worker cannot reach the database", extra={"reason": str(exc)[:200]})
             self.rt.work_available.wait(tick)

@@ -315,3 +315,23 @@ class DashboardSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class PendingRetirement(Base):
+    """A disconnected connection whose clean-up (removing what calsync exported, revoking the
+    OAuth grant) is still to be done. It holds the sealed secret the clean-up needs, taken from
+    the connection when it was disconnected, and is deleted when the clean-up is done: a crash
+    in between leaves the row, and a worker finishes the job."""
+
+    __tablename__ = "retirements"
+
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider_id: Mapped[str] = mapped_column(String(36))
+    email: Mapped[str] = mapped_column(String(320), default="")
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    account_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -115,9 +115,34 @@ def upgrade() -> None:
         "UPDATE connections SET max_instance_ms = (SELECT max(e.end_ms - e.start_ms) "
         "FROM event_instances e WHERE e.connection_id = connections.id)"
     )
+    op.create_table(
+        "retirements",
+        sa.Column("connection_id", sa.String(length=64), nullable=False),
+        sa.Column("provider_id", sa.String(length=36), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("secret", sa.LargeBinary(), nullable=True),
+        sa.Column("account_state", sa.JSON(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["connection_id"],
+            ["connections.id"],
+            name=op.f("fk_retirements_connection_id_connections"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("connection_id", name=op.f("pk_retirements")),
+    )
+    with op.batch_alter_table("retirements", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_retirements_next_attempt_at"), ["next_attempt_at"], unique=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("retirements", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_retirements_next_attempt_at"))
+    op.drop_table("retirements")
     with op.batch_alter_table("connections", schema=None) as batch_op:
         batch_op.drop_column("max_instance_ms")
     with op.batch_alter_table("dashboard_sessions", schema=None) as batch_op:
