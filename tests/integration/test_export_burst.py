@@ -12,16 +12,14 @@ from typing import Any
 import pytest
 
 from calsync.domain import Identity, IdentityType, Permission
-from calsync.providers.base import OAuthTokens
 from calsync.providers.google.events import EXPORT_PROPERTY
 from calsync.providers.microsoft.convert import EXPORT_PROPERTY_ID
 from calsync.providers.registry import GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID
-from calsync.service import schedules, sessions
-from calsync.service.accounts import seal_tokens
-from calsync.service.connect import upsert_connection
+from calsync.service import sessions
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
 from calsync.store.models import Connection
+from tests.accounts import connect_oauth, new_schedule
 from tests.conftest import random_guid
 from tests.peers.google_fake import GoogleFake, start_google_fake
 from tests.peers.graph_fake import GraphFake, start_graph_fake
@@ -74,29 +72,8 @@ class Account:
 
 
 def connect(rt: Runtime, provider_id: str, email: str, token: str) -> tuple[str, str]:
-    schedule_id = random_guid()
-    schedules.put_schedule(
-        rt,
-        identity=ADMIN,
-        schedule_id=schedule_id,
-        owner_user_id=None,
-        owner_name="",
-        time_zone="Europe/Berlin",
-    )
-    provider = rt.providers.get(provider_id)
-    assert provider is not None
-    connection_id = upsert_connection(
-        rt,
-        tenant_id=ADMIN.tenant_id,
-        schedule_id=schedule_id,
-        provider=provider,
-        email=email,
-        secret=seal_tokens(rt, OAuthTokens(token, None, None)),
-        account_state={},
-        caller_user_id=None,
-        caller_app_id=ADMIN.app_id,
-    )
-    return connection_id, schedule_id
+    schedule_id = new_schedule(rt, ADMIN, "Europe/Berlin")
+    return connect_oauth(rt, ADMIN, provider_id, email, token, schedule_id=schedule_id), schedule_id
 
 
 def google_account(rt: Runtime, google: GoogleFake) -> Account:

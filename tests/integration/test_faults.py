@@ -20,16 +20,14 @@ import pytest
 from sqlalchemy import func, select
 
 from calsync.domain import Identity, IdentityType, Permission
-from calsync.providers.base import OAuthTokens
 from calsync.providers.microsoft.adapter import GraphCalendarProvider
 from calsync.providers.microsoft.convert import EXPORT_PROPERTY_ID
 from calsync.providers.registry import MICROSOFT_PROVIDER_ID, ProviderConfig
-from calsync.service import schedules, sessions
-from calsync.service.accounts import seal_tokens
-from calsync.service.connect import upsert_connection
+from calsync.service import sessions
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
 from calsync.store.models import Connection, EventInstance, ExportedEvent
+from tests.accounts import connect_oauth
 from tests.conftest import random_guid
 from tests.peers.graph_fake import GraphFake, start_graph_fake
 
@@ -99,28 +97,7 @@ def add_mailbox(rt: Runtime, graph: GraphFake, events: int) -> Mailbox:
             start=BASE + timedelta(hours=n),
             end=BASE + timedelta(hours=n, minutes=30),
         )
-    schedule_id = random_guid()
-    schedules.put_schedule(
-        rt,
-        identity=ADMIN,
-        schedule_id=schedule_id,
-        owner_user_id=None,
-        owner_name="",
-        time_zone="UTC",
-    )
-    provider = rt.providers.get(MICROSOFT_PROVIDER_ID)
-    assert provider is not None
-    connection_id = upsert_connection(
-        rt,
-        tenant_id=ADMIN.tenant_id,
-        schedule_id=schedule_id,
-        provider=provider,
-        email=email,
-        secret=seal_tokens(rt, OAuthTokens(token, None, None)),
-        account_state={},
-        caller_user_id=None,
-        caller_app_id=ADMIN.app_id,
-    )
+    connection_id = connect_oauth(rt, ADMIN, MICROSOFT_PROVIDER_ID, email, token)
     return Mailbox(email, token, calendar_id, connection_id)
 
 

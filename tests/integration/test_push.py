@@ -17,15 +17,12 @@ from sqlalchemy import select, update
 
 from calsync.api.app import create_app
 from calsync.domain import Identity, IdentityType, Permission
-from calsync.providers.base import OAuthTokens
 from calsync.providers.registry import GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID
-from calsync.service import schedules
-from calsync.service.accounts import seal_tokens
-from calsync.service.connect import upsert_connection
 from calsync.service.connections import disconnect
 from calsync.service.push import ensure_channels
 from calsync.service.runtime import Runtime
 from calsync.store.models import EventInstance, PushChannelRow
+from tests.accounts import connect_oauth
 from tests.conftest import random_guid
 from tests.peers.google_fake import GoogleFake, start_google_fake
 from tests.peers.graph_fake import GraphFake, start_graph_fake
@@ -106,29 +103,8 @@ def calsync(
 
 
 def connect(rt: Runtime, provider_id: str, email: str, token: str) -> str:
-    schedule_id = random_guid()
-    schedules.put_schedule(
-        rt,
-        identity=ADMIN,
-        schedule_id=schedule_id,
-        owner_user_id=None,
-        owner_name="",
-        time_zone="UTC",
-    )
-    provider = rt.providers.get(provider_id)
-    assert provider is not None
     far = datetime.now(UTC) + timedelta(days=30)
-    return upsert_connection(
-        rt,
-        tenant_id=ADMIN.tenant_id,
-        schedule_id=schedule_id,
-        provider=provider,
-        email=email,
-        secret=seal_tokens(rt, OAuthTokens(token, None, far)),
-        account_state={},
-        caller_user_id=None,
-        caller_app_id=ADMIN.app_id,
-    )
+    return connect_oauth(rt, ADMIN, provider_id, email, token, expires_at=far)
 
 
 def titles(rt: Runtime, connection_id: str) -> list[str]:

@@ -203,29 +203,46 @@ def _contributing(db: DbConnection, tenant_id: str, query: cursors.EventQuery) -
     if query.user_ids:
         params["users"] = list(query.user_ids)
     found: dict[str, Contributor] = {}
-    for r in db.execute(stmt, params):
-        c = found.get(r.id)
+    # Rows unpacked by position (the select's column order): the cheapest way to read them.
+    for (
+        cid,
+        provider_id,
+        schedule_id,
+        status,
+        error_reason,
+        sync_config,
+        last_synced_at,
+        sync_requested_at,
+        created_at,
+        known_schedule,
+        owner_user_id,
+        owner_name,
+        time_zone,
+        calendar_id,
+        calendar_name,
+    ) in db.execute(stmt, params).all():  # one fetchall: each fetch releases the GIL
+        c = found.get(cid)
         if c is None:
-            if not (r.sync_config or {}).get("import", {}).get("enabled"):
+            if not (sync_config or {}).get("import", {}).get("enabled"):
                 continue
             schedule = (
-                ScheduleInfo(r.owner_user_id, r.owner_name, r.time_zone)
-                if r.known_schedule is not None
+                ScheduleInfo(owner_user_id, owner_name, time_zone)
+                if known_schedule is not None
                 else None
             )
-            c = found[r.id] = Contributor(
-                id=r.id,
-                provider_id=r.provider_id,
-                schedule_id=r.schedule_id,
-                status=r.status,
-                error_reason=r.error_reason,
-                last_synced_at=r.last_synced_at,
-                sync_requested_at=r.sync_requested_at,
-                created_at=r.created_at,
-                schedule=schedule,
+            c = found[cid] = Contributor(
+                cid,
+                provider_id,
+                schedule_id,
+                status,
+                error_reason,
+                last_synced_at,
+                sync_requested_at,
+                created_at,
+                schedule,
             )
-        if r.calendar_id is not None:
-            c.calendar_names[r.calendar_id] = r.calendar_name
+        if calendar_id is not None:
+            c.calendar_names[calendar_id] = calendar_name
     # Sorted here, not in SQL: an ORDER BY created_at makes SQLite walk all of the tenant's
     # connections in (tenant_id, created_at) order instead of using (tenant_id, schedule_id).
     return sorted(found.values(), key=lambda c: (c.created_at, c.id))
@@ -376,7 +393,8 @@ def _render(
         provider = rt.providers.get(c.provider_id)
         calendar_type = provider.calendar_type if provider else CalendarType.UNDEFINED
         by_id[c.id] = (calendar_type, c.calendar_names)
-    events = []
+    events: list[EventView] = []
+    append = events.append
     for start_ms, end_ms, sid, cid, calendar_id, _key, all_day, start_date, end_date, title in rows:
         owner, pi, time_zone, owner_name = per_schedule[sid]
         calendar_type, names = by_id[cid]
@@ -385,17 +403,18 @@ def _render(
             end = _local_midnight(end_date, time_zone)
         else:
             start, end = _utc(start_ms), _utc(end_ms)
-        events.append(
+        # Positional, in EventView's field order (keywords cost a third more per row).
+        append(
             EventView(
-                schedule_id=sid,
-                calendar_type=calendar_type,
-                calendar_name=names.get(calendar_id, "") if pi else None,
-                title=title if pi else None,
-                start=start,
-                end=end,
-                all_day=all_day,
-                schedule_owner_id=owner,
-                schedule_owner_name=owner_name,
+                sid,
+                calendar_type,
+                names.get(calendar_id, "") if pi else None,
+                title if pi else None,
+                start,
+                end,
+                all_day,
+                owner,
+                owner_name,
             )
         )
     return events

@@ -14,7 +14,7 @@ from typing import cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, delete, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from calsync.ical.expand import ICalError, expand_resource
 from calsync.providers.base import CalendarChanges
@@ -89,41 +89,40 @@ def apply_changes(
     *,
     is_primary: bool,
 ) -> None:
+    """Store one calendar's changes and its new cursor in one transaction.
+
+    Only the listed objects are written and expanded. An incremental read only touches the
+    rows of the keys it names, so its cost does not grow with the size of the calendar."""
     with transaction(rt.sessions) as session:
         if lock_active_connection(session, ctx.connection_id) is None:
             return  # disconnected while we were reading: keep nothing
-        existing = {
-            r.key: r
-            for r in session.scalars(
-                select(EventResource).where(
-                    EventResource.connection_id == ctx.connection_id,
-                    EventResource.calendar_id == calendar_id,
-                )
-            )
-        }
+        upserted = {r.key: r for r in changes.upserted}
         gone = set(changes.deleted)
-        if changes.full:
-            gone |= set(existing) - {r.key for r in changes.upserted}
-        touched = gone | {r.key for r in changes.upserted}
-        _delete_instances(session, ctx.connection_id, calendar_id, touched)
-        for key in gone:
-            if key in existing:
-                session.delete(existing[key])
+        if changes.full:  # everything stored but not listed is gone
+            stored = _stored_keys(session, ctx.connection_id, calendar_id, None)
+            gone |= stored - set(upserted)
+        else:
+            stored = _stored_keys(session, ctx.connection_id, calendar_id, [*upserted, *gone])
+        touched = gone | set(upserted)
+        _delete_keyed(session, EventInstance, EventInstance.resource_key, ctx, calendar_id, touched)
+        _delete_keyed(session, EventResource, EventResource.key, ctx, calendar_id, gone & stored)
+        rows = [
+            {
+                "connection_id": ctx.connection_id,
+                "calendar_id": calendar_id,
+                "key": r.key,
+                "etag": r.etag,
+                "ical": r.ical,
+            }
+            for r in upserted.values()
+        ]
+        added = [row for row in rows if row["key"] not in stored]
+        if added:
+            session.execute(insert(EventResource), added)
+        if len(added) < len(rows):  # ORM bulk UPDATE by primary key: one executemany
+            session.execute(update(EventResource), [row for row in rows if row["key"] in stored])
         new_rows = []
-        for resource in changes.upserted:
-            stored = existing.get(resource.key)
-            if stored is None:
-                session.add(
-                    EventResource(
-                        connection_id=ctx.connection_id,
-                        calendar_id=calendar_id,
-                        key=resource.key,
-                        etag=resource.etag,
-                        ical=resource.ical,
-                    )
-                )
-            else:
-                stored.etag, stored.ical = resource.etag, resource.ical
+        for resource in upserted.values():
             new_rows.extend(instance_rows(ctx, calendar_id, resource.key, resource.ical))
         if new_rows:
             session.execute(insert(EventInstance), new_rows)
@@ -138,17 +137,44 @@ def apply_changes(
             calendar.horizon_day = ctx.horizon_day
 
 
-def _delete_instances(
-    session: Session, connection_id: str, calendar_id: str, keys: set[str]
+_BATCH = 500  # keys per IN (...) list
+
+
+def _stored_keys(
+    session: Session, connection_id: str, calendar_id: str, keys: list[str] | None
+) -> set[str]:
+    """The calendar's stored object keys: all of them (``keys`` None), or those in ``keys``."""
+    where = [EventResource.connection_id == connection_id, EventResource.calendar_id == calendar_id]
+    if keys is None:
+        return set(session.scalars(select(EventResource.key).where(*where)))
+    found: set[str] = set()
+    for start in range(0, len(keys), _BATCH):
+        batch = keys[start : start + _BATCH]
+        found.update(
+            session.scalars(select(EventResource.key).where(*where, EventResource.key.in_(batch)))
+        )
+    return found
+
+
+def _delete_keyed(
+    session: Session,
+    model: type[EventInstance] | type[EventResource],
+    key_column: InstrumentedAttribute[str],
+    ctx: ExpansionContext,
+    calendar_id: str,
+    keys: set[str],
 ) -> None:
+    """Delete the calendar's rows of ``model`` whose ``key_column`` is in ``keys``."""
     key_list = sorted(keys)
-    for start in range(0, len(key_list), 500):
+    for start in range(0, len(key_list), _BATCH):
         session.execute(
-            delete(EventInstance).where(
-                EventInstance.connection_id == connection_id,
-                EventInstance.calendar_id == calendar_id,
-                EventInstance.resource_key.in_(key_list[start : start + 500]),
+            delete(model)
+            .where(
+                model.connection_id == ctx.connection_id,
+                model.calendar_id == calendar_id,
+                key_column.in_(key_list[start : start + _BATCH]),
             )
+            .execution_options(synchronize_session=False)  # no ORM objects of them are loaded
         )
 
 

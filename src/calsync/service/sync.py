@@ -220,8 +220,8 @@ def _read(
     calendar_id: str,
     cursor: str | None,
 ) -> CalendarChanges:
-    with rt.sessions() as session:
-        rows = session.execute(
+    with rt.engine.connect() as conn:  # plain rows: no ORM row processing for every object
+        rows = conn.execute(
             select(EventResource.key, EventResource.etag).where(
                 EventResource.connection_id == row.id,
                 EventResource.calendar_id == calendar_id,

@@ -8,6 +8,8 @@ Export (``writer``) lives in ``writer.py``, on this adapter's sessions and calen
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -70,6 +72,7 @@ class CalDavProvider:
         with httpx.Client(
             auth=httpx.BasicAuth(credentials.username, credentials.password),
             transport=transport,
+            verify=_tls_context(),
             timeout=self._timeout,
             follow_redirects=True,
             max_redirects=_MAX_REDIRECTS,
@@ -350,6 +353,13 @@ class CalDavProvider:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every session: httpx would build one per Client, loading the CA
+    bundle each time (about 30 ms of CPU per sync)."""
+    return httpx.create_ssl_context()
 
 
 def _is_event(ical: str) -> bool:
