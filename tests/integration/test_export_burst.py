@@ -64,6 +64,7 @@ def toml(provider_id: str, kind: str, api_url: str) -> str:
 
 @dataclass
 class Account:
+    email: str
     connection_id: str
     schedule_id: str
     exported: Callable[[], list[dict[str, Any]]]
@@ -92,6 +93,7 @@ def google_account(rt: Runtime, google: GoogleFake) -> Account:
         ]
 
     return Account(
+        email,
         connection_id,
         schedule_id,
         exported,
@@ -121,6 +123,7 @@ def graph_account(rt: Runtime, graph: GraphFake) -> Account:
         ]
 
     return Account(
+        email,
         connection_id,
         schedule_id,
         exported,

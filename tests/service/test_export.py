@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -516,3 +517,51 @@ def _pending(rt: Runtime, connection_id: str) -> object:
 
     with rt.sessions() as session:
         return session.get(PendingRetirement, connection_id)
+
+
+def test_a_session_changed_during_an_export_is_exported_next_not_after_the_poll(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    changed: list[bool] = []
+
+    def change_during_the_run(write: EventWrite) -> None:
+        if not changed:
+            changed.append(True)
+            put_session(api, schedule_id, "s-2")
+
+    account.writer.after_write = change_during_the_run
+    export(runtime, connection_id)
+    account.writer.after_write = None
+    row = connection_row(runtime, connection_id)
+    assert row.next_sync_at <= datetime.now(UTC)  # due again at once, not in 5 minutes
+    export(runtime, connection_id)
+    assert len(account.writer.exported(EMAIL, dedicated(runtime, connection_id))) == 2
+
+
+def test_a_new_config_during_a_blocked_run_is_not_lost(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    del account.accounts[EMAIL].calendars[dedicated(runtime, connection_id)]
+    put_session(api, schedule_id, "s-2")
+    body = {"syncConfig": {"syncToCalendar": {"enabled": True, "dedicatedCalendar": {}}}}
+    original = account.read_changes
+
+    def config_changes_meanwhile(*args: Any) -> Any:
+        if account.writer.created_calendars and args[1] not in ("home",):
+            account.read_changes = original  # type: ignore[method-assign]
+            response = api.patch(f"{EXT}/connections/{connection_id}/sync-config", body)
+            assert response.status_code == 200
+        return original(*args)
+
+    account.read_changes = config_changes_meanwhile  # type: ignore[method-assign]
+    export(runtime, connection_id)  # finds the calendar deleted, while the user picks again
+    account.read_changes = original  # type: ignore[method-assign]
+    connection = api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
+    assert connection["errorReason"] == "UNDEFINED", connection
+    export(runtime, connection_id)
+    assert len(account.writer.exported(EMAIL, dedicated(runtime, connection_id))) == 2

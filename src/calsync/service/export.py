@@ -296,20 +296,38 @@ def _converge(
             )
         )
         session.expunge_all()
+    # A mapping left in another calendar (its removal failed) is remove_exported's to retry;
+    # its session is written here once that is done.
+    elsewhere = {sid for sid, m in mappings.items() if m.calendar_id != calendar_id}
     to_write = [
         s
         for s in sorted(sessions.values(), key=lambda s: (s.start_ms, s.session_id))
         if s.status == CONFIRMED
+        and s.session_id not in elsewhere
         and (
             (m := mappings.get(s.session_id)) is None
             or m.external_id is None
             or m.revision != s.revision
         )
     ]
-    to_delete = [m for sid, m in mappings.items() if sid in cancelled or sid not in existing]
+    to_delete = [
+        m
+        for sid, m in mappings.items()
+        if sid not in elsewhere and (sid in cancelled or sid not in existing)
+    ]
     for chunk in chunks(to_write, writer.max_batch):
+        _keep_lease(rt, row.id)
         write_chunk(rt, row, writer, call, calendar_id, chunk, mappings, report)
-        leases.acquire(rt, row.id, rt.instance_id)  # long exports keep their lease
     for chunk_m in chunks(to_delete, writer.max_batch):
+        _keep_lease(rt, row.id)
         delete_chunk(rt, row.id, writer, call, calendar_id, chunk_m, report)
-        leases.acquire(rt, row.id, rt.instance_id)
+
+
+class LeaseLost(ProviderUnreachable):
+    """Another owner took the connection (our lease ran out, or a disconnect is cleaning
+    up): stop writing; what is left is done by whoever holds it now."""
+
+
+def _keep_lease(rt: Runtime, connection_id: str) -> None:
+    if not leases.acquire(rt, connection_id, rt.instance_id):
+        raise LeaseLost("the connection's lease was taken over; the export stops here")

@@ -4,9 +4,10 @@ the target calendar's changes since the last run, and marked to be written again
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from calsync.providers.base import (
     AccountRef,
@@ -21,11 +22,22 @@ from calsync.store.models import (
     Connection,
     ExportedEvent,
     ExportTarget,
+    PlatformSession,
     utcnow,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+WINDOW_MARGIN = timedelta(days=2)  # clear of the horizon's edges, whenever it was computed
+
+
+def _watched_window(rt: Runtime) -> tuple[int, int]:
+    now = utcnow()
+    low = now - timedelta(days=rt.settings.horizon_past_days) + WINDOW_MARGIN
+    high = now + timedelta(days=rt.settings.horizon_future_days) - WINDOW_MARGIN
+    return int(low.timestamp() * 1000), int(high.timestamp() * 1000)
 
 
 def notice_external_edits(
@@ -37,14 +49,28 @@ def notice_external_edits(
 ) -> int:
     """Mark exported events that were deleted or changed outside calsync for rewriting;
     returns how many. The target calendar's cursor moves in the same transaction."""
+    low, high = _watched_window(rt)
     with rt.sessions() as session:
+        # Only events well inside the horizon: providers read (and report deletions) within
+        # it, so an event outside it is neither listed nor a sign of an edit.
         mapped = {
-            m.external_id: (m.session_id, m.etag)
-            for m in session.scalars(
-                select(ExportedEvent).where(
+            external_id: (session_id, etag)
+            for external_id, session_id, etag in session.execute(
+                select(ExportedEvent.external_id, ExportedEvent.session_id, ExportedEvent.etag)
+                .join(
+                    PlatformSession,
+                    and_(
+                        PlatformSession.tenant_id == row.tenant_id,
+                        PlatformSession.schedule_id == row.schedule_id,
+                        PlatformSession.session_id == ExportedEvent.session_id,
+                    ),
+                )
+                .where(
                     ExportedEvent.connection_id == row.id,
                     ExportedEvent.calendar_id == calendar_id,
                     ExportedEvent.external_id.is_not(None),
+                    PlatformSession.start_ms >= low,
+                    PlatformSession.end_ms <= high,
                 )
             )
         }

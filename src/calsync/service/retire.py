@@ -22,7 +22,6 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from calsync.providers.base import (
-    EXPORT_ICAL_PROPERTY,
     AccountRef,
     CalendarGone,
     CalendarProvider,
@@ -41,6 +40,7 @@ from calsync.store.models import Connection, ExportTarget, PendingRetirement, ut
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_ATTEMPTS = 8
+EMPTY_CHECK_SPAN = timedelta(days=20 * 366)  # how far the dedicated calendar is searched
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,9 @@ def _wait_for_running_sync(rt: Runtime, connection_id: str) -> str:
     cannot write after the clean-up); a dead holder's lease expires."""
     owner = f"retire:{rt.instance_id}"
     deadline = time.monotonic() + 2 * rt.settings.lease_seconds
-    while not leases.acquire(rt, connection_id, owner) and time.monotonic() < deadline:
+    while not leases.acquire(rt, connection_id, owner):
+        if time.monotonic() > deadline:
+            raise TimeoutError("a sync of the connection still holds its lease; retry later")
         time.sleep(0.2)
     return owner
 
@@ -188,10 +190,11 @@ def _remove_export_leased(rt: Runtime, retirement: Retirement) -> None:
     def call(fn: Callable[[AccountRef], T]) -> T:
         return fn(account)
 
-    remove_exported(
-        rt, retirement.connection_id, writer, call, keep_calendar=None, report=ExportReport()
-    )
-    if dedicated is not None and _only_ours(adapter, account, dedicated):
+    report = ExportReport()
+    remove_exported(rt, retirement.connection_id, writer, call, keep_calendar=None, report=report)
+    if report.failed:  # some deletes failed: try again later (the rows say which)
+        raise ProviderError(f"{report.failed} exported events could not be deleted yet")
+    if dedicated is not None and _is_empty(adapter, account, dedicated):
         _delete_calendar(writer, account, dedicated)
     with transaction(rt.sessions) as session:
         session.execute(
@@ -199,13 +202,17 @@ def _remove_export_leased(rt: Runtime, retirement: Retirement) -> None:
         )
 
 
-def _only_ours(adapter: CalendarProvider, account: AccountRef, calendar_id: str) -> bool:
-    """True when the calendar holds nothing but calsync's own exported events."""
+def _is_empty(adapter: CalendarProvider, account: AccountRef, calendar_id: str) -> bool:
+    """True when the calendar is empty now that calsync's own events were deleted: anything
+    left is the owner's (or another connection's), at any distance in time."""
+    now = utcnow()
     try:
-        changes = adapter.read_changes(account, calendar_id, None, {})
+        left = adapter.read_window(
+            account, calendar_id, now - EMPTY_CHECK_SPAN, now + EMPTY_CHECK_SPAN
+        )
     except CalendarGone:
         return False
-    return all(EXPORT_ICAL_PROPERTY in r.ical.upper() for r in changes.upserted)
+    return not left
 
 
 def _delete_calendar(writer: CalendarWriter, account: AccountRef, calendar_id: str) -> None:

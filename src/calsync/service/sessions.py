@@ -251,6 +251,7 @@ def request_export(session: Session, tenant_id: str, schedule_id: str) -> None:
     A connection backing off after failures (a rate limit, an outage) keeps its retry time:
     the change is exported when it retries, and the provider is not hammered meanwhile.
     """
+    now = utcnow()
     session.execute(
         update(Connection)
         .where(
@@ -259,5 +260,5 @@ def request_export(session: Session, tenant_id: str, schedule_id: str) -> None:
             Connection.status != ConnectionStatus.DISCONNECTED.value,
             Connection.failure_count == 0,
         )
-        .values(next_sync_at=utcnow())
+        .values(next_sync_at=now, export_requested_at=now)
     )

@@ -272,6 +272,13 @@ def _record(
         if synced_from is not None and row.error_reason == ErrorReason.TOKEN_REVOKED.value:
             return  # refused meanwhile (a run started before it knew): reconnecting clears it
         if synced_from is not None:
+            # Asked for again while this run went on (new config, a session changed): due now.
+            config_changed = row.sync_requested_at > synced_from
+            again = config_changed or (
+                row.export_requested_at is not None and row.export_requested_at > synced_from
+            )
+            if blocked is not None and config_changed:
+                blocked = None  # the new config may not be blocked: the next run finds out
             if blocked is not None:
                 row.status = ConnectionStatus.ERROR.value
                 row.error_reason = blocked.reason.value
@@ -284,7 +291,8 @@ def _record(
                 row.last_error = problems[:500] if problems else None
             row.last_synced_at = synced_from
             row.failure_count = 0
-            row.next_sync_at = now + timedelta(seconds=rt.settings.poll_interval_seconds)
+            poll = timedelta(seconds=rt.settings.poll_interval_seconds)
+            row.next_sync_at = now if again else now + poll
             if primary_id and row.account_state.get(PRIMARY_STATE_KEY) != primary_id:
                 row.account_state = {**row.account_state, PRIMARY_STATE_KEY: primary_id}
             if gone:

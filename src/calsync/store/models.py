@@ -111,6 +111,9 @@ class Connection(Base):
     # Set whenever something requires a new sync (connect, config change); the connection is
     # due while last_synced_at is older. Written only by requesters, never by the sync.
     sync_requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when a session of the schedule changed (something to export); like sync_requested_at,
+    # a change during a run keeps the connection due. Not a reason to freshen List Events.
+    export_requested_at: Mapped[datetime | None] = mapped_column()
     # Worker scheduling: when the connection is next due, who holds it, consecutive failures.
     next_sync_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64))

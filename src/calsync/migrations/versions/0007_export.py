@@ -111,6 +111,7 @@ def upgrade() -> None:
         )
     # List Events' lower bound on start_ms: the longest instance each connection stores.
     op.add_column("connections", sa.Column("max_instance_ms", sa.BigInteger(), nullable=True))
+    op.add_column("connections", sa.Column("export_requested_at", sa.DateTime(), nullable=True))
     op.execute(
         "UPDATE connections SET max_instance_ms = (SELECT max(e.end_ms - e.start_ms) "
         "FROM event_instances e WHERE e.connection_id = connections.id)"
@@ -144,6 +145,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_retirements_next_attempt_at"))
     op.drop_table("retirements")
     with op.batch_alter_table("connections", schema=None) as batch_op:
+        batch_op.drop_column("export_requested_at")
         batch_op.drop_column("max_instance_ms")
     with op.batch_alter_table("dashboard_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dashboard_sessions_expires_at"))
