@@ -127,6 +127,8 @@ def test_sessions_api_round_trip(api: Api) -> None:
         ({"allDay": True, "start": "2026-12-05T00:00:00Z", "end": "2026-12-06"}, "start"),
         ({"allDay": True, "start": "2026-12-06", "end": "2026-12-06"}, "end"),
         ({"allDay": "yes"}, "allDay"),
+        ({"start": "0001-01-01T00:30:00+01:00", "end": "0001-01-01T02:00:00+01:00"}, "start"),
+        ({"allDay": True, "start": "9999-12-30", "end": "9999-12-31"}, "start"),
     ],
 )
 def test_bad_session_is_refused_and_changes_nothing(

@@ -27,6 +27,7 @@ router = APIRouter(prefix="/v1")
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_SPAN = timedelta(days=366)
+FIRST_YEAR, LAST_YEAR = 1900, 2200
 
 
 def _ids(v: ViolationCollector, schedule_id: str, session_id: str | None) -> str:
@@ -44,10 +45,11 @@ def _date(v: ViolationCollector, field: str, value: object) -> date | None:
         v.add(field, "must be an RFC 3339 full-date (YYYY-MM-DD) for an all-day session", "FORMAT")
         return None
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         v.add(field, "is not a valid date", "FORMAT")
         return None
+    return parsed if _in_years(v, field, parsed.year) else None
 
 
 def _datetime(v: ViolationCollector, field: str, value: object) -> datetime | None:
@@ -57,7 +59,22 @@ def _datetime(v: ViolationCollector, field: str, value: object) -> datetime | No
     if not isinstance(value, str):
         v.add(field, "must be an RFC 3339 date-time string", "FORMAT")
         return None
-    return parse.rfc3339(v, field, value)
+    parsed = parse.rfc3339(v, field, value)
+    if parsed is None or not _in_years(v, field, parsed.year):
+        return None
+    return parsed
+
+
+def _bound(v: ViolationCollector, field: str, value: str | None) -> datetime | None:
+    """An optional window bound of the list call."""
+    return None if value is None else _datetime(v, field, value)
+
+
+def _in_years(v: ViolationCollector, field: str, year: int) -> bool:
+    if FIRST_YEAR <= year <= LAST_YEAR:
+        return True
+    v.add(field, f"must lie between the years {FIRST_YEAR} and {LAST_YEAR}", "OTHER")
+    return False
 
 
 def session_input(body: dict[str, Any]) -> SessionInput:
@@ -180,8 +197,8 @@ async def list_sessions(request: Request, schedule_id: str) -> JSONResponse:
     def work(call: Call) -> dict[str, Any]:
         v = ViolationCollector()
         sid = _ids(v, schedule_id, None)
-        start = parse.rfc3339(v, "from", parse.single(call.query, "from"))
-        end = parse.rfc3339(v, "to", parse.single(call.query, "to"))
+        start = _bound(v, "from", parse.single(call.query, "from"))
+        end = _bound(v, "to", parse.single(call.query, "to"))
         if start and end and end <= start:
             v.add("to", "must be after from", "OTHER")
         cancelled = parse.single(call.query, "includeCancelled")

@@ -35,6 +35,7 @@ for a 400 (Graph refused the event as sent; Graph's code is named, its message l
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ class GraphWriter:
                 for call, answer in zip(calls, self._run(graph, calls), strict=True)
             ]
             missing = [n for n, outcome in enumerate(outcomes) if outcome is None]
-            creates = [_create_call(calendar_id, writes[n].event) for n in missing]
+            creates = [self._recreate_call(account, calendar_id, writes[n]) for n in missing]
             answers = self._run(graph, creates) if creates else []
             for n, call, answer in zip(missing, creates, answers, strict=True):
                 outcomes[n] = _put_outcome(call, answer, _where(graph, call))
@@ -222,6 +223,19 @@ class GraphWriter:
                 _delete_outcome(answer, _where(graph, call))
                 for call, answer in zip(calls, answers, strict=True)
             ]
+
+    def _recreate_call(self, account: AccountRef, calendar_id: str, write: EventWrite) -> GraphCall:
+        """An event deleted externally is created anew. An earlier re-creation cut short may
+        have written it already (found by its uid property: update that one); otherwise the
+        create carries a fresh ``transactionId``, since Graph might answer the original one's
+        with the deleted event."""
+        found = self.find_event(account, calendar_id, write.event.uid)
+        if found is not None:
+            segments = ("me", "events", found.external_id)
+            return GraphCall("PATCH", segments, "event update", event_json(write.event), None)
+        return _create_call(
+            calendar_id, write.event, transaction_id=f"{write.event.uid}-{secrets.token_hex(4)}"
+        )
 
     def find_event(self, account: AccountRef, calendar_id: str, uid: str) -> WrittenEvent | None:
         wanted = (
@@ -308,8 +322,10 @@ def _wall(moment: datetime, zone: tzinfo) -> str:
 # --- requests and answers ----------------------------------------------------------------------
 
 
-def _create_call(calendar_id: str, event: ExportEvent) -> GraphCall:
-    body = {**event_json(event), "transactionId": event.uid}
+def _create_call(
+    calendar_id: str, event: ExportEvent, *, transaction_id: str | None = None
+) -> GraphCall:
+    body = {**event_json(event), "transactionId": transaction_id or event.uid}
     return GraphCall("POST", ("me", "calendars", calendar_id, "events"), "event creation", body)
 
 
