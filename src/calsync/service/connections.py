@@ -215,6 +215,8 @@ def update_sync_config(
         fresh_row = lock_active_connection(session, connection_id)
         if fresh_row is None:
             raise ConnectionNotConnected("the connection was disconnected meanwhile")
+        if sc.from_json(fresh_row.sync_config).export != merged.export:
+            fresh_row.export_requested_at = utcnow()  # a run going on now exports again
         fresh_row.sync_config = sc.to_json(merged)
         fresh_row.updated_at = utcnow()
         if fresh_row.error_reason in EXPORT_ERROR_REASONS:  # a new config is the way out of these

@@ -18,7 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
-from calsync.store.models import Connection, OAuthAttempt
+from calsync.store.models import Connection, OAuthAttempt, PendingRetirement
 
 # Every column that holds SecretBox output, with its table's primary key. A test checks that
 # each binary column of the schema is listed here or known not to be a secret.
@@ -26,6 +26,7 @@ Column = InstrumentedAttribute[Any]
 ENCRYPTED_COLUMNS: tuple[tuple[Column, Column], ...] = (
     (Connection.id, Connection.secret),
     (OAuthAttempt.state_hash, OAuthAttempt.code_verifier),
+    (PendingRetirement.connection_id, PendingRetirement.secret),
 )
 
 

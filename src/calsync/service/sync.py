@@ -272,11 +272,11 @@ def _record(
         if synced_from is not None and row.error_reason == ErrorReason.TOKEN_REVOKED.value:
             return  # refused meanwhile (a run started before it knew): reconnecting clears it
         if synced_from is not None:
-            # Asked for again while this run went on (new config, a session changed): due now.
+            # Something to export came up while this run went on (a session, the export
+            # config): due again now. (An import request made meanwhile needs no such thing:
+            # List Events syncs first whenever sync_requested_at is newer than the data.)
             config_changed = row.sync_requested_at > synced_from
-            again = config_changed or (
-                row.export_requested_at is not None and row.export_requested_at > synced_from
-            )
+            again = row.export_requested_at is not None and row.export_requested_at > synced_from
             if blocked is not None and config_changed:
                 blocked = None  # the new config may not be blocked: the next run finds out
             if blocked is not None:
