@@ -198,12 +198,16 @@ class FakeWriter:
             raise CalendarGone(calendar_id)
         return calendar
 
-    def create_calendar(self, account: AccountRef, name: str) -> ExternalCalendar:
+    def create_calendar(
+        self, account: AccountRef, name: str, *, key: str | None = None
+    ) -> ExternalCalendar:
         assert account.credentials is not None
         found = self.provider._account(account.credentials)
         if self.fail_calendar_creation:
             raise ProviderError("403 Forbidden: calendar creation is not allowed")
-        calendar_id = f"cal-{next(_clock)}"
+        calendar_id = f"cal-{key}" if key else f"cal-{next(_clock)}"
+        if calendar_id in found.calendars:
+            return ExternalCalendar(id=calendar_id, name=found.calendars[calendar_id].name)
         found.calendars[calendar_id] = FakeCalendar(name=name)
         self.created_calendars.append(calendar_id)
         return ExternalCalendar(id=calendar_id, name=name)

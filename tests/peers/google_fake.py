@@ -1217,6 +1217,8 @@ class GoogleFake:
         }
         if calendar.summary_override is not None:
             entry["summaryOverride"] = calendar.summary_override
+        if calendar.description is not None:  # CalendarListEntry.description, read-only
+            entry["description"] = calendar.description
         if calendar.primary:
             entry["primary"] = True
         return entry

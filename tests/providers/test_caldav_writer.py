@@ -414,3 +414,18 @@ def test_calendars_calsync_created_never_become_primary() -> None:
     assert [c.id for c in ordered if c.is_primary] == ["personal"]
     only = _order_calendars([created], None)
     assert only[0].is_primary  # the account has nothing else
+
+
+@pytest.mark.peers
+def test_create_with_a_key_finds_the_calendar_an_interrupted_create_made(
+    dav_server: peers.DavServer,
+) -> None:
+    provider = CalDavProvider(dav_server.base_url)
+    account = provider.verify(Credentials(USER, dav_server.users[USER]))
+    assert provider.writer is not None
+    key = uuid.uuid4().hex[:16]
+    first = provider.writer.create_calendar(account, "Bookings", key=key)
+    again = provider.writer.create_calendar(account, "Bookings", key=key)
+    assert again.id == first.id == EXPORT_CALENDAR_PREFIX + key
+    assert [c.id for c in provider.list_calendars(account)].count(first.id) == 1
+    provider.writer.delete_calendar(account, first.id)

@@ -359,3 +359,15 @@ def test_start_is_sent_in_rfc3339_whole_seconds(fake: GoogleFake, writer: Calend
     stored = fake.accounts[EMAIL].calendars[PRIMARY].events[session(70).uid].event
     assert stored["start"] == {"dateTime": "2031-05-06T07:08:09+00:00", "timeZone": "UTC"}
     assert stored["end"] == {"dateTime": "2031-05-06T08:08:09+00:00", "timeZone": "UTC"}
+
+
+def test_create_with_a_key_finds_the_calendar_an_interrupted_create_made(
+    fake: GoogleFake, provider: GoogleCalendarProvider, writer: CalendarWriter
+) -> None:
+    first = writer.create_calendar(ACCOUNT, "Bookings", key="0a1b2c3d4e5f6071")
+    again = writer.create_calendar(ACCOUNT, "Bookings", key="0a1b2c3d4e5f6071")
+    other = writer.create_calendar(ACCOUNT, "Bookings", key="ffffffffffffffff")
+    assert again.id == first.id and other.id != first.id
+    named = [c for c in provider.list_calendars(ACCOUNT) if c.name == "Bookings"]
+    assert len(named) == 2
+    assert [s for m, s in statuses(fake) if m == "calendar.calendars.insert"] == [200, 200]

@@ -567,3 +567,24 @@ def test_a_new_config_during_a_blocked_run_is_not_lost(
     assert connection["errorReason"] == "UNDEFINED", connection
     export(runtime, connection_id)
     assert len(account.writer.exported(EMAIL, dedicated(runtime, connection_id))) == 2
+
+
+def test_crash_after_creating_the_dedicated_calendar_leaves_no_second_one(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    real_create = account.writer.create_calendar
+
+    def create_then_crash(*args: Any, **kwargs: Any) -> Any:
+        real_create(*args, **kwargs)
+        raise Crash("worker killed before the calendar was recorded")
+
+    account.writer.create_calendar = create_then_crash
+    with pytest.raises(Crash):
+        export(runtime, connection_id)
+    account.writer.create_calendar = real_create
+    export(runtime, connection_id)
+    named = [c for c in account.accounts[EMAIL].calendars.values() if c.name == "Bookings"]
+    assert len(named) == 1
+    assert len(account.writer.exported(EMAIL, dedicated(runtime, connection_id))) == 1

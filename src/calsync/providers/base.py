@@ -250,8 +250,12 @@ class CalendarWriter(Protocol):
 
     max_batch: int
 
-    def create_calendar(self, account: AccountRef, name: str) -> ExternalCalendar:
-        """Create a calendar named ``name`` in the account."""
+    def create_calendar(
+        self, account: AccountRef, name: str, *, key: str | None = None
+    ) -> ExternalCalendar:
+        """Create a calendar named ``name`` in the account. ``key`` (lowercase hex) marks it:
+        creating again with the same key returns the calendar an interrupted earlier call
+        created instead of a second one."""
         ...
 
     def delete_calendar(self, account: AccountRef, calendar_id: str) -> None:

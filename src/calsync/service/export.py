@@ -19,6 +19,7 @@ ever gets two events.
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -178,8 +179,14 @@ def _resolve_calendar(
     if target.dedicated_calendar_id:
         return target.dedicated_calendar_id
     name = rt.settings.export_calendar_name
+    with transaction(rt.sessions) as session:
+        stored = session.get(ExportTarget, row.id)
+        assert stored is not None
+        if not stored.dedicated_key:  # recorded before the create: a retry finds the calendar
+            stored.dedicated_key = secrets.token_hex(8)
+        key = stored.dedicated_key
     try:
-        created = call(lambda account: writer.create_calendar(account, name))
+        created = call(lambda account: writer.create_calendar(account, name, key=key))
     except TRANSIENT:
         raise
     except ProviderError as exc:
@@ -211,6 +218,7 @@ def _calendar_gone(rt: Runtime, connection_id: str, wanted: str, calendar_id: st
             stored.target, stored.calendar_id, stored.cursor = None, None, None
             if stored.dedicated_calendar_id == calendar_id:
                 stored.dedicated_calendar_id, stored.dedicated_created = None, False
+                stored.dedicated_key = None
     log.warning(
         "export calendar deleted externally",
         extra={"connection_id": connection_id, "target": wanted},

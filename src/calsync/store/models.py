@@ -266,6 +266,8 @@ class ExportTarget(Base):
     cursor: Mapped[str | None] = mapped_column(Text)
     dedicated_calendar_id: Mapped[str | None] = mapped_column(String(512))
     dedicated_created: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Marks the dedicated calendar being created, so a retry after a crash finds it.
+    dedicated_key: Mapped[str | None] = mapped_column(String(32))
     external_edits: Mapped[int] = mapped_column(Integer, default=0)
     last_external_edit_at: Mapped[datetime | None] = mapped_column()
     exported_at: Mapped[datetime | None] = mapped_column()

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("cursor", sa.Text(), nullable=True),
         sa.Column("dedicated_calendar_id", sa.String(length=512), nullable=True),
         sa.Column("dedicated_created", sa.Boolean(), nullable=False),
+        sa.Column("dedicated_key", sa.String(length=32), nullable=True),
         sa.Column("external_edits", sa.Integer(), nullable=False),
         sa.Column("last_external_edit_at", sa.DateTime(), nullable=True),
         sa.Column("exported_at", sa.DateTime(), nullable=True),

@@ -65,17 +65,24 @@ class CalDavWriter:
 
     # --- calendars -----------------------------------------------------------------------------
 
-    def create_calendar(self, account: AccountRef, name: str) -> ExternalCalendar:
-        """MKCALENDAR ``<home>/calsync-<random>/`` for events only; the segment is the id (its
-        prefix keeps it from ever being taken for the primary calendar, see the adapter).
+    def create_calendar(
+        self, account: AccountRef, name: str, *, key: str | None = None
+    ) -> ExternalCalendar:
+        """MKCALENDAR ``<home>/calsync-<key or random>/`` for events only; the segment is the id
+        (its prefix keeps it from ever being taken for the primary calendar, see the adapter).
+        With a key, a calendar already at that path (an interrupted earlier create) is it.
 
         UnsupportedAccount when the server does not let the account create calendars."""
-        calendar_id = EXPORT_CALENDAR_PREFIX + uuid.uuid4().hex
+        if key is not None and not key.isalnum():
+            raise ValueError("the calendar key must be letters and digits")
+        calendar_id = EXPORT_CALENDAR_PREFIX + (key or uuid.uuid4().hex)
         with self._provider._session(account.credentials) as client:
             url = urljoin(self._provider._home(client, account), calendar_id + "/")
             body = dav.mkcalendar_body(name, ["VEVENT"])
             response = client.request("MKCALENDAR", url, body=body)
             code = response.status_code
+            if key is not None and code in (403, 405, 409) and self._is_calendar(client, url):
+                return ExternalCalendar(calendar_id, name)
             if code in (403, 405, 501) and "Retry-After" not in response.headers:
                 raise UnsupportedAccount(
                     f"MKCALENDAR {safe_url(url)} -> HTTP {code}: "
@@ -83,6 +90,13 @@ class CalDavWriter:
                 )
             client.check(response, "create calendar")
         return ExternalCalendar(calendar_id, name)
+
+    def _is_calendar(self, client: DavClient, url: str) -> bool:
+        try:
+            found = self._provider._collection_props(client, url, [dav.RESOURCETYPE])
+        except CalendarGone:
+            return False
+        return found.has_child(dav.RESOURCETYPE, dav.CALENDAR)
 
     def delete_calendar(self, account: AccountRef, calendar_id: str) -> None:
         with self._provider._session(account.credentials) as session:

@@ -45,7 +45,7 @@ from calsync.providers.base import (
     UnsupportedAccount,
     WrittenEvent,
 )
-from calsync.providers.google.api import GoogleApi, error_for, json_object
+from calsync.providers.google.api import GoogleApi, error_for, json_object, list_items
 from calsync.providers.google.events import EXPORT_PROPERTY
 from calsync.providers.google.push import Session
 
@@ -78,10 +78,21 @@ class GoogleWriter:
 
     # --- calendars -------------------------------------------------------------------------------
 
-    def create_calendar(self, account: AccountRef, name: str) -> ExternalCalendar:
+    def create_calendar(
+        self, account: AccountRef, name: str, *, key: str | None = None
+    ) -> ExternalCalendar:
+        """calendars.insert; with a key, the calendar's description carries it, and a calendar
+        already carrying it (an interrupted earlier create) is returned instead."""
         what = "calendars.insert"
+        resource: dict[str, str] = {"summary": name}
         with self._session(account) as api:
-            response = api.request("POST", ["calendars"], what=what, json={"summary": name})
+            if key is not None:
+                marker = f"{_KEY_MARKER}{key}"
+                found = _calendar_marked(api, marker)
+                if found is not None:
+                    return found
+                resource["description"] = f"Bookings exported by calsync. {marker}"
+            response = api.request("POST", ["calendars"], what=what, json=resource)
         if response.status_code != 200:
             raise _not_about_a_calendar(response, what)
         body = json_object(response, what)
@@ -183,6 +194,30 @@ class GoogleWriter:
             else:
                 answers.extend(_batch(api, chunk))
         return answers
+
+
+_KEY_MARKER = "calsync-key:"
+
+
+def _calendar_marked(api: GoogleApi, marker: str) -> ExternalCalendar | None:
+    """The calendar of the account whose description carries ``marker``, if any."""
+    what = "calendarList.list"
+    params = {"maxResults": "250"}
+    for _ in range(100):  # pages
+        response = api.request("GET", ["users", "me", "calendarList"], what=what, params=params)
+        if response.status_code != 200:
+            raise error_for(response, what, False, True)
+        page = json_object(response, what)
+        for item in list_items(page):
+            calendar_id = item.get("id")
+            if marker in str(item.get("description") or "") and isinstance(calendar_id, str):
+                name = item.get("summaryOverride") or item.get("summary") or calendar_id
+                return ExternalCalendar(calendar_id, str(name))
+        token = page.get("nextPageToken")
+        if not isinstance(token, str) or not token:
+            return None
+        params = {"maxResults": "250", "pageToken": token}
+    return None
 
 
 # --- writes: what to send, what an answer means ------------------------------------------------

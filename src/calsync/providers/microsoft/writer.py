@@ -161,9 +161,12 @@ class GraphWriter:
 
     # --- calendars -----------------------------------------------------------------------------
 
-    def create_calendar(self, account: AccountRef, name: str) -> ExternalCalendar:
+    def create_calendar(
+        self, account: AccountRef, name: str, *, key: str | None = None
+    ) -> ExternalCalendar:
         """A new calendar; when one of that name exists (409, e.g. an interrupted earlier
-        create), that one."""
+        create), that one. (Graph calendars carry no description for ``key``: names are
+        unique per mailbox, which already makes a retried create find the first.)"""
         with self._session(account) as graph:
             url = graph.url("me", "calendars")
             response = graph.send("POST", url, "calendar creation", body={"name": name})
