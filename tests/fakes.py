@@ -180,7 +180,8 @@ class FakeWriter:
 
     ``after_write`` runs after each event is stored (a test raises there to simulate a crash
     between the external write and calsync's commit); ``fail_calendar_creation`` refuses new
-    calendars; ``rate_limit_next`` answers that many writes with a rate limit."""
+    calendars; ``rate_limit_next`` answers that many writes with a rate limit;
+    ``fail_deletes`` fails each event delete on its own."""
 
     def __init__(self, provider: FakeProvider, max_batch: int = 10) -> None:
         self.provider = provider
@@ -188,6 +189,7 @@ class FakeWriter:
         self.after_write: Any = None
         self.fail_calendar_creation = False
         self.rate_limit_next = 0
+        self.fail_deletes = False  # every delete of an event fails (a server error per item)
         self.batches: list[int] = []
         self.created_calendars: list[str] = []
 
@@ -247,6 +249,9 @@ class FakeWriter:
         calendar = self._calendar(account, calendar_id)
         out: list[ProviderError | None] = []
         for item in deletes:
+            if self.fail_deletes:
+                out.append(ProviderError("500 Internal Server Error"))
+                continue
             if calendar.resources.pop(item.external_id, None) is not None:
                 calendar.deleted[item.external_id] = next(_clock)
             out.append(None)

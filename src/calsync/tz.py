@@ -1,7 +1,8 @@
-"""Time zone lookup by IANA name."""
+"""Time zone lookup by IANA name, and the epoch milliseconds the store keeps times in."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -21,3 +22,8 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return UTC_ZONE
+
+
+def epoch_ms(value: datetime) -> int:
+    """An aware datetime as epoch milliseconds (instance and session bounds in the store)."""
+    return int(value.timestamp() * 1000)

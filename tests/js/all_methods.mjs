@@ -29,6 +29,7 @@
 
 import { createClient, ApiKeyStrategy } from '@wix/sdk';
 import * as externalCalendars from '@wix/auto_sdk_bookings_external-calendars';
+import { describeError } from './describe_error.mjs';
 
 const REQUIRED = [
   'CALSYNC_API_BASE',
@@ -67,24 +68,6 @@ const ec = client.externalCalendars;
 
 const steps = {};
 const unexpected = [];
-
-// The error fields the official client exposes (see WIRE-NOTES.md, "Errors").
-function describeError(e) {
-  if (e === null || typeof e !== 'object') return { thrown: String(e) };
-  const app = e.details?.applicationError;
-  const validation = e.details?.validationError;
-  const out = {
-    status: e.status ?? null,
-    requestId: e.requestId ?? null,
-    code: app?.code ?? e.code ?? null,
-    description: app?.description ?? null,
-    data: app?.data ?? null,
-    validationError: validation ?? null,
-    message: typeof e.message === 'string' ? e.message : null,
-  };
-  if (e.runtimeError) out.runtimeError = String(e.runtimeError.cause ?? e.runtimeError);
-  return out;
-}
 
 async function step(name, expect, call) {
   try {

@@ -26,6 +26,7 @@
 
 import { createClient, ApiKeyStrategy } from '@wix/sdk';
 import * as externalCalendars from '@wix/auto_sdk_bookings_external-calendars';
+import { describeError } from './describe_error.mjs';
 
 const PHASES = {
   start: ['PROVIDER_ID', 'REDIRECT_URL'],
@@ -43,24 +44,6 @@ function report(code) {
   out.ok = code === 0 && out.unexpected.length === 0;
   process.stdout.write(`${JSON.stringify(out)}\n`);
   process.exitCode = out.ok ? 0 : code || 1;
-}
-
-// The error fields the official client exposes (see WIRE-NOTES.md, section 5).
-function describeError(e) {
-  if (e === null || typeof e !== 'object') return { thrown: String(e) };
-  const app = e.details?.applicationError;
-  const validation = e.details?.validationError;
-  const described = {
-    status: e.status ?? null,
-    requestId: e.requestId ?? null,
-    code: app?.code ?? e.code ?? null,
-    description: app?.description ?? null,
-    data: app?.data ?? null,
-    validationError: validation ?? null,
-    message: typeof e.message === 'string' ? e.message : null,
-  };
-  if (e.runtimeError) described.runtimeError = String(e.runtimeError.cause ?? e.runtimeError);
-  return described;
 }
 
 async function step(name, call) {

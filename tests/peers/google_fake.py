@@ -108,7 +108,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .webhooks import WebhookSender
+from .webhooks import DeliveryLog, WebhookSender
 
 JSON = dict[str, Any]
 
@@ -580,7 +580,7 @@ class _Snapshot:
 # --- the fake ----------------------------------------------------------------------------------
 
 
-class GoogleFake:
+class GoogleFake(DeliveryLog[Delivery]):
     """State, request handling and the HTTP server of the fake (see the module docstring)."""
 
     def __init__(
@@ -843,28 +843,6 @@ class GoogleFake:
         with self._lock:
             now = self.clock()
             return [replace(c) for c in self._channels.values() if c.expiration > now]
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        """The notifications delivered (or failed) so far, in order."""
-        return self._push.deliveries
-
-    @property
-    def delivery_timeout(self) -> float:
-        """Seconds each notification POST may take."""
-        return self._push.timeout
-
-    @delivery_timeout.setter
-    def delivery_timeout(self, seconds: float) -> None:
-        self._push.timeout = seconds
-
-    def wait_deliveries(self, count: int, timeout: float = 5.0) -> list[Delivery]:
-        """Wait until ``count`` notifications were delivered (or failed); all of them so far."""
-        return self._push.wait_deliveries(count, timeout)
-
-    def wait_idle(self, timeout: float = 5.0) -> list[Delivery]:
-        """Wait until every notification queued so far is delivered; all deliveries so far."""
-        return self._push.wait_idle(timeout)
 
     def _notify(self, email: str, calendar_id: str, state: str) -> None:
         """Queue ``state`` for every live channel of the calendar (``not_exists`` ends them)."""

@@ -136,7 +136,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .webhooks import WebhookSender
+from .webhooks import DeliveryLog, WebhookSender
 
 __all__ = [
     "EXPORT_PROPERTY_ID",
@@ -372,7 +372,7 @@ class GraphError(Exception):
 # --- the fake -------------------------------------------------------------------------------
 
 
-class GraphFake:
+class GraphFake(DeliveryLog[Delivery]):
     def __init__(
         self, token_validator: TokenValidator | None = None, *, default_page_size: int = 10
     ) -> None:
@@ -1223,28 +1223,6 @@ class GraphFake:
             if event == "subscriptionRemoved":
                 del self._subscriptions[subscription.id]
             self._enqueue(subscription.id, event, subscription.lifecycle_url, note)
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        """The change and lifecycle notifications POSTed so far, in order."""
-        return self._push.deliveries
-
-    @property
-    def delivery_timeout(self) -> float:
-        """Seconds each notification POST may take."""
-        return self._push.timeout
-
-    @delivery_timeout.setter
-    def delivery_timeout(self, seconds: float) -> None:
-        self._push.timeout = seconds
-
-    def wait_deliveries(self, count: int, timeout: float = 5.0) -> list[Delivery]:
-        """All deliveries once there are at least ``count``; TimeoutError if not in time."""
-        return self._push.wait_deliveries(count, timeout)
-
-    def wait_idle(self, timeout: float = 5.0) -> list[Delivery]:
-        """All deliveries once nothing is queued or being sent; TimeoutError if not in time."""
-        return self._push.wait_idle(timeout)
 
     def _live(self) -> list[FakeSubscription]:
         now = datetime.now(UTC)

@@ -205,3 +205,32 @@ def close_sockets_left_in(error: BaseException) -> None:
                     value.close()
             trace = trace.tb_next
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+class DeliveryLog(Generic[R]):
+    """What a fake with push notifications shows of its ``WebhookSender`` (``self._push``):
+    the deliveries so far, the per-POST timeout, and waits for them."""
+
+    _push: WebhookSender[R]
+
+    @property
+    def deliveries(self) -> list[R]:
+        """The notifications delivered (or failed) so far, in order."""
+        return self._push.deliveries
+
+    @property
+    def delivery_timeout(self) -> float:
+        """Seconds each notification POST may take."""
+        return self._push.timeout
+
+    @delivery_timeout.setter
+    def delivery_timeout(self, seconds: float) -> None:
+        self._push.timeout = seconds
+
+    def wait_deliveries(self, count: int, timeout: float = 5.0) -> list[R]:
+        """All deliveries once there are at least ``count``; TimeoutError if not in time."""
+        return self._push.wait_deliveries(count, timeout)
+
+    def wait_idle(self, timeout: float = 5.0) -> list[R]:
+        """All deliveries once nothing is queued or being sent; TimeoutError if not in time."""
+        return self._push.wait_idle(timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -144,7 +144,7 @@ def test_bad_session_is_refused_and_changes_nothing(
 
 def test_bad_session_ids_and_unknown_schedule(api: Api) -> None:
     schedule_id = make_schedule(api)
-    assert put_session(api, schedule_id, "a b").status_code in (400, 404)
+    assert put_session(api, schedule_id, "a b").status_code == 400
     assert put_session(api, schedule_id, "x" * 129).status_code == 400
     unknown = put_session(api, "00000000-0000-4000-8000-000000000000", "s-1")
     assert unknown.status_code == 404
@@ -588,3 +588,40 @@ def test_crash_after_creating_the_dedicated_calendar_leaves_no_second_one(
     named = [c for c in account.accounts[EMAIL].calendars.values() if c.name == "Bookings"]
     assert len(named) == 1
     assert len(account.writer.exported(EMAIL, dedicated(runtime, connection_id))) == 1
+
+
+def test_disconnect_keeps_retrying_deletes_that_failed(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    from calsync.service import retire
+
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    export(runtime, connection_id)
+    calendar_id = dedicated(runtime, connection_id)
+    account.writer.fail_deletes = True
+    assert api.post(f"{EXT}/connections/{connection_id}/disconnect").status_code == 200
+    wait_for(lambda: _failed_once(runtime, connection_id))
+    assert len(account.writer.exported(EMAIL, calendar_id)) == 1  # still there, not forgotten
+    assert _pending(runtime, connection_id) is not None
+    account.writer.fail_deletes = False
+    with transaction(runtime.sessions) as session:
+        from calsync.store.models import PendingRetirement
+
+        row = session.get(PendingRetirement, connection_id)
+        assert row is not None
+        row.next_attempt_at = row.created_at  # the backoff is over
+    retire.retire_pending(runtime, connection_id)
+    assert calendar_id not in account.accounts[EMAIL].calendars  # emptied, then removed
+    assert _pending(runtime, connection_id) is None
+
+
+def _failed_once(rt: Runtime, connection_id: str) -> bool:
+    """The first clean-up job has run and failed: it set a retry time (seconds ahead), not
+    the claim's hold (two lease times ahead)."""
+    from calsync.store.models import PendingRetirement
+
+    with rt.sessions() as session:
+        row = session.get(PendingRetirement, connection_id)
+        soon = datetime.now(UTC) + timedelta(seconds=rt.settings.lease_seconds)
+        return row is not None and row.attempts == 1 and row.next_attempt_at < soon

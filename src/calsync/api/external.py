@@ -3,7 +3,6 @@ function, renders; authentication and threading are in ``api.calls``."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,6 +14,7 @@ from calsync.domain import Permission
 from calsync.errors import FieldViolation, InvalidArgument, ViolationCollector
 from calsync.service import connect, connections, cursor, events, oauth
 from calsync.service.auth import require_any
+from calsync.tz import epoch_ms
 
 router = APIRouter()
 DEFAULT_LIMIT = 100
@@ -191,8 +191,8 @@ def _event_query(call: Call) -> tuple[cursor.EventQuery, int]:
     if start >= end:
         raise InvalidArgument([FieldViolation("to", "must be later than from", "OTHER")])
     query = cursor.EventQuery(
-        from_ms=_ms(start),
-        to_ms=_ms(end),
+        from_ms=epoch_ms(start),
+        to_ms=epoch_ms(end),
         schedule_ids=schedule_ids,
         user_ids=user_ids,
         all_day=all_day,
@@ -200,7 +200,3 @@ def _event_query(call: Call) -> tuple[cursor.EventQuery, int]:
         partial_failure=bool(partial),
     )
     return query, limit or DEFAULT_LIMIT
-
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)

@@ -12,7 +12,7 @@ from calsync.errors import ProviderUnavailable
 from calsync.service import cursor, events, sessions
 from calsync.service.runtime import Runtime
 from calsync.service.views import EventView, ScheduleView
-from calsync.tz import zone
+from calsync.tz import epoch_ms, zone
 
 PAGE = 1000
 MAX_PAGES = 10
@@ -53,8 +53,8 @@ def _busy(
     rt: Runtime, identity: Identity, schedule_id: str, start: datetime, end: datetime
 ) -> tuple[list[Item], list[str], bool]:
     query = cursor.EventQuery(
-        from_ms=int(start.timestamp() * 1000),
-        to_ms=int(end.timestamp() * 1000),
+        from_ms=epoch_ms(start),
+        to_ms=epoch_ms(end),
         schedule_ids=(schedule_id,),
         own_pi=True,
         partial_failure=True,

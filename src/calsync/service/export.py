@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TypeVar
 
 from sqlalchemy import and_, delete, or_, select
@@ -47,6 +46,7 @@ from calsync.service.export_writes import (
     remove_exported,
     write_chunk,
 )
+from calsync.service.instances import horizon_ms
 from calsync.service.runtime import Runtime
 from calsync.service.sessions import CONFIRMED
 from calsync.store.db import transaction
@@ -229,7 +229,7 @@ def _calendar_gone(rt: Runtime, connection_id: str, wanted: str, calendar_id: st
 
 
 def _has_work(rt: Runtime, row: Connection) -> bool:
-    low, high = _horizon_ms(rt)
+    low, high = horizon_ms(rt)
     with rt.sessions() as session:
         found = session.scalar(
             select(PlatformSession.session_id)
@@ -245,13 +245,6 @@ def _has_work(rt: Runtime, row: Connection) -> bool:
     return found is not None
 
 
-def _horizon_ms(rt: Runtime) -> tuple[int, int]:
-    now = utcnow()
-    start = now - timedelta(days=rt.settings.horizon_past_days)
-    end = now + timedelta(days=rt.settings.horizon_future_days)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-
-
 def _converge(
     rt: Runtime,
     row: Connection,
@@ -260,7 +253,7 @@ def _converge(
     calendar_id: str,
     report: ExportReport,
 ) -> None:
-    low, high = _horizon_ms(rt)
+    low, high = horizon_ms(rt)
     with rt.sessions() as session:
         mappings = {
             m.session_id: m

@@ -16,6 +16,7 @@ from calsync.providers.base import (
     CursorExpired,
 )
 from calsync.service.export_writes import AccountCall
+from calsync.service.instances import horizon_ms
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import (
@@ -33,13 +34,6 @@ T = TypeVar("T")
 WINDOW_MARGIN = timedelta(days=2)  # clear of the horizon's edges, whenever it was computed
 
 
-def _watched_window(rt: Runtime) -> tuple[int, int]:
-    now = utcnow()
-    low = now - timedelta(days=rt.settings.horizon_past_days) + WINDOW_MARGIN
-    high = now + timedelta(days=rt.settings.horizon_future_days) - WINDOW_MARGIN
-    return int(low.timestamp() * 1000), int(high.timestamp() * 1000)
-
-
 def notice_external_edits(
     rt: Runtime,
     row: Connection,
@@ -49,7 +43,7 @@ def notice_external_edits(
 ) -> int:
     """Mark exported events that were deleted or changed outside calsync for rewriting;
     returns how many. The target calendar's cursor moves in the same transaction."""
-    low, high = _watched_window(rt)
+    low, high = horizon_ms(rt, WINDOW_MARGIN)
     with rt.sessions() as session:
         # Only events well inside the horizon: providers read (and report deletions) within
         # it, so an event outside it is neither listed nor a sign of an edit.

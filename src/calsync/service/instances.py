@@ -29,7 +29,7 @@ from calsync.store.models import (
     utcnow,
 )
 from calsync.store.rows import lock_active_connection
-from calsync.tz import zone
+from calsync.tz import epoch_ms, zone
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ def horizon(rt: Runtime, now: datetime | None = None) -> tuple[datetime, datetim
         now - timedelta(days=rt.settings.horizon_past_days),
         now + timedelta(days=rt.settings.horizon_future_days),
     )
+
+
+def horizon_ms(rt: Runtime, inset: timedelta = timedelta(0)) -> tuple[int, int]:
+    """``horizon`` in epoch ms, narrowed by ``inset`` at both ends."""
+    start, end = horizon(rt)
+    return epoch_ms(start + inset), epoch_ms(end - inset)
 
 
 def expansion_context(
@@ -204,8 +210,8 @@ def instance_rows(
             "calendar_id": calendar_id,
             "resource_key": resource_key,
             "instance_key": b.key,
-            "start_ms": _ms(b.start),
-            "end_ms": _ms(b.end),
+            "start_ms": epoch_ms(b.start),
+            "end_ms": epoch_ms(b.end),
             "all_day": b.all_day,
             "start_date": b.start_date.isoformat() if b.start_date else None,
             "end_date": b.end_date.isoformat() if b.end_date else None,
@@ -213,10 +219,6 @@ def instance_rows(
         }
         for b in busy
     ]
-
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
 
 
 def drop_calendars(rt: Runtime, connection_id: str, calendar_ids: list[str]) -> None:

@@ -21,13 +21,14 @@ from calsync.service.cursor import EventQuery, SortKey
 from calsync.service.instances import expansion_context, horizon, instance_rows
 from calsync.service.runtime import Runtime
 from calsync.store.models import Connection, ConnectionCalendar, EventInstance
+from calsync.tz import epoch_ms
 
 log = logging.getLogger(__name__)
 
 
 def outside_horizon(rt: Runtime, query: EventQuery) -> bool:
     start, end = horizon(rt)
-    return query.from_ms < _ms(start) or query.to_ms > _ms(end)
+    return query.from_ms < epoch_ms(start) or query.to_ms > epoch_ms(end)
 
 
 def live_rows(
@@ -100,10 +101,6 @@ def _read(rt: Runtime, connection: Connection, query: EventQuery) -> list[EventI
                 for values in instance_rows(ctx, calendar_id, resource.key, resource.ical)
             )
     return rows
-
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
 
 
 def _dt(ms: int) -> datetime:

@@ -19,7 +19,7 @@ from calsync.service.auth import require_any
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection, PlatformSession, Schedule, utcnow
-from calsync.tz import zone
+from calsync.tz import epoch_ms, zone
 
 CONFIRMED = "CONFIRMED"
 CANCELLED = "CANCELLED"
@@ -75,7 +75,7 @@ def bounds_ms(data: SessionInput, time_zone: str) -> tuple[int, int]:
     else:
         assert data.start is not None and data.end is not None
         start, end = data.start, data.end
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    return epoch_ms(start), epoch_ms(end)
 
 
 def to_view(row: PlatformSession) -> SessionView:
@@ -236,9 +236,9 @@ def _window(
         PlatformSession.tenant_id == tenant_id, PlatformSession.schedule_id == schedule_id
     )
     if end is not None:
-        query = query.where(PlatformSession.start_ms < int(end.timestamp() * 1000))
+        query = query.where(PlatformSession.start_ms < epoch_ms(end))
     if start is not None:
-        query = query.where(PlatformSession.end_ms > int(start.timestamp() * 1000))
+        query = query.where(PlatformSession.end_ms > epoch_ms(start))
     if not include_cancelled:
         query = query.where(PlatformSession.status == CONFIRMED)
     query = query.order_by(PlatformSession.start_ms, PlatformSession.session_id).limit(limit)
