@@ -19,7 +19,7 @@ from calsync.providers.base import (
     ProviderUnreachable,
     RateLimitedByProvider,
 )
-from calsync.service import leases, schedules
+from calsync.service import leases, push, schedules
 from calsync.service.connect import connect_by_credentials
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
@@ -247,3 +247,56 @@ def test_deleted_calendar_stops_being_imported_and_is_reported(
     with rt.sessions() as session:
         row = session.get(Connection, connection_id)
         assert row is not None and row.sync_config["import"]["calendars"] == ["cal"]
+
+
+class CountingFake(SlowFake):
+    """Counts reads, and holds one while a test looks at the connection mid-sync."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.0)
+        self.reads = 0
+        self.reading = threading.Event()
+        self.proceed = threading.Event()
+        self.proceed.set()
+
+    def read_changes(
+        self, account: AccountRef, calendar_id: str, cursor: str | None, known_etags: dict[str, str]
+    ) -> CalendarChanges:
+        self.reads += 1
+        self.reading.set()
+        assert self.proceed.wait(10)
+        return super().read_changes(account, calendar_id, cursor, known_etags)
+
+
+def test_a_worker_that_waited_for_a_list_events_sync_does_not_sync_again(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    """The in-process worker shares its lease owner with the API, so it can claim a due
+    connection while List Events is syncing it. Once it gets the connection, that sync has
+    done the work: a connection without export work is not read again (nor shown as
+    SYNC_IN_PROGRESS right after List Events returned)."""
+    fake = CountingFake()
+    rt = make_runtime(adapter_factory=lambda _c: fake)
+    [connection_id] = seed(rt, fake, 1)
+    sync_connection(rt, connection_id, export=True)  # the first run, exports included
+    push.request_sync(rt, connection_id)  # a change notification: due now, to import
+    fake.reads = 0
+    fake.reading.clear()
+    fake.proceed.clear()
+    list_events = threading.Thread(target=sync_connection, args=(rt, connection_id))
+    list_events.start()
+    assert fake.reading.wait(10)
+    assert leases.claim_due(rt, rt.instance_id, 1) == [connection_id]  # same owner: allowed
+    worker = threading.Thread(
+        target=sync_connection, args=(rt, connection_id), kwargs={"export": True, "claimed": True}
+    )
+    worker.start()
+    time.sleep(0.2)  # the worker is waiting for the connection's lock
+    fake.proceed.set()
+    list_events.join(10)
+    worker.join(10)
+    assert fake.reads == 1
+    with rt.sessions() as session:
+        row = session.get(Connection, connection_id)
+        assert row is not None and row.status == "SYNCED"
+        assert row.next_sync_at > datetime.now(UTC)

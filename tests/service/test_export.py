@@ -625,3 +625,18 @@ def _failed_once(rt: Runtime, connection_id: str) -> bool:
         row = session.get(PendingRetirement, connection_id)
         soon = datetime.now(UTC) + timedelta(seconds=rt.settings.lease_seconds)
         return row is not None and row.attempts == 1 and row.next_attempt_at < soon
+
+
+def test_an_import_only_sync_leaves_pending_export_work_due(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    """List Events freshens a connection without exporting; a session waiting to be exported
+    keeps the connection due for the worker instead of waiting for the next poll."""
+    schedule_id, connection_id = setup_connection(api)
+    export(runtime, connection_id)
+    put_session(api, schedule_id, "s-1")
+    sync_connection(runtime, connection_id)  # what List Events does
+    assert connection_row(runtime, connection_id).next_sync_at <= datetime.now(UTC)
+    export(runtime, connection_id)
+    assert len(account.writer.exported(EMAIL, dedicated(runtime, connection_id))) == 1
+    assert connection_row(runtime, connection_id).next_sync_at > datetime.now(UTC)

@@ -143,6 +143,7 @@ def upsert_connection(
         row.secret = secret
         row.account_state = account_state
         row.updated_at = now
+        row.export_requested_at = now  # the (new) account gets the schedule's sessions
         request_sync(rt, row)
         connection_id = row.id
     rt.calendar_cache.pop(connection_id, None)

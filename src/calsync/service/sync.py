@@ -49,10 +49,11 @@ class SyncFailed(Exception):
         self.provider_id = provider_id
 
 
-def sync_connection_quietly(rt: Runtime, connection_id: str, *, export: bool = True) -> None:
-    """Background form of ``sync_connection``: failures are recorded, not raised."""
+def sync_connection_quietly(rt: Runtime, connection_id: str, *, claimed: bool = False) -> None:
+    """Background form of ``sync_connection`` (import and export): failures are recorded,
+    not raised."""
     try:
-        sync_connection(rt, connection_id, export=export)
+        sync_connection(rt, connection_id, export=True, claimed=claimed)
     except SyncFailed as exc:
         log.info("sync failed", extra={"connection_id": connection_id, "reason": str(exc)})
     except Exception:
@@ -60,14 +61,22 @@ def sync_connection_quietly(rt: Runtime, connection_id: str, *, export: bool = T
 
 
 def sync_connection(
-    rt: Runtime, connection_id: str, *, wait_seconds: float = 60.0, export: bool = False
+    rt: Runtime,
+    connection_id: str,
+    *,
+    wait_seconds: float = 60.0,
+    export: bool = False,
+    claimed: bool = False,
 ) -> None:
     """Import every selected calendar of the connection, then (``export``) reconcile its
     exported sessions. Raises SyncFailed when it cannot.
 
     Holds the connection's lease while it works. If another thread or process is syncing the
     connection, waits for it (up to ``wait_seconds``); a sync that started after this call was
-    made is as good as our own, so then nothing is read twice.
+    made is as good as our own, so then nothing is read twice. ``claimed``: the worker claimed
+    the connection as due; if it is no longer due once the lock is ours, there is nothing to do
+    (the in-process worker shares its lease with the API, so it can claim a connection that
+    List Events is syncing, and then waits for the lock).
     """
     asked = utcnow()
     deadline = time.monotonic() + wait_seconds
@@ -83,6 +92,8 @@ def sync_connection(
                 raise SyncFailed(_provider_of(rt, connection_id), "another worker holds the lease")
             time.sleep(0.1)
         try:
+            if claimed and not _still_due(rt, connection_id):
+                return  # synced meanwhile (List Events, in this process) with nothing left
             if not _synced_since(rt, connection_id, asked) or export:
                 _sync_locked(rt, connection_id, export=export)
         finally:
@@ -95,6 +106,12 @@ def _synced_since(rt: Runtime, connection_id: str, moment: datetime) -> bool:
     with rt.sessions() as session:
         row = session.get(Connection, connection_id)
         return row is not None and row.last_synced_at is not None and row.last_synced_at >= moment
+
+
+def _still_due(rt: Runtime, connection_id: str) -> bool:
+    with rt.sessions() as session:
+        row = session.get(Connection, connection_id)
+        return row is not None and row.next_sync_at <= utcnow()
 
 
 def _provider_of(rt: Runtime, connection_id: str) -> str:
@@ -192,6 +209,7 @@ def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
         problems="; ".join(problems) or None,
         gone=gone,
         blocked=blocked,
+        exported=export,
     )
 
 
@@ -248,6 +266,7 @@ def _record(
     gone: list[str] | None = None,
     revoked: str | None = None,
     blocked: ExportBlocked | None = None,
+    exported: bool = False,
     failure: ProviderError | None = None,
     previous_status: str = ConnectionStatus.CONNECTED.value,
 ) -> None:
@@ -257,6 +276,9 @@ def _record(
     new, and a change requested after that moment (new sync config, new credentials) leaves
     the connection due whatever the interleaving. A transient failure keeps the status until
     ``error_threshold`` consecutive failures, and retries with backoff (Retry-After honoured).
+    ``exported``: the run also exported (or found the export held), which answers the export
+    requests made before it started; a run that only imported (List Events freshening) leaves
+    a pending export request due for the worker.
     """
     now = utcnow()
     with transaction(rt.sessions) as session:
@@ -273,10 +295,14 @@ def _record(
             return  # refused meanwhile (a run started before it knew): reconnecting clears it
         if synced_from is not None:
             # Something to export came up while this run went on (a session, the export
-            # config): due again now. (An import request made meanwhile needs no such thing:
-            # List Events syncs first whenever sync_requested_at is newer than the data.)
+            # config), or this run did not export and a request waits: due again now. (An
+            # import request made meanwhile needs no such thing: List Events syncs first
+            # whenever sync_requested_at is newer than the data.)
             config_changed = row.sync_requested_at > synced_from
-            again = row.export_requested_at is not None and row.export_requested_at > synced_from
+            requested = row.export_requested_at
+            if exported and requested is not None and requested <= synced_from:
+                row.export_requested_at = requested = None
+            again = requested is not None and (not exported or requested > synced_from)
             if blocked is not None and config_changed:
                 blocked = None  # the new config may not be blocked: the next run finds out
             if blocked is not None:

@@ -73,7 +73,7 @@ class Worker:
     def _sync(self, connection_id: str) -> None:
         try:
             with self._provider_slot(connection_id):
-                sync_connection_quietly(self.rt, connection_id)
+                sync_connection_quietly(self.rt, connection_id, claimed=True)
                 ensure_channels(self.rt, connection_id)
         except SQLAlchemyError as exc:
             log.warning("sync interrupted by the database", extra={"reason": str(exc)[:200]})
