@@ -280,6 +280,7 @@ def run_backend(
     world: live.DavWorld,
     live_result: dict[str, Any],
     baseline: Path | None,
+    processes: list[int],
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"url": backend.url.split("?")[0]}
     started_all = time.perf_counter()
@@ -309,6 +310,9 @@ def run_backend(
     servers: dict[str, Server] = {}
     try:
         servers["shipped"] = Server(env, backend.workdir / "server-shipped.log")
+        for n in processes[1:]:
+            log = backend.workdir / f"server-shipped-{n}p.log"
+            servers[f"shipped-{n}p"] = Server(env, log, processes=n)
         if baseline is not None:
             servers["baseline"] = Server(env, backend.workdir / "server-baseline.log", baseline)
         with httpx.Client(
@@ -389,10 +393,12 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{st['speedup_vs_live_full']}x / {st['speedup_vs_live_time_range']}x  "
                 f"[{'PASS' if st['goal_speedup'] else 'fail'} >=50x]"
             )
-        inc = b.get("incremental")
-        if inc:
+        for inc in (b.get("incremental"), b.get("incremental_xandikos")):
+            if not inc or "failed" in inc:
+                continue
             say(
-                f"  3. sync of {inc['events']} events ({inc['instances']} instances): import "
+                f"  3. {inc.get('dav_server', 'radicale')}: sync of {inc['events']} events "
+                f"({inc['instances']} instances): import "
                 f"{inc['import_ms']} ms = {inc['import_events_per_s']} events/s; incremental "
                 f"({inc['changed_per_round']} changed) {inc['incremental_ms']} ms vs full "
                 f"{inc['full_ms']} ms: {inc['ratio_wall']}x wall, {inc['ratio_cpu']}x CPU "
@@ -419,7 +425,10 @@ def print_table(results: dict[str, Any]) -> None:
 def run_sync_benches(name: str, out: dict[str, Any], cfg: Config) -> None:
     """Benchmarks 3 (both databases) and 4 (PostgreSQL), each on a fresh database."""
     events, connections = (2000, 500) if cfg is FULL else (400, 60)
-    steps: list[tuple[str, Any]] = [("incremental", lambda b: syncbench.incremental(b, events))]
+    steps: list[tuple[str, Any]] = [
+        ("incremental", lambda b: syncbench.incremental(b, events)),
+        ("incremental_xandikos", lambda b: syncbench.incremental(b, events, dav="xandikos")),
+    ]
     if name == "postgres":
         steps.append(("scale_out", lambda b: syncbench.scale_out(b, connections)))
     for key, step in steps:
@@ -455,7 +464,16 @@ def main() -> int:
     parser.add_argument(
         "--sync-only", action="store_true", help="only benchmarks 3 and 4 (sync engine)"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        action="append",
+        default=[],
+        help="also measure the working tree served by N processes (serve --processes N); "
+        "repeatable",
+    )
     args = parser.parse_args()
+    extra_processes = [1, *sorted(set(args.processes) - {1})]
     baseline = None if args.baseline == "none" or args.sync_only else baseline_src(args.baseline)
     cfg = QUICK if args.quick else FULL
     out_path = args.out or BENCH / ("results-quick.json" if args.quick else "results.json")
@@ -516,7 +534,9 @@ def main() -> int:
                     results["backends"][name] = (
                         {}
                         if args.sync_only
-                        else run_backend(backend, cfg, world, live_result, baseline)
+                        else run_backend(
+                            backend, cfg, world, live_result, baseline, extra_processes
+                        )
                     )
                     break
                 except Exception as exc:  # keep going: the other database's numbers still count

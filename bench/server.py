@@ -1,5 +1,6 @@
-"""A ``calsync serve --no-worker`` subprocess on 127.0.0.1 (one extra process), running the
-working tree's calsync or another revision's source tree (``src``: the bench's baseline)."""
+"""A ``calsync serve --no-worker`` subprocess on 127.0.0.1 (one process, or ``processes``
+server processes under uvicorn's supervisor), running the working tree's calsync or another
+revision's source tree (``src``: the bench's baseline)."""
 
 from __future__ import annotations
 
@@ -31,13 +32,33 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of its living children (the server processes of
+    ``serve --processes N``; they live as long as the measurement)."""
+    total = process_cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            total += process_cpu_seconds(int(entry.name))
+    return total
+
+
 class Server:
     """``calsync serve --no-worker`` of the working tree, or of the source tree ``src``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, src: Path | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, src: Path | None = None, processes: int = 1
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         args = ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(self.port)]
+        if processes > 1:
+            args += ["--processes", str(processes)]
         argv = [sys.executable, "-m", "calsync.cli", *args]
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
@@ -67,8 +88,8 @@ class Server:
             time.sleep(0.1)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (Linux /proc)."""
-        return process_cpu_seconds(self.process.pid)
+        """User + system CPU time of the server process(es) so far (Linux /proc)."""
+        return tree_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -21,6 +21,7 @@ import itertools
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -42,7 +43,12 @@ import httpx  # noqa: E402
 import live  # noqa: E402
 from server import process_cpu_seconds  # noqa: E402
 from sqlalchemy import delete, func, select, update  # noqa: E402
-from tests.peers.dav_servers import make_calendar, put_event, start_radicale  # noqa: E402
+from tests.peers.dav_servers import (  # noqa: E402
+    make_calendar,
+    put_event,
+    start_radicale,
+    start_xandikos,
+)
 
 from calsync.domain import Identity, IdentityType, Permission  # noqa: E402
 from calsync.service import schedules  # noqa: E402
@@ -90,16 +96,24 @@ def _timed(fn: Any, radicale_pid: int) -> tuple[float, float, float, float]:
     return wall, own + server, own, server
 
 
-def incremental(backend: backends.Backend, events: int = 2000, repeats: int = 5) -> dict[str, Any]:
-    """Benchmark 3 on ``backend`` (a fresh database): see the module doc."""
+def incremental(
+    backend: backends.Backend, events: int = 2000, repeats: int = 5, dav: str = "radicale"
+) -> dict[str, Any]:
+    """Benchmark 3 on ``backend`` (a fresh database) against ``dav`` (Radicale or Xandikos):
+    see the module doc."""
     root = Path(tempfile.mkdtemp(prefix="calsync-bench-sync-"))
     user, password = "sync@example.com", "sync-pw"
-    server = start_radicale(root / "radicale", {user: password})
+    start = start_radicale if dav == "radicale" else start_xandikos
+    server = start(root / dav, {user: password})
     try:
         url = make_calendar(server, user, password, "big", "Big")
         text = live.calendar_text(random.Random(5), events, datetime.now(UTC), "big")
-        with httpx.Client(auth=(user, password), timeout=120) as client:
-            client.put(url, content=text.encode(), headers={"Content-Type": "text/calendar"})
+        if dav == "radicale":  # Radicale takes a whole calendar in one PUT of the collection
+            with httpx.Client(auth=(user, password), timeout=120) as client:
+                client.put(url, content=text.encode(), headers={"Content-Type": "text/calendar"})
+        else:
+            for name, body in _objects(text):
+                put_event(url, user, password, name, body)
         providers = backend.workdir / "providers-sync.toml"
         backend.workdir.mkdir(parents=True, exist_ok=True)
         providers.write_text(
@@ -123,6 +137,22 @@ def incremental(backend: backends.Backend, events: int = 2000, repeats: int = 5)
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _objects(text: str) -> list[tuple[str, str]]:
+    """The calendar as one object per UID (a series with its override), for servers that take
+    objects one by one."""
+    head, _, _ = text.partition("BEGIN:VEVENT")
+    body = text[len(head) : text.rindex("END:VCALENDAR")]
+    groups: dict[str, list[str]] = {}
+    for block in body.split("BEGIN:VEVENT")[1:]:
+        found = re.search(r"^UID:(.*?)\r?$", block, re.M)
+        assert found is not None
+        groups.setdefault(found.group(1), []).append("BEGIN:VEVENT" + block)
+    return [
+        (f"{uid.split('@')[0]}.ics", head + "".join(blocks) + "END:VCALENDAR\r\n")
+        for uid, blocks in groups.items()
+    ]
 
 
 def _incremental(
@@ -188,6 +218,7 @@ def _incremental(
         statistics.median(t[i] for t in full) for i in range(4)
     )
     return {
+        "dav_server": server.kind,
         "events": len(resources),
         "instances": instances,
         "changed_per_round": changed,

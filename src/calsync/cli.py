@@ -8,7 +8,7 @@ import os
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.orm import Session
@@ -29,6 +29,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(
     help="API keys that callers send in the Authorization header.", no_args_is_help=True
 )
+FACTORY = "calsync.api.factory:app_from_environment"
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="api-keys")
 app.add_typer(cli_ops.providers_app, name="providers")
@@ -81,6 +82,14 @@ def serve(
             "demo tenant and schedule; reused on restart, stopped with serve."
         ),
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port (each with its own worker unless "
+            "--no-worker); more than one uses more cores. Not with --demo.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the External Calendar API, calsync's own /v1 API and the dashboard.
 
@@ -94,12 +103,16 @@ def serve(
     from calsync import demo as demo_mode
     from calsync import logs
     from calsync.api.app import create_app
+    from calsync.api.factory import NO_WORKER_ENV
     from calsync.dashboard.signin import issue_signin_link
     from calsync.service.runtime import build_runtime
     from calsync.store.db import upgrade
 
     settings = _settings()
     logs.configure(settings.log_level)
+    if demo and processes > 1:
+        typer.echo("calsync serve: --demo serves one process; leave out --processes", err=True)
+        raise typer.Exit(2)
     if demo and "public_url" not in settings.model_fields_set:
         address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         scheme = "https" if ssl_certfile else "http"
@@ -129,18 +142,22 @@ def serve(
         elif settings.admin_tenant:
             link = issue_signin_link(runtime, settings.admin_tenant)
             typer.echo(f"Dashboard sign-in for the admin of {settings.admin_tenant!r}: {link}")
-        config = uvicorn.Config(
-            create_app(runtime, worker=worker),
-            host=host,
-            port=port,
-            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-            log_config=None,
-            http="h11",
-            h11_max_incomplete_event_size=64 * 1024,
-            proxy_headers=False,
-        )
-        uvicorn.Server(config).run()
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
+            "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
+            "log_config": None,
+            "http": "h11",
+            "h11_max_incomplete_event_size": 64 * 1024,
+            "proxy_headers": False,
+        }
+        if processes > 1:
+            stack.close()  # each process builds its own runtime from the environment
+            os.environ[NO_WORKER_ENV] = "0" if worker else "1"
+            uvicorn.run(FACTORY, factory=True, workers=processes, **options)
+            return
+        uvicorn.Server(uvicorn.Config(create_app(runtime, worker=worker), **options)).run()
 
 
 @app.command("settings")

@@ -32,6 +32,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # tells apart the processes of `serve --processes N`
             "message": record.getMessage(),
         }
         request_id = _request_id.get()

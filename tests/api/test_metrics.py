@@ -116,7 +116,7 @@ def test_sync_lag_and_queue_depth_are_read_from_the_database_at_scrape(
     assert value(samples, "calsync_connections", status="CONNECTED") == 2
 
     for connection_id in ids:
-        sync_connection(runtime, connection_id)
+        sync_connection(runtime, connection_id, export=True)  # the worker's run
     hours_ago = utcnow() - timedelta(hours=3)
     with transaction(runtime.sessions) as session:
         session.execute(
