@@ -29,7 +29,6 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(
     help="API keys that callers send in the Authorization header.", no_args_is_help=True
 )
-FACTORY = "calsync.api.factory:app_from_environment"
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="api-keys")
 app.add_typer(cli_ops.providers_app, name="providers")
@@ -103,7 +102,7 @@ def serve(
     from calsync import demo as demo_mode
     from calsync import logs
     from calsync.api.app import create_app
-    from calsync.api.factory import NO_WORKER_ENV
+    from calsync.api.factory import serve_processes
     from calsync.dashboard.signin import issue_signin_link
     from calsync.service.runtime import build_runtime
     from calsync.store.db import upgrade
@@ -154,8 +153,7 @@ def serve(
         }
         if processes > 1:
             stack.close()  # each process builds its own runtime from the environment
-            os.environ[NO_WORKER_ENV] = "0" if worker else "1"
-            uvicorn.run(FACTORY, factory=True, workers=processes, **options)
+            serve_processes(processes, worker=worker, options=options)
             return
         uvicorn.Server(uvicorn.Config(create_app(runtime, worker=worker), **options)).run()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from calsync.api.factory import FACTORY, _TcpConfig
 from tests.unit.test_cli import run
 
 SCHEDULE = "6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b"
@@ -117,3 +119,32 @@ def test_demo_serves_one_process(tmp_path: Path) -> None:
     result = run(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", "serve", "--demo", "--processes", "2")
     assert result.returncode == 2
     assert "--demo serves one process" in result.stderr
+
+
+def test_connections_accepted_by_the_processes_have_tcp_nodelay() -> None:
+    """Without TCP_NODELAY every response waited ~40 ms (Nagle against delayed ACKs): asyncio
+    sets it only on connections accepted from a socket labelled TCP, which uvicorn's own
+    multi-process socket was not."""
+    config = _TcpConfig(FACTORY, factory=True, host="127.0.0.1", port=0)
+    listening = config.bind_socket()
+    nodelay: list[int] = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            nodelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def accept_one() -> None:
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+        async with server:
+            port = listening.getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(100):
+                if nodelay:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+
+    asyncio.run(accept_one())
+    assert nodelay and nodelay[0] != 0
