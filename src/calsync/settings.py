@@ -6,7 +6,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     )
     oauth_state_ttl_seconds: int = Field(
         default=900, description="How long an OAuth authorization request stays valid."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics requires the header "
+        "'Authorization: Bearer <token>'. Default: /metrics is open (restrict it at a proxy).",
     )
     admin_tenant: str | None = Field(
         default=None,

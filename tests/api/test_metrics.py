@@ -177,3 +177,20 @@ def _broken_engine():  # type: ignore[no-untyped-def]
     from sqlalchemy import create_engine
 
     return create_engine("sqlite:////nonexistent-dir/calsync.db")
+
+
+def test_metrics_token_when_set_is_required_and_never_leaks(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    token = "scrape-token-7f3a"
+    rt = make_runtime(metrics_token=token)
+    with TestClient(create_app(rt, worker=False)) as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401
+            assert refused.json()["details"]["applicationError"]["code"] == "UNAUTHENTICATED"
+            assert token not in refused.text
+        allowed = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200 and "calsync_database_up" in allowed.text
+        assert token not in allowed.text
+    assert token not in repr(rt.settings)

@@ -7,6 +7,8 @@ of series stays bounded whatever clients send; a path no route matches counts as
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import time
 
@@ -15,6 +17,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from calsync.errors import Unauthenticated
 from calsync.metrics import CONTENT_TYPE, UNMATCHED_ROUTE
 from calsync.service.operations import queue_snapshot
 from calsync.service.runtime import Runtime
@@ -82,7 +85,20 @@ def route_template(scope: Scope, root_path: str = "") -> str:
 async def metrics(request: Request) -> Response:
     """Counters since the process started, plus the queue as the database shows it now."""
     rt: Runtime = request.app.state.runtime
+    _check_token(rt, request.headers.get("authorization"))
     snapshot = await run_in_threadpool(queue_snapshot, rt)
     rt.metrics.set_queue(snapshot)
     rt.metrics.set_providers([(p.id, p.name, p.kind.value) for p in rt.providers.all()])
     return Response(rt.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _check_token(rt: Runtime, authorization: str | None) -> None:
+    """With ``CALSYNC_METRICS_TOKEN`` set, the scraper must send it as a bearer token."""
+    expected = rt.settings.metrics_token
+    if expected is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    wanted = hashlib.sha256(expected.get_secret_value().encode()).digest()
+    offered = hashlib.sha256(given.strip().encode()).digest()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(wanted, offered):
+        raise Unauthenticated("GET /metrics needs 'Authorization: Bearer <CALSYNC_METRICS_TOKEN>'")
