@@ -142,6 +142,31 @@ def test_bad_session_is_refused_and_changes_nothing(
     assert api.get(f"/v1/schedules/{schedule_id}/sessions/s-1").status_code == 404
 
 
+def test_sessions_are_listed_a_page_at_a_time(api: Api) -> None:
+    schedule_id = make_schedule(api)
+    # Two sessions share a start (the session id orders them), one is all-day.
+    starts = {"a": "10:00", "b": "09:00", "c": "09:00", "d": "10:30"}
+    for session_id, start in starts.items():
+        put_session(api, schedule_id, session_id, start=f"2026-12-03T{start}:00+01:00")
+    put_session(api, schedule_id, "e", allDay=True, start="2026-12-04", end="2026-12-05")
+    url = f"/v1/schedules/{schedule_id}/sessions"
+    seen: list[str] = []
+    params: dict[str, str] = {"limit": "2", "from": "2026-12-01T00:00:00Z"}
+    for _ in range(5):
+        page = api.get(url, params=params).json()
+        seen += [s["id"] for s in page["sessions"]]
+        if "nextCursor" not in page:
+            break
+        assert len(page["sessions"]) == 2
+        params = {**params, "cursor": page["nextCursor"]}
+    assert seen == ["b", "c", "a", "d", "e"]
+    for bad in ({"limit": "0"}, {"limit": "1001"}, {"cursor": "not a cursor!"}):
+        response = api.get(url, params=bad)
+        assert response.status_code == 400, response.text
+        [violation] = response.json()["details"]["validationError"]["fieldViolations"]
+        assert violation["field"] == next(iter(bad))
+
+
 def test_bad_session_ids_and_unknown_schedule(api: Api) -> None:
     schedule_id = make_schedule(api)
     assert put_session(api, schedule_id, "a b").status_code == 400

@@ -8,6 +8,7 @@ take full dates, the end exclusive.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -204,15 +205,45 @@ async def list_sessions(request: Request, schedule_id: str) -> JSONResponse:
         cancelled = parse.single(call.query, "includeCancelled")
         if cancelled not in (None, "true", "false"):
             v.add("includeCancelled", "must be true or false", "FORMAT")
+        limit = parse.integer(
+            v, "limit", parse.single(call.query, "limit"), low=1, high=sessions.MAX_LIST
+        )
+        after = _position(v, parse.single(call.query, "cursor"))
         v.raise_if_any()
-        found = sessions.list_sessions(
+        page = sessions.list_sessions(
             call.rt,
             identity=call.identity,
             schedule_id=sid,
             start=start,
             end=end,
             include_cancelled=cancelled != "false",
+            limit=limit or sessions.MAX_LIST,
+            after=after,
         )
-        return {"sessions": [session_wire(s) for s in found]}
+        out: dict[str, Any] = {"sessions": [session_wire(s) for s in page.sessions]}
+        if page.next_after is not None:
+            out["nextCursor"] = _cursor(page.next_after)
+        return out
 
     return await serve(request, work)
+
+
+def _cursor(after: tuple[int, str]) -> str:
+    """Where the next page starts, opaque to callers (not a secret: the query still filters
+    by tenant and schedule, so a forged position only moves within what the caller may read)."""
+    start_ms, session_id = after
+    return base64.urlsafe_b64encode(f"{start_ms}:{session_id}".encode()).decode().rstrip("=")
+
+
+def _position(v: ViolationCollector, cursor: str | None) -> tuple[int, str] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        start_ms, session_id = raw.split(":", 1)
+        if SESSION_ID.fullmatch(session_id) is None:
+            raise ValueError(session_id)
+        return int(start_ms), session_id
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+        v.add("cursor", "is not a cursor this API returned (nextCursor)", "FORMAT")
+        return None

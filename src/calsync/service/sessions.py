@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, Identity, Permission
@@ -196,6 +196,13 @@ def get_session(
         return to_view(row)
 
 
+@dataclass(frozen=True)
+class SessionsPage:
+    sessions: list[SessionView]
+    # (start_ms, session_id) of the last session when more follow: where the next page starts
+    next_after: tuple[int, str] | None
+
+
 def list_sessions(
     rt: Runtime,
     *,
@@ -205,14 +212,28 @@ def list_sessions(
     end: datetime | None,
     include_cancelled: bool = True,
     limit: int = MAX_LIST,
-) -> list[SessionView]:
-    """The schedule's sessions overlapping [start, end) (either bound optional), by start."""
+    after: tuple[int, str] | None = None,
+) -> SessionsPage:
+    """One page of the schedule's sessions overlapping [start, end) (either bound optional),
+    by (start, session id), after ``after``."""
     require_any(identity, Permission.MANAGE_ALL_CONNECTIONS, Permission.READ_ALL_CONNECTIONS)
     with transaction(rt.sessions) as session:
         schedule = _schedule(session, identity, schedule_id)
-        return _window(
-            session, identity.tenant_id, schedule.id, start, end, include_cancelled, limit
+        rows = _window_rows(
+            session,
+            identity.tenant_id,
+            schedule.id,
+            start,
+            end,
+            include_cancelled,
+            limit + 1,
+            after,
         )
+        views = [to_view(r) for r in rows[:limit]]
+    if len(rows) <= limit:
+        return SessionsPage(views, None)
+    last = rows[limit - 1]
+    return SessionsPage(views, (last.start_ms, last.session_id))
 
 
 def sessions_in_window(
@@ -232,9 +253,27 @@ def _window(
     include_cancelled: bool,
     limit: int,
 ) -> list[SessionView]:
+    rows = _window_rows(session, tenant_id, schedule_id, start, end, include_cancelled, limit)
+    return [to_view(r) for r in rows]
+
+
+def _window_rows(
+    session: Session,
+    tenant_id: str,
+    schedule_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    include_cancelled: bool,
+    limit: int,
+    after: tuple[int, str] | None = None,
+) -> list[PlatformSession]:
     query = select(PlatformSession).where(
         PlatformSession.tenant_id == tenant_id, PlatformSession.schedule_id == schedule_id
     )
+    if after is not None:
+        query = query.where(
+            tuple_(PlatformSession.start_ms, PlatformSession.session_id) > tuple_(*after)
+        )
     if end is not None:
         query = query.where(PlatformSession.start_ms < epoch_ms(end))
     if start is not None:
@@ -242,7 +281,7 @@ def _window(
     if not include_cancelled:
         query = query.where(PlatformSession.status == CONFIRMED)
     query = query.order_by(PlatformSession.start_ms, PlatformSession.session_id).limit(limit)
-    return [to_view(r) for r in session.scalars(query)]
+    return list(session.scalars(query))
 
 
 def request_export(session: Session, tenant_id: str, schedule_id: str) -> None:

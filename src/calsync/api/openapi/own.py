@@ -135,7 +135,9 @@ def _session_paths(schedule_param: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "listSessions",
                 "List sessions",
                 "The schedule's sessions overlapping [from, to) (either bound optional), by "
-                "start, at most 1000. Needs MANAGE_ALL or READ_ALL connections.",
+                "start, a page at a time: when more follow, nextCursor is set; send it back as "
+                "cursor with the same from, to and includeCancelled. Needs MANAGE_ALL or "
+                "READ_ALL connections.",
                 tag="Sessions",
                 parameters=[
                     schedule_param,
@@ -146,10 +148,20 @@ def _session_paths(schedule_param: dict[str, Any]) -> dict[str, dict[str, Any]]:
                         {"type": "boolean", "default": True},
                         "false: only CONFIRMED sessions.",
                     ),
+                    query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
+                        "Sessions per page.",
+                    ),
+                    query("cursor", {"type": "string"}, "nextCursor of the previous page."),
                 ],
                 responses={
                     **ok(
-                        wrap("sessions", {"type": "array", "items": ref("Session")}),
+                        wrap(
+                            "sessions",
+                            {"type": "array", "items": ref("Session")},
+                            nextCursor={"type": "string"},
+                        ),
                         {"sessions": [SESSION_EXAMPLE]},
                     ),
                     **errors(400, 401, 403, 404),
