@@ -105,6 +105,7 @@ def test_all_day_events_at_local_midnight(api: Api, fake_provider: FakeProvider)
     assert [(e["start"], e["end"], e["allDay"]) for e in events] == [
         ("2026-12-24T00:00:00.000-05:00", "2026-12-26T00:00:00.000-05:00", True)
     ]
+    assert events[0]["allDay"] is True  # a JSON boolean, not SQLite's 1
     # 23 Dec 23:00 in New York is 24 Dec 04:00Z: a window ending then must not see it...
     before = {"from": "2026-12-23T00:00:00Z", "to": "2026-12-24T04:00:00Z"}
     assert api.get(f"{EXT}/events", params=before).json()["events"] == []

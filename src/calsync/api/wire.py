@@ -57,16 +57,20 @@ def calendar(c: CalendarView) -> dict[str, Any]:
 
 
 def event(e: EventView) -> dict[str, Any]:
-    out: dict[str, Any] = {"scheduleId": e.schedule_id, "calendarType": e.calendar_type.value}
-    if e.calendar_name is not None:
-        out["calendarName"] = e.calendar_name
-    if e.title is not None:
-        out["title"] = e.title
-    out.update(start=e.start, end=e.end, allDay=e.all_day)
-    if e.schedule_owner_id:
-        out["scheduleOwnerId"] = e.schedule_owner_id
-    if e.schedule_owner_name is not None:
-        out["scheduleOwnerName"] = e.schedule_owner_name
+    # Called for every event of every page: unpacked once, the key order of the spec kept.
+    schedule_id, calendar_type, calendar_name, title, start, end, all_day, owner_id, owner = e
+    out: dict[str, Any] = {"scheduleId": schedule_id, "calendarType": calendar_type.value}
+    if calendar_name is not None:
+        out["calendarName"] = calendar_name
+    if title is not None:
+        out["title"] = title
+    out["start"] = start
+    out["end"] = end
+    out["allDay"] = all_day
+    if owner_id:
+        out["scheduleOwnerId"] = owner_id
+    if owner is not None:
+        out["scheduleOwnerName"] = owner
     return out
 
 

@@ -30,6 +30,7 @@ from calsync.service.sync import SyncFailed, sync_connection
 from calsync.service.views import EventsPage, EventView
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ConnectionCalendar, EventInstance, Schedule
+from calsync.store.raw_rows import fetch_tuples
 from calsync.tz import zone
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,8 @@ def _contributing_statement(by_schedule: bool, by_user: bool) -> Select[*tuple[A
             Connection.schedule_id,
             Connection.status,
             Connection.error_reason,
-            Connection.sync_config,
+            # Only this flag of the config: no JSON document decoded per row.
+            Connection.sync_config[("import", "enabled")].as_boolean(),
             Connection.last_synced_at,
             Connection.sync_requested_at,
             Connection.created_at,
@@ -210,7 +212,7 @@ def _contributing(db: DbConnection, tenant_id: str, query: cursors.EventQuery) -
         schedule_id,
         status,
         error_reason,
-        sync_config,
+        imports,
         last_synced_at,
         sync_requested_at,
         created_at,
@@ -223,7 +225,7 @@ def _contributing(db: DbConnection, tenant_id: str, query: cursors.EventQuery) -
     ) in db.execute(stmt, params).all():  # one fetchall: each fetch releases the GIL
         c = found.get(cid)
         if c is None:
-            if not (sync_config or {}).get("import", {}).get("enabled"):
+            if not imports:
                 continue
             schedule = (
                 ScheduleInfo(owner_user_id, owner_name, time_zone)
@@ -360,7 +362,7 @@ def _page(
     if query.after is not None:
         params.update({f"after{i}": v for i, v in enumerate(query.after)})
     stmt = _page_statement(query.all_day is not None, query.after is not None)
-    return db.execute(stmt, params).all()
+    return fetch_tuples(db, stmt, params)  # driver tuples: all_day may be 0/1 (SQLite)
 
 
 def _render(
@@ -398,6 +400,7 @@ def _render(
     for start_ms, end_ms, sid, cid, calendar_id, _key, all_day, start_date, end_date, title in rows:
         owner, pi, time_zone, owner_name = per_schedule[sid]
         calendar_type, names = by_id[cid]
+        all_day = bool(all_day)
         if all_day and start_date and end_date:
             start = _local_midnight(start_date, time_zone)
             end = _local_midnight(end_date, time_zone)
