@@ -1,5 +1,5 @@
-"""In-process analysis of the List Events page query: the SQL calsync sends (captured with
-``before_cursor_execute``), its plan (EXPLAIN QUERY PLAN on SQLite, EXPLAIN (ANALYZE,
+"""In-process analysis of the List Events page query: the SQL calsync sends (recorded as
+``store.raw_rows`` expands it), its plan (EXPLAIN QUERY PLAN on SQLite, EXPLAIN (ANALYZE,
 BUFFERS) on PostgreSQL) and its median time re-run on the raw DBAPI connection, for near
 windows (a week within 4 weeks) and far ones (~300 days ahead)."""
 
@@ -9,17 +9,16 @@ import random
 import re
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import gen
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from calsync.service import cursor as cursors
 from calsync.service import events
 from calsync.service.runtime import Runtime
+from calsync.store import raw_rows
 
 DAY_MS = 86_400_000
 WINDOWS = {"near": (0, 28), "far": (280, 308)}  # week start: days from today, uniform
@@ -45,25 +44,23 @@ def week_queries(
     return out
 
 
-@contextmanager
-def capture(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def before(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        seen.append((statement, params))
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-
-
 def _page_sql(rt: Runtime, query: cursors.EventQuery) -> tuple[str, Any]:
+    """The page SQL and parameters List Events sends (on the DBAPI cursor, so no engine
+    event sees it: ``events.fetch_tuples`` is wrapped while the page is read)."""
+    seen: list[tuple[str, Any]] = []
+    real = events.fetch_tuples
+
+    def recording(db: Any, statement: Any, params: dict[str, Any]) -> list[Any]:
+        seen.append(raw_rows.expand(db.dialect, statement, params))
+        return real(db, statement, params)
+
     with rt.engine.connect() as db:
         connections = events._contributing(db, gen.TENANT, query)
-        with capture(rt.engine) as seen:
+        events.fetch_tuples = recording  # type: ignore[assignment]
+        try:
             events._page(db, connections, query, 100)
+        finally:
+            events.fetch_tuples = real  # type: ignore[assignment]
     return seen[-1]
 
 

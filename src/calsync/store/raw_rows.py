@@ -24,15 +24,21 @@ def _compiled(statement: Executable, dialect: Dialect) -> Compiled:
     return statement.compile(dialect=dialect)  # type: ignore[attr-defined,no-any-return]
 
 
+def expand(dialect: Dialect, statement: Executable, params: dict[str, Any]) -> tuple[str, Any]:
+    """The SQL text and the driver's parameters of ``statement`` with ``params``."""
+    state = _compiled(statement, dialect).construct_expanded_state(params)  # type: ignore[attr-defined]
+    return state.statement, (
+        state.positional_parameters if dialect.positional else state.parameters
+    )
+
+
 def fetch_tuples(db: Connection, statement: Executable, params: dict[str, Any]) -> list[Any]:
     """``db.execute(statement, params).all()`` as plain driver tuples, in ``db``'s
     transaction (the same DBAPI connection)."""
-    dialect = db.dialect
-    state = _compiled(statement, dialect).construct_expanded_state(params)  # type: ignore[attr-defined]
-    values = state.positional_parameters if dialect.positional else state.parameters
+    sql, values = expand(db.dialect, statement, params)
     cursor = db.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(state.statement, values)
+        cursor.execute(sql, values)
         return list(cursor.fetchall())
     finally:
         cursor.close()
