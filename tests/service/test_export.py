@@ -333,6 +333,25 @@ def test_rate_limit_backs_off_keeps_progress_and_finishes_later(
     assert len(account.writer.exported(EMAIL, calendar_id)) == 60
 
 
+def test_an_import_only_sync_does_not_cut_an_export_backoff_short(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "s-1")
+    account.writer.rate_limit_next = 1
+    with pytest.raises(SyncFailed):
+        export(runtime, connection_id)
+    backing_off = connection_row(runtime, connection_id)
+    assert backing_off.failure_count == 1 and backing_off.next_sync_at > datetime.now(UTC)
+    sync_connection(runtime, connection_id)  # List Events freshening: imports, succeeds
+    after = connection_row(runtime, connection_id)
+    assert after.status == "SYNCED" and after.last_synced_at is not None
+    assert after.next_sync_at == backing_off.next_sync_at  # not due at once
+    export(runtime, connection_id)  # the worker, once the backoff is over
+    assert len(account.writer.exported(EMAIL, dedicated(runtime, connection_id))) == 1
+    assert connection_row(runtime, connection_id).next_sync_at > datetime.now(UTC)
+
+
 def test_deleted_dedicated_calendar_is_reported_then_repaired_by_new_config(
     api: Api, runtime: Runtime, account: FakeProvider
 ) -> None:

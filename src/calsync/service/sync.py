@@ -316,9 +316,14 @@ def _record(
                 row.error_reason = ErrorReason.UNDEFINED.value
                 row.last_error = problems[:500] if problems else None
             row.last_synced_at = synced_from
+            backing_off = row.failure_count > 0 and row.next_sync_at > now
             row.failure_count = 0
-            poll = timedelta(seconds=rt.settings.poll_interval_seconds)
-            row.next_sync_at = now if again else now + poll
+            if not (backing_off and not exported):
+                poll = timedelta(seconds=rt.settings.poll_interval_seconds)
+                row.next_sync_at = now if again else now + poll
+            # else: backing off (an export throttled, say) and this run only imported: the
+            # worker's retry keeps its time (Retry-After included); the import succeeding
+            # says nothing about the writes.
             if primary_id and row.account_state.get(PRIMARY_STATE_KEY) != primary_id:
                 row.account_state = {**row.account_state, PRIMARY_STATE_KEY: primary_id}
             if gone:
