@@ -1,0 +1,60 @@
+"""The schema migrations: down and up again on both databases, and what 0008 builds."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import inspect, text
+
+from calsync.store.db import MIGRATIONS_DIR, make_engine, upgrade
+
+
+def _to(url: str, revision: str, *, down: bool) -> None:
+    engine = make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(config, revision)
+    engine.dispose()
+
+
+def _page_index(url: str) -> str:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                return str(
+                    conn.execute(
+                        text(
+                            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                            "AND indexname = 'ix_event_instances_connection_start'"
+                        )
+                    ).scalar_one()
+                )
+            [index] = [
+                i
+                for i in inspect(conn).get_indexes("event_instances")
+                if i["name"] == "ix_event_instances_connection_start"
+            ]
+            return ",".join(str(c) for c in index["column_names"])
+    finally:
+        engine.dispose()
+
+
+def test_page_index_covers_the_page_on_postgresql_and_migrations_go_down_and_up(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
+    head = _page_index(database_url)
+    if database_url.startswith("sqlite"):
+        assert head == "connection_id,start_ms,end_ms"
+    else:
+        assert "(connection_id, start_ms, end_ms) INCLUDE (schedule_id, calendar_id" in head
+        assert "title)" in head
+    _to(database_url, "0006", down=True)
+    assert "INCLUDE" not in _page_index(database_url)
+    _to(database_url, "head", down=False)
+    assert _page_index(database_url) == head
