@@ -241,20 +241,8 @@ def sessions_in_window(
 ) -> list[SessionView]:
     """Confirmed sessions overlapping [start, end), for callers that checked access already."""
     with rt.sessions() as session:
-        return _window(session, tenant_id, schedule_id, start, end, False, MAX_LIST)
-
-
-def _window(
-    session: Session,
-    tenant_id: str,
-    schedule_id: str,
-    start: datetime | None,
-    end: datetime | None,
-    include_cancelled: bool,
-    limit: int,
-) -> list[SessionView]:
-    rows = _window_rows(session, tenant_id, schedule_id, start, end, include_cancelled, limit)
-    return [to_view(r) for r in rows]
+        rows = _window_rows(session, tenant_id, schedule_id, start, end, False, MAX_LIST)
+        return [to_view(r) for r in rows]
 
 
 def _window_rows(
