@@ -27,6 +27,7 @@ from calsync.tz import zone, zone_exists
 router = APIRouter(prefix="/v1")
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+CURSOR_MS = re.compile(r"-?\d{1,15}")  # epoch ms of session starts (years 1900-2200)
 MAX_SPAN = timedelta(days=366)
 FIRST_YEAR, LAST_YEAR = 1900, 2200
 
@@ -241,8 +242,8 @@ def _position(v: ViolationCollector, cursor: str | None) -> tuple[int, str] | No
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         start_ms, session_id = raw.split(":", 1)
-        if SESSION_ID.fullmatch(session_id) is None:
-            raise ValueError(session_id)
+        if CURSOR_MS.fullmatch(start_ms) is None or SESSION_ID.fullmatch(session_id) is None:
+            raise ValueError(raw)
         return int(start_ms), session_id
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
         v.add("cursor", "is not a cursor this API returned (nextCursor)", "FORMAT")
