@@ -95,8 +95,8 @@ async def metrics(request: Request) -> Response:
 def _check_token(rt: Runtime, authorization: str | None) -> None:
     """With ``CALSYNC_METRICS_TOKEN`` set, the scraper must send it as a bearer token."""
     expected = rt.settings.metrics_token
-    if expected is None:
-        return
+    if expected is None or not expected.get_secret_value():
+        return  # not set (an empty value counts as not set)
     scheme, _, given = (authorization or "").partition(" ")
     wanted = hashlib.sha256(expected.get_secret_value().encode()).digest()
     offered = hashlib.sha256(given.strip().encode()).digest()
