@@ -121,7 +121,7 @@ def event_urls(ds: gen.Dataset, count: int, seed: int) -> list[str]:
 def _events_check() -> Any:
     seen = [0]
 
-    def check(response: httpx.Response) -> str | None:
+    def check(response: Any) -> str | None:
         if response.status_code != 200:
             return f"HTTP {response.status_code}: {response.text[:200]}"
         seen[0] += 1
@@ -137,11 +137,17 @@ def _events_check() -> Any:
 
 
 def http_bench(
-    servers: dict[str, Server], key: str, ds: gen.Dataset, cfg: Config, backend: backends.Backend
+    servers: dict[str, Server],
+    key: str,
+    ds: gen.Dataset,
+    cfg: Config,
+    backend: backends.Backend,
+    clients: list[str],
 ) -> dict[str, dict[str, Any]]:
-    """Every server gets the same requests. Blocks are interleaved across servers and series
-    (server A: events, health, providers; server B: ...; next block) so that drift in the
-    machine's load hits all alike; only one server is busy at a time."""
+    """Every server gets the same requests, from each load client in ``clients`` (the first
+    keeps the server's name, the others are named ``server@client``). Blocks are interleaved
+    across targets and series (target A: events, health, providers; target B: ...; next block)
+    so that drift in the machine's load hits all alike; only one server is busy at a time."""
     total = cfg.warmup + cfg.requests
     urls = event_urls(ds, total + cfg.sequential, seed=101)
     series = {
@@ -152,31 +158,32 @@ def http_bench(
     }
     sequential = {"events": urls[total:], "health": ["/v1/health"] * cfg.sequential}
     load_before = os.getloadavg()[0]
-    clients = {
-        name: load.client(srv.base_url, cfg.concurrency, {"Authorization": key})
-        for name, srv in servers.items()
-    }
-    samples = {name: {k: load.Samples() for k in series} for name in servers}
-    seq = {name: {k: load.Samples() for k in sequential} for name in servers}
-    checks = {name: _events_check() for name in servers}
+    targets: dict[str, tuple[Server, load.Client]] = {}
+    for server_name, srv in servers.items():
+        for i, kind in enumerate(clients):
+            name = server_name if i == 0 else f"{server_name}@{kind}"
+            make = load.CLIENTS[kind]
+            targets[name] = (srv, make(srv.base_url, cfg.concurrency, {"Authorization": key}))
+    samples = {name: {k: load.Samples() for k in series} for name in targets}
+    seq = {name: {k: load.Samples() for k in sequential} for name in targets}
+    checks = {name: _events_check() for name in targets}
     try:
-        for name, http in clients.items():
+        for name, (_srv, http) in targets.items():
             first = http.get(urls[0])
             if first.status_code != 200:
                 raise RuntimeError(f"List Events -> {first.status_code}: {first.text[:300]}")
-            load.run_block(http, urls[: cfg.warmup], cfg.concurrency, checks[name])
-            load.run_block(http, series["health"][: cfg.warmup], cfg.concurrency)
-            load.run_block(http, series["providers"][: cfg.warmup], cfg.concurrency)
+            http.run_block(urls[: cfg.warmup], cfg.concurrency, checks[name])
+            http.run_block(series["health"][: cfg.warmup], cfg.concurrency, None)
+            http.run_block(series["providers"][: cfg.warmup], cfg.concurrency, None)
         started = time.perf_counter()
         for b in range(cfg.blocks):
-            for name, http in clients.items():
-                srv = servers[name]
+            for name, (srv, http) in targets.items():
                 for kind, all_urls in series.items():
                     n = len(all_urls)
                     part = all_urls[b * n // cfg.blocks : (b + 1) * n // cfg.blocks]
                     cpu0 = (srv.cpu_seconds(), backend.db_cpu_seconds())
-                    got = load.run_block(
-                        http, part, cfg.concurrency, checks[name] if kind == "events" else None
+                    got = http.run_block(
+                        part, cfg.concurrency, checks[name] if kind == "events" else None
                     )
                     got.server_cpu_s = srv.cpu_seconds() - cpu0[0]
                     got.db_cpu_s = max(0.0, backend.db_cpu_seconds() - cpu0[1])
@@ -185,14 +192,14 @@ def http_bench(
                     n = len(all_urls)
                     part = all_urls[b * n // cfg.blocks : (b + 1) * n // cfg.blocks]
                     seq[name][kind].add(
-                        load.run_block(http, part, 1, checks[name] if kind == "events" else None)
+                        http.run_block(part, 1, checks[name] if kind == "events" else None)
                     )
         seconds = time.perf_counter() - started
     finally:
-        for http in clients.values():
+        for _srv, http in targets.values():
             http.close()
     out = {}
-    for name in servers:
+    for name in targets:
         ev, he, pr = (samples[name][k].summary() for k in ("events", "health", "providers"))
         ratio = ev["rps"] / he["rps"] if he["rps"] else 0.0
         out[name] = {
@@ -206,7 +213,8 @@ def http_bench(
             "errors": [e for r in samples[name].values() for e in r.error_examples],
             "goal_p50": ev["p50_ms"] < GOAL_P50_MS,
             "goal_rps_ratio": ratio >= GOAL_RPS_RATIO,
-            "measured_with": list(servers),
+            "measured_with": list(targets),
+            "client": clients[0] if "@" not in name else name.split("@", 1)[1],
             "measure_seconds": round(seconds, 1),
             "loadavg_before": round(load_before, 2),
         }
@@ -214,13 +222,18 @@ def http_bench(
 
 
 def http_bench_checked(
-    servers: dict[str, Server], key: str, ds: gen.Dataset, cfg: Config, backend: backends.Backend
+    servers: dict[str, Server],
+    key: str,
+    ds: gen.Dataset,
+    cfg: Config,
+    backend: backends.Backend,
+    clients: list[str],
 ) -> dict[str, dict[str, Any]]:
     """``http_bench``, measured again (once) if the database restarted during it or requests
     failed: a restart makes failed requests and resets the backends' CPU counters."""
     for attempt in range(2):
         started = backend.server_started()
-        result = http_bench(servers, key, ds, cfg, backend)
+        result = http_bench(servers, key, ds, cfg, backend, clients)
         restarted = backend.server_started() != started
         failed = any(r["events"]["errors"] or r["health"]["errors"] for r in result.values())
         if not (restarted or failed) or attempt == 1:
@@ -281,6 +294,7 @@ def run_backend(
     live_result: dict[str, Any],
     baseline: Path | None,
     processes: list[int],
+    clients: list[str],
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"url": backend.url.split("?")[0]}
     started_all = time.perf_counter()
@@ -322,8 +336,8 @@ def run_backend(
         gen.backfill_bound(backend.url)
         say(f"  {len(world.accounts)} Radicale accounts connected and synced in {sync_s:.1f} s")
         say(f"  HTTP, {', '.join(servers)} (interleaved) ...")
-        out["http"] = http_bench_checked(servers, key, ds, cfg, backend)
-        _say_http(out["http"], list(servers))
+        out["http"] = http_bench_checked(servers, key, ds, cfg, backend, clients)
+        _say_http(out["http"], list(out["http"]))
         out["store_vs_live"] = {}
         for name, srv in servers.items():
             out["store_vs_live"][name] = _store(srv, key, world, cfg, live_result)
@@ -356,9 +370,9 @@ def print_table(results: dict[str, Any]) -> None:
             "requests, vs GET /v1/health of the same server (interleaved)"
         )
         say(
-            f"  {'code':12s} {'p50 ms':>7s} {'p99 ms':>7s} {'req/s':>7s} | {'health p50':>10s} "
+            f"  {'code':18s} {'p50 ms':>7s} {'p99 ms':>7s} {'req/s':>7s} | {'health p50':>10s} "
             f"{'p99':>6s} {'req/s':>7s} | {'ratio':>6s} | {'c=1 p50':>7s} | "
-            f"{'CPU ms/req ev/hl':>17s} | p50<10 / >=40%"
+            f"{'CPU ms/req ev/hl':>17s} | {'client':>6s} | p50<10 / >=40%"
         )
         for variant, h in b["http"].items():
             e, hh = h["events"], h["health"]
@@ -367,10 +381,11 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{hh['server_cpu_ms_per_req'] + hh['db_cpu_ms_per_req']:.2f}"
             )
             say(
-                f"  {variant:12s} {e['p50_ms']:7.2f} {e['p99_ms']:7.2f} {e['rps']:7.1f} | "
+                f"  {variant:18s} {e['p50_ms']:7.2f} {e['p99_ms']:7.2f} {e['rps']:7.1f} | "
                 f"{hh['p50_ms']:10.2f} "
                 f"{hh['p99_ms']:6.2f} {hh['rps']:7.1f} | {h['rps_ratio']:6.1%} | "
                 f"{h['events_sequential']['p50_ms']:7.2f} | {cpu:>17s} | "
+                f"{e.get('client_cpu_ms_per_req', 0):6.2f} | "
                 f"{'PASS' if h['goal_p50'] else 'fail'} / "
                 f"{'PASS' if h['goal_rps_ratio'] else 'fail'}"
                 + (f"  errors={e['errors']}" if e["errors"] else "")
@@ -472,7 +487,15 @@ def main() -> int:
         help="also measure the working tree served by N processes (serve --processes N); "
         "repeatable",
     )
+    parser.add_argument(
+        "--client",
+        choices=["lean", "httpx", "both"],
+        default="lean",
+        help="load client of benchmark 1: lean (asyncio, raw HTTP/1.1; default), httpx (the "
+        "threaded client of the first rounds), or both side by side",
+    )
     args = parser.parse_args()
+    clients = ["lean", "httpx"] if args.client == "both" else [args.client]
     extra_processes = [1, *sorted(set(args.processes) - {1})]
     baseline = None if args.baseline == "none" or args.sync_only else baseline_src(args.baseline)
     cfg = QUICK if args.quick else FULL
@@ -535,7 +558,7 @@ def main() -> int:
                         {}
                         if args.sync_only
                         else run_backend(
-                            backend, cfg, world, live_result, baseline, extra_processes
+                            backend, cfg, world, live_result, baseline, extra_processes, clients
                         )
                     )
                     break

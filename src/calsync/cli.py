@@ -85,8 +85,8 @@ def serve(
         int,
         typer.Option(
             min=1,
-            help="Server processes sharing the port (each with its own worker unless "
-            "--no-worker); more than one uses more cores. Not with --demo.",
+            help="Server processes behind the port, dealt its connections in turn (each with "
+            "its own worker unless --no-worker); more than one uses more cores. Not with --demo.",
         ),
     ] = 1,
 ) -> None:
@@ -102,7 +102,7 @@ def serve(
     from calsync import demo as demo_mode
     from calsync import logs
     from calsync.api.app import create_app
-    from calsync.api.factory import serve_processes
+    from calsync.api.processes import serve_processes
     from calsync.dashboard.signin import issue_signin_link
     from calsync.service.runtime import build_runtime
     from calsync.store.db import upgrade

@@ -12,10 +12,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
+from starlette.types import Receive, Scope, Send
 
-from calsync.api.factory import FACTORY, _TcpConfig
+from calsync.api.processes import HandedServer, listening_socket
 from tests.unit.test_cli import run
 
 SCHEDULE = "6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b"
@@ -96,11 +99,18 @@ def _read(base: str, headers: dict[str, str]) -> httpx.Response:
 
 
 def _access_log_pids(log: Path) -> set[int]:
-    return {
-        entry["pid"]
-        for entry in map(json.loads, filter(None, log.read_text().splitlines()))
-        if entry.get("logger") == "calsync.access"
-    }
+    return {entry["pid"] for entry in _log_entries(log) if entry.get("logger") == "calsync.access"}
+
+
+def _log_entries(log: Path) -> list[dict[str, Any]]:
+    """The JSON lines written so far (a line a process is still writing is left out)."""
+    entries = []
+    for line in log.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
 
 
 def _multiprocessing_helpers(pid: int) -> list[int]:
@@ -121,30 +131,112 @@ def test_demo_serves_one_process(tmp_path: Path) -> None:
     assert "--demo serves one process" in result.stderr
 
 
-def test_connections_accepted_by_the_processes_have_tcp_nodelay() -> None:
-    """Without TCP_NODELAY every response waited ~40 ms (Nagle against delayed ACKs): asyncio
-    sets it only on connections accepted from a socket labelled TCP, which uvicorn's own
-    multi-process socket was not."""
-    config = _TcpConfig(FACTORY, factory=True, host="127.0.0.1", port=0)
-    listening = config.bind_socket()
+def test_keep_alive_connections_are_dealt_to_the_processes_in_turn(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Four connections opened together go two and two. With one shared listening socket
+    (uvicorn's own --workers) the first process to wake took all four, and the second core
+    idled."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    process = _serve(tmp_path, database_url, port, log, "--processes", "2")
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", process, log)
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        for connection in connections:  # all four open before the first request
+            connection.sendall(b"GET /dealt HTTP/1.1\r\nHost: x\r\n\r\n")
+        for connection in connections:
+            assert connection.recv(65536).startswith(b"HTTP/1.1 404")
+            connection.close()
+        deadline = time.monotonic() + 10
+        while True:  # a process writes its access line after it has answered
+            pids = [e["pid"] for e in _log_entries(log) if e.get("path") == "/dealt"]
+            if len(pids) == 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert sorted(pids.count(pid) for pid in set(pids)) == [2, 2]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+def test_a_server_process_that_dies_is_replaced(tmp_path: Path, database_url: str) -> None:
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    process = _serve(tmp_path, database_url, port, log, "--processes", "2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, process, log)
+        first = set(_children(process.pid)) - set(_multiprocessing_helpers(process.pid))
+        assert len(first) == 2
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:  # every request is answered meanwhile, by the survivor or the newcomer
+            assert httpx.get(f"{base}/v1/health", timeout=10).status_code == 200
+            now = set(_children(process.pid)) - set(_multiprocessing_helpers(process.pid))
+            if len(now) == 2 and victim not in now:
+                break
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        assert f"server process {victim} exited" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert _children(process.pid) == []
+
+
+def _serve(
+    tmp_path: Path, database_url: str, port: int, log: Path, *options: str
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CALSYNC_DATA_DIR": str(tmp_path), "CALSYNC_DATABASE_URL": database_url}
+    argv = [sys.executable, "-m", "calsync.cli", "serve", "--no-worker", "--port", str(port)]
+    with log.open("wb") as out:
+        return subprocess.Popen([*argv, *options], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_a_handed_connection_is_served_with_tcp_nodelay() -> None:
+    """The parent accepts, the server process serves: the connection arrives as a descriptor
+    and gets TCP_NODELAY (without it every response waited ~40 ms: Nagle's algorithm against
+    the client's delayed ACK). Closing the channel, as a parent that dies does, stops it."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = listening_socket("127.0.0.1", 0)
+    listener.setblocking(True)
     nodelay: list[int] = []
 
-    class Probe(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            sock = transport.get_extra_info("socket")
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            assert (await receive())["type"] == "lifespan.shutdown"
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = [(b"content-length", b"6")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"served"})
+
+    server = HandedServer(uvicorn.Config(app, log_config=None, lifespan="on"), theirs)
+
+    async def scenario() -> bytes:
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(*listener.getsockname())
+        accepted, _ = await asyncio.get_running_loop().sock_accept(listener)
+        socket.send_fds(ours, [b"c"], [accepted.fileno()])
+        accepted.close()
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await reader.read(65536)
+        for connection in server.server_state.connections:
+            sock = connection.transport.get_extra_info("socket")  # type: ignore[attr-defined]
             nodelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-            transport.close()
+        writer.close()
+        ours.close()  # the parent is gone
+        await asyncio.wait_for(serving, timeout=30)
+        return answer
 
-    async def accept_one() -> None:
-        server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
-        async with server:
-            port = listening.getsockname()[1]
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            for _ in range(100):
-                if nodelay:
-                    break
-                await asyncio.sleep(0.01)
-            writer.close()
-
-    asyncio.run(accept_one())
-    assert nodelay and nodelay[0] != 0
+    listener.setblocking(False)
+    answer = asyncio.run(scenario())
+    listener.close()
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"served")
+    assert nodelay and all(nodelay)
