@@ -329,6 +329,9 @@ def run_backend(
             servers[f"shipped-{n}p"] = Server(env, log, processes=n)
         if baseline is not None:
             servers["baseline"] = Server(env, backend.workdir / "server-baseline.log", baseline)
+            for n in processes[1:]:  # needs a baseline that has serve --processes
+                log = backend.workdir / f"server-baseline-{n}p.log"
+                servers[f"baseline-{n}p"] = Server(env, log, baseline, processes=n)
         with httpx.Client(
             base_url=servers["shipped"].base_url, headers={"Authorization": key}, timeout=120
         ) as c:
@@ -484,8 +487,8 @@ def main() -> int:
         type=int,
         action="append",
         default=[],
-        help="also measure the working tree served by N processes (serve --processes N); "
-        "repeatable",
+        help="also measure the working tree (and the baseline, which must have the option) "
+        "served by N processes (serve --processes N); repeatable",
     )
     parser.add_argument(
         "--client",
