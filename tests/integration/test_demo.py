@@ -74,13 +74,16 @@ def _calsync() -> list[str]:
     return [str(executable)] if executable.exists() else [sys.executable, "-m", "calsync.cli"]
 
 
-def start_demo(data_dir: Path, port: int, run: int) -> Demo:
+def start_demo(data_dir: Path, port: int, run: int, *, demo: bool = True, **settings: str) -> Demo:
+    """``calsync serve --demo`` (``demo=False``: plain ``calsync serve``) with a clean
+    environment plus ``settings`` (``CALSYNC_*`` variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
-    env["CALSYNC_DATA_DIR"] = str(data_dir)
+    env.update(settings, CALSYNC_DATA_DIR=str(data_dir))
     stdout, stderr = data_dir.parent / f"out-{run}.txt", data_dir.parent / f"err-{run}.txt"
+    options = ["--demo"] if demo else []
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
-            [*_calsync(), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
+            [*_calsync(), "serve", *options, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -96,7 +99,7 @@ def start_demo(data_dir: Path, port: int, run: int) -> Demo:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             demo.stop()
-            pytest.fail(f"calsync serve --demo did not come up:\n{demo.logs()}")
+            pytest.fail(f"calsync serve did not come up:\n{demo.logs()}")
         time.sleep(0.1)
 
 
@@ -269,3 +272,30 @@ def test_demo_shows_the_product_and_survives_a_restart(data_dir: Path, started: 
 
 def _without_calendar_name(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in e.items() if k != "calendarName"} for e in events]
+
+
+def test_plain_serve_starts_without_demo_data(data_dir: Path, started: list[Demo]) -> None:
+    """Without --demo: no CalDAV server, no demo tenant, schedule or key; the admin named by
+    CALSYNC_ADMIN_TENANT gets a working one-time sign-in link."""
+    port = free_port()
+    plain = start_demo(data_dir, port, 1, demo=False, CALSYNC_ADMIN_TENANT="acme")
+    started.append(plain)
+    output = plain.output()
+    assert "API key" not in output and "demo" not in output.lower(), output
+    found = re.search(r"Dashboard sign-in for the admin of 'acme': (\S+)", output)
+    assert found, plain.logs()
+    link = found.group(1)
+    assert link.startswith(f"{plain.url}/dashboard/signin/")
+    page = httpx.get(link, timeout=10.0)
+    assert page.status_code == 200 and "Continue to the dashboard" in page.text
+    assert not (data_dir / "demo").exists()
+    engine = make_engine(f"sqlite:///{data_dir / 'calsync.db'}")
+    try:
+        with engine.connect() as db:
+            counts = {
+                table: db.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+                for table in ("schedules", "connections", "api_keys", "sessions")
+            }
+    finally:
+        engine.dispose()
+    assert counts == {"schedules": 0, "connections": 0, "api_keys": 0, "sessions": 0}
