@@ -28,7 +28,7 @@ from calsync.service.live_events import live_rows, outside_horizon, sort_key
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
 from calsync.service.views import EventsPage, EventView
-from calsync.store.db import transaction
+from calsync.store.db import reading, transaction
 from calsync.store.models import Connection, ConnectionCalendar, EventInstance, Schedule
 from calsync.store.raw_rows import fetch_tuples
 from calsync.tz import zone
@@ -90,7 +90,7 @@ def list_events(
     require_any(identity, Permission.READ_EVENTS)
     live = outside_horizon(rt, query)
     rows: Sequence[PageRow] = []
-    with rt.engine.connect() as db:
+    with reading(rt.engine) as db:
         connections = _contributing(db, identity.tenant_id, query)
         failed, stale = _classify(rt, connections)
         if not stale and not live:
@@ -101,7 +101,7 @@ def list_events(
     failed_ids = _raise_if_failed(connections, failed, query)
     readable = [c for c in connections if c.id not in failed]
     if stale:
-        with rt.engine.connect() as db:
+        with reading(rt.engine) as db:
             _refresh(connections, _contributing(db, identity.tenant_id, query))
             if not live:
                 rows = _page(db, readable, query, limit)
@@ -425,7 +425,7 @@ def _render(
 
 def _schedules(rt: Runtime, tenant_id: str, ids: set[str]) -> dict[str, ScheduleInfo | None]:
     found: dict[str, ScheduleInfo | None] = dict.fromkeys(ids)
-    with rt.engine.connect() as db:
+    with reading(rt.engine) as db:
         for s in db.execute(
             select(
                 Schedule.id, Schedule.owner_user_id, Schedule.owner_name, Schedule.time_zone

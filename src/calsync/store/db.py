@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -46,6 +46,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+def reading(engine: Engine) -> Connection:
+    """A pooled connection for a sequence of reads, in autocommit: no BEGIN and ROLLBACK
+    round trips. Under READ COMMITTED (PostgreSQL's default and calsync's) every statement of a
+    transaction takes its own snapshot anyway, so reads see nothing different; a statement that
+    needs one snapshot for two tables reads both in itself (a subquery). On PostgreSQL this
+    halved the database's CPU per List Events call (bench/RESULTS.md, fourth round)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def upgrade(engine: Engine) -> None:
