@@ -112,7 +112,8 @@ def serve(
     if demo and processes > 1:
         typer.echo("calsync serve: --demo serves one process; leave out --processes", err=True)
         raise typer.Exit(2)
-    if demo and "public_url" not in settings.model_fields_set:
+    if "public_url" not in settings.model_fields_set:
+        # Unset, the public URL is where this serve listens (links it prints, OAuth redirects).
         address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         scheme = "https" if ssl_certfile else "http"
         settings = settings.model_copy(update={"public_url": f"{scheme}://{address}:{port}"})
@@ -153,6 +154,7 @@ def serve(
         }
         if processes > 1:
             stack.close()  # each process builds its own runtime from the environment
+            os.environ.setdefault("CALSYNC_PUBLIC_URL", settings.public_url)
             serve_processes(processes, worker=worker, options=options)
             return
         uvicorn.Server(uvicorn.Config(create_app(runtime, worker=worker), **options)).run()

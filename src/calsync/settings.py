@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
-        description="Base URL where browsers and providers reach this service.",
+        description="Base URL where browsers and providers reach this service. Unset, "
+        "`calsync serve` uses the address and port it listens on.",
     )
     encryption_keys: str | None = Field(
         default=None,
