@@ -1,5 +1,10 @@
 """Prometheus metrics of one calsync process, kept in a registry of its own (one per runtime).
 
+Under ``calsync serve --processes N`` every process records into files of one directory
+(prometheus_client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``, set by the parent), and a
+scrape of any process reports them all: counters and histograms summed, the scrape-time gauges
+as last set by a live process.
+
 Every label has a bounded set of values: HTTP route templates (never raw paths), status codes,
 configured provider IDs, fixed outcome and error-class names. No secret, account, connection
 or tenant ever becomes a label.
@@ -18,15 +23,21 @@ or tenant ever becomes a label.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from calsync.providers.base import ProviderError, RateLimitedByProvider
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Scrape-time gauges across processes: the value a live process set last.
+GAUGE_MODE: Final = "livemostrecent"
 SUCCESS = "success"
 REVOKED = "revoked"
 RATE_LIMITED = "rate_limited"
@@ -92,25 +103,33 @@ class Metrics:
             "Seconds since the least recently synced active connection was last synced "
             "(or connected, if it never was); 0 without active connections.",
             registry=r,
+            multiprocess_mode=GAUGE_MODE,
         )
         self.queue_depth = Gauge(
             "calsync_sync_queue_depth",
             "Active connections that are due for a sync now.",
             registry=r,
+            multiprocess_mode=GAUGE_MODE,
         )
         self.connections = Gauge(
-            "calsync_connections", "Connections by status.", ["status"], registry=r
+            "calsync_connections",
+            "Connections by status.",
+            ["status"],
+            registry=r,
+            multiprocess_mode=GAUGE_MODE,
         )
         self.database_up = Gauge(
             "calsync_database_up",
             "1 if the database answered the last scrape's queries, else 0.",
             registry=r,
+            multiprocess_mode=GAUGE_MODE,
         )
         self.provider_info = Gauge(
             "calsync_provider_info",
             "Configured providers: the name and kind behind each provider ID label.",
             ["provider", "name", "kind"],
             registry=r,
+            multiprocess_mode=GAUGE_MODE,
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -155,8 +174,14 @@ class Metrics:
             self.provider_info.labels(provider_id, name, kind).set(1)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of everything in this registry."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of everything in this registry, or, in multiprocess
+        mode, of every process's files."""
+        directory = os.environ.get(MULTIPROCESS_DIR_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
 
 def sync_outcome(*, synced: bool, revoked: bool, failure: ProviderError | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import inspect, text
@@ -13,7 +14,7 @@ def _to(url: str, revision: str, *, down: bool) -> None:
     engine = make_engine(url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         config.attributes["connection"] = conn
         (command.downgrade if down else command.upgrade)(config, revision)
     engine.dispose()
@@ -58,3 +59,35 @@ def test_page_index_covers_the_page_on_postgresql_and_migrations_go_down_and_up(
     assert "INCLUDE" not in _page_index(database_url)
     _to(database_url, "head", down=False)
     assert _page_index(database_url) == head
+
+
+def test_0008_replaces_a_build_an_interrupted_run_left(database_url: str) -> None:
+    """On PostgreSQL 0008 builds its index concurrently under a temporary name; a run killed
+    mid-build leaves that name behind (as an invalid index), and the next run starts over."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("0008 changes nothing on SQLite (the test above checks that)")
+    engine = make_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
+    _to(database_url, "0007", down=True)
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE INDEX ix_event_instances_connection_start_building "
+                "ON event_instances (connection_id)"
+            )
+        )
+    engine.dispose()
+    _to(database_url, "head", down=False)
+    assert "INCLUDE (schedule_id" in _page_index(database_url)
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        names = conn.execute(
+            text(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = 'event_instances'"
+            )
+        ).scalars()
+        assert "ix_event_instances_connection_start_building" not in set(names)
+    engine.dispose()

@@ -160,6 +160,44 @@ def test_keep_alive_connections_are_dealt_to_the_processes_in_turn(
         assert process.wait(timeout=30) == 0
 
 
+def test_metrics_of_any_process_add_up_all_of_them(tmp_path: Path, database_url: str) -> None:
+    """A scrape lands on one process (connections are dealt in turn), yet counts the requests
+    every process served, and reports each scrape-time gauge once."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    process = _serve(tmp_path, database_url, port, log, "--processes", "2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, process, log)
+        before = _health_requests(httpx.get(f"{base}/metrics").text)
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        for connection in connections:  # two to each process
+            connection.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        for connection in connections:
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+            connection.close()
+        deadline = time.monotonic() + 10
+        while True:  # a process counts a request as its response ends
+            text = httpx.get(f"{base}/metrics").text
+            if _health_requests(text) - before >= 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert _health_requests(text) - before == 4
+        database_up = [line for line in text.splitlines() if line.startswith("calsync_database_up")]
+        assert database_up == ["calsync_database_up 1.0"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+def _health_requests(metrics_text: str) -> float:
+    prefix = 'calsync_http_requests_total{method="GET",route="/v1/health",status="200"} '
+    for line in metrics_text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
 def test_a_server_process_that_dies_is_replaced(tmp_path: Path, database_url: str) -> None:
     port = _free_port()
     log = tmp_path / "serve.log"

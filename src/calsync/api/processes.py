@@ -19,18 +19,22 @@ import logging
 import multiprocessing
 import os
 import selectors
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from prometheus_client.multiprocess import mark_process_dead
 
 from calsync.api.factory import FACTORY, NO_WORKER_ENV
+from calsync.metrics import MULTIPROCESS_DIR_ENV
 
 log = logging.getLogger("calsync.serve")
 # Connections taken from the listening socket per wake-up, before checking on the processes.
@@ -42,11 +46,20 @@ STOP_SECONDS = 30.0
 
 def serve_processes(processes: int, *, worker: bool, options: dict[str, Any]) -> None:
     """Serve on ``options``' host and port with ``processes`` server processes until SIGTERM
-    or SIGINT; each builds its own runtime from the environment."""
+    or SIGINT; each builds its own runtime from the environment. Their metrics go to one
+    directory (``PROMETHEUS_MULTIPROC_DIR``: a fresh temporary one unless it is set), so
+    ``/metrics`` of any process reports all of them."""
     os.environ[NO_WORKER_ENV] = "0" if worker else "1"
     listener = listening_socket(str(options["host"]), int(options["port"]))
     child_options = {k: v for k, v in options.items() if k not in ("host", "port")}
-    Supervisor(processes, listener, child_options).run()
+    ours = MULTIPROCESS_DIR_ENV not in os.environ
+    if ours:
+        os.environ[MULTIPROCESS_DIR_ENV] = tempfile.mkdtemp(prefix="calsync-metrics-")
+    try:
+        Supervisor(processes, listener, child_options).run()
+    finally:
+        if ours:
+            shutil.rmtree(os.environ.pop(MULTIPROCESS_DIR_ENV), ignore_errors=True)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -64,7 +77,7 @@ class _Slot:
     process: BaseProcess | None = None
     channel: socket.socket | None = None
     started_at: float = 0.0
-    handed: int = field(default=0)
+    handed: int = 0  # connections dealt to it
 
 
 class Supervisor:
@@ -118,8 +131,9 @@ class Supervisor:
                 connection, _address = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. EMFILE: leave the rest queued for the next wake-up
+            except OSError as exc:  # e.g. EMFILE: leave the rest queued, and do not spin on it
                 log.warning("accept failed: %s", exc)
+                time.sleep(0.1)
                 return
             with connection:
                 self._hand(connection)
@@ -148,12 +162,15 @@ class Supervisor:
             if now - slot.started_at < RESTART_SECONDS:
                 continue
             log.warning(
-                "server process %s exited with %s; starting another",
+                "server process %s exited with %s after %d connections; starting another",
                 slot.process.pid,
                 slot.process.exitcode,
+                slot.handed,
             )
             if slot.channel is not None:
                 slot.channel.close()
+            if slot.process.pid is not None:  # its scrape-time gauges no longer count
+                mark_process_dead(slot.process.pid)  # type: ignore[no-untyped-call]
             self._start(index)
 
     def _stop_all(self) -> None:

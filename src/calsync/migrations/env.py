@@ -17,6 +17,9 @@ def _run(conn: object) -> None:
         target_metadata=Base.metadata,
         render_as_batch=True,
         compare_type=True,
+        # One transaction per migration: a migration may need an autocommit block (PostgreSQL's
+        # CREATE INDEX CONCURRENTLY), which commits what came before it.
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -61,7 +61,9 @@ def upgrade(engine: Engine) -> None:
     """Apply every Alembic migration to the database behind ``engine``."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
+    # Each migration commits on its own (migrations/env.py), so one that must run outside a
+    # transaction (CREATE INDEX CONCURRENTLY) can.
+    with engine.connect() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
