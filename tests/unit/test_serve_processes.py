@@ -10,7 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +60,8 @@ def _wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> Non
 
 
 def test_two_processes_share_the_port_and_the_database(tmp_path: Path, database_url: str) -> None:
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    env = {**os.environ, "CALSYNC_DATA_DIR": str(tmp_path), "CALSYNC_DATABASE_URL": database_url}
-    argv = [sys.executable, "-m", "calsync.cli", "serve", "--processes", "2", "--no-worker"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*argv, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, process, log)
+    with _two_processes(tmp_path, database_url) as serving:
+        base, process = serving.base, serving.process
         key = json.loads(
             run(tmp_path, database_url, "api-keys", "create", "--tenant", "t", "--json").stdout
         )["key"]
@@ -80,16 +74,13 @@ def test_two_processes_share_the_port_and_the_database(tmp_path: Path, database_
         assert len(servers) == 2
         answered: set[int] = set()
         with ThreadPoolExecutor(8) as pool:
-            for _ in range(20):  # until both have answered (the kernel picks the acceptor)
+            for _ in range(20):  # until both have answered
                 for read in pool.map(lambda _: _read(base, headers), range(16)):
                     assert read.status_code == 200 and read.json()["schedule"]["ownerName"] == "Ada"
-                answered = _access_log_pids(log)
+                answered = _access_log_pids(serving.log)
                 if answered == servers:
                     break
         assert answered == servers  # both processes served, from the one database
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
     assert _children(process.pid) == []
 
 
@@ -131,63 +122,78 @@ def test_demo_serves_one_process(tmp_path: Path) -> None:
     assert "--demo serves one process" in result.stderr
 
 
+@dataclass
+class Serving:
+    port: int
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def _two_processes(tmp_path: Path, database_url: str) -> Iterator[Serving]:
+    """``calsync serve --no-worker --processes 2`` answering on a free port; SIGTERM at the end
+    must stop it cleanly."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "CALSYNC_DATA_DIR": str(tmp_path), "CALSYNC_DATABASE_URL": database_url}
+    argv = [sys.executable, "-m", "calsync.cli", "serve", "--no-worker", "--processes", "2"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*argv, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, process, log)
+        yield Serving(port, base, process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+def _four_at_once(port: int, path: str, status: int) -> None:
+    """Open four connections, then send one GET of ``path`` on each: dealt in turn, two go to
+    each of two processes."""
+    connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    for connection in connections:  # all four open before the first request
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    for connection in connections:
+        assert connection.recv(65536).startswith(f"HTTP/1.1 {status}".encode())
+        connection.close()
+
+
 def test_keep_alive_connections_are_dealt_to_the_processes_in_turn(
     tmp_path: Path, database_url: str
 ) -> None:
     """Four connections opened together go two and two. With one shared listening socket
     (uvicorn's own --workers) the first process to wake took all four, and the second core
     idled."""
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    process = _serve(tmp_path, database_url, port, log, "--processes", "2")
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}", process, log)
-        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
-        for connection in connections:  # all four open before the first request
-            connection.sendall(b"GET /dealt HTTP/1.1\r\nHost: x\r\n\r\n")
-        for connection in connections:
-            assert connection.recv(65536).startswith(b"HTTP/1.1 404")
-            connection.close()
+    with _two_processes(tmp_path, database_url) as serving:
+        _four_at_once(serving.port, "/dealt", 404)
         deadline = time.monotonic() + 10
         while True:  # a process writes its access line after it has answered
-            pids = [e["pid"] for e in _log_entries(log) if e.get("path") == "/dealt"]
+            pids = [e["pid"] for e in _log_entries(serving.log) if e.get("path") == "/dealt"]
             if len(pids) == 4 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         assert sorted(pids.count(pid) for pid in set(pids)) == [2, 2]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
 
 
 def test_metrics_of_any_process_add_up_all_of_them(tmp_path: Path, database_url: str) -> None:
     """A scrape lands on one process (connections are dealt in turn), yet counts the requests
     every process served, and reports each scrape-time gauge once."""
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    process = _serve(tmp_path, database_url, port, log, "--processes", "2")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, process, log)
-        before = _health_requests(httpx.get(f"{base}/metrics").text)
-        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
-        for connection in connections:  # two to each process
-            connection.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
-        for connection in connections:
-            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
-            connection.close()
+    with _two_processes(tmp_path, database_url) as serving:
+        before = _health_requests(httpx.get(f"{serving.base}/metrics").text)
+        _four_at_once(serving.port, "/v1/health", 200)
         deadline = time.monotonic() + 10
         while True:  # a process counts a request as its response ends
-            text = httpx.get(f"{base}/metrics").text
+            text = httpx.get(f"{serving.base}/metrics").text
             if _health_requests(text) - before >= 4 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         assert _health_requests(text) - before == 4
         database_up = [line for line in text.splitlines() if line.startswith("calsync_database_up")]
         assert database_up == ["calsync_database_up 1.0"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
 
 
 def _health_requests(metrics_text: str) -> float:
@@ -199,38 +205,22 @@ def _health_requests(metrics_text: str) -> float:
 
 
 def test_a_server_process_that_dies_is_replaced(tmp_path: Path, database_url: str) -> None:
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    process = _serve(tmp_path, database_url, port, log, "--processes", "2")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, process, log)
+    with _two_processes(tmp_path, database_url) as serving:
+        process, log = serving.process, serving.log
         first = set(_children(process.pid)) - set(_multiprocessing_helpers(process.pid))
         assert len(first) == 2
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while True:  # every request is answered meanwhile, by the survivor or the newcomer
-            assert httpx.get(f"{base}/v1/health", timeout=10).status_code == 200
+            assert httpx.get(f"{serving.base}/v1/health", timeout=10).status_code == 200
             now = set(_children(process.pid)) - set(_multiprocessing_helpers(process.pid))
             if len(now) == 2 and victim not in now:
                 break
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.1)
         assert f"server process {victim} exited" in log.read_text()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
     assert _children(process.pid) == []
-
-
-def _serve(
-    tmp_path: Path, database_url: str, port: int, log: Path, *options: str
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CALSYNC_DATA_DIR": str(tmp_path), "CALSYNC_DATABASE_URL": database_url}
-    argv = [sys.executable, "-m", "calsync.cli", "serve", "--no-worker", "--port", str(port)]
-    with log.open("wb") as out:
-        return subprocess.Popen([*argv, *options], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def test_a_handed_connection_is_served_with_tcp_nodelay() -> None:
