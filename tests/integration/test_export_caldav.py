@@ -141,3 +141,102 @@ def test_sessions_reach_the_dedicated_calendar_and_stay_as_the_platform_says(
             break
         time.sleep(0.1)
     assert calendar_id not in ids and world.own_calendar in ids
+
+
+def _connect(world: World) -> str:
+    response = world.api.post(
+        f"{EXT}/connections:connectByCredentials",
+        {
+            "scheduleId": world.schedule_id,
+            "providerId": PROVIDER_ID,
+            "email": USER,
+            "password": PASSWORD,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["connection"]["id"])
+
+
+def _wait(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_running_worker_exports_a_confirmed_session_within_five_seconds(
+    make_runtime: Callable[..., Runtime], dav_server: DavServer
+) -> None:
+    """Nobody calls a sync: the worker of ``calsync serve`` notices the session and writes it
+    to the real server's dedicated calendar within the issue's 5 s."""
+    rt = make_runtime(
+        providers=[(PROVIDER_ID, "Team CalDAV", dav_server.base_url)], worker_tick_seconds=0.5
+    )
+    with TestClient(create_app(rt, worker=True)) as client:
+        api = Api(client, new_key(rt))
+        schedule_id = random_guid()
+        body = {"ownerUserId": random_guid(), "ownerName": "Grace", "timeZone": "Europe/Berlin"}
+        assert api.put(f"/v1/schedules/{schedule_id}", body).status_code == 200
+        world = World(api, rt, dav_server, schedule_id, "")
+        connection_id = _connect(world)
+
+        def report() -> dict:  # type: ignore[type-arg]
+            return api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]  # type: ignore[no-any-return]
+
+        assert _wait(lambda: report()["status"] == "SYNCED", 30), report()
+        session = {
+            "title": "Booking fast",
+            "status": "CONFIRMED",
+            "start": "2027-12-03T09:30:00+01:00",
+            "end": "2027-12-03T10:30:00+01:00",
+        }
+        started = time.monotonic()
+        assert api.put(f"/v1/schedules/{schedule_id}/sessions/fast", session).status_code == 200
+
+        def on_the_server() -> bool:
+            calendar_id = report()["export"].get("calendarId")
+            return bool(calendar_id) and any(
+                "Booking fast" in r.ical for r in exported(world, calendar_id)
+            )
+
+        assert _wait(on_the_server, 5.0), report()
+        assert time.monotonic() - started < 5.0
+
+
+def test_an_owner_edit_and_a_session_change_together_end_as_the_session_says(
+    world: World,
+) -> None:
+    """The owner retitles an exported event in their calendar (its ETag changes) while the
+    platform changes the session: the next run writes the session's version over the edit
+    (conditional writes see the stale ETag, the edit check sees the change) and counts it."""
+    api = world.api
+    connection_id = _connect(world)
+    session = {
+        "title": "Booking v1",
+        "status": "CONFIRMED",
+        "start": "2027-12-06T09:30:00+01:00",
+        "end": "2027-12-06T10:30:00+01:00",
+    }
+    path = f"/v1/schedules/{world.schedule_id}/sessions/edit-me"
+    assert api.put(path, session).status_code == 200
+    sync_connection(world.rt, connection_id, export=True)
+    calendar_id = api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]["export"][
+        "calendarId"
+    ]
+    [event] = exported(world, calendar_id)
+    calendar_url = world.server.base_url.rstrip("/") + event.key.rsplit("/", 1)[0] + "/"
+    edited = event.ical.replace("SUMMARY:Booking v1", "SUMMARY:Owner's title")
+    assert edited != event.ical
+    put_event(calendar_url, USER, PASSWORD, event.key.rsplit("/", 1)[1], edited)
+    [changed] = exported(world, calendar_id)
+    assert changed.etag != event.etag and "Owner's title" in changed.ical
+
+    assert api.put(path, {**session, "title": "Booking v2"}).status_code == 200
+    sync_connection(world.rt, connection_id, export=True)
+    [final] = exported(world, calendar_id)
+    assert "SUMMARY:Booking v2" in final.ical and "Owner's title" not in final.ical
+    report = api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]
+    assert report["export"]["externalEditsRestored"] >= 1, report
+    assert report["status"] == "SYNCED", report
