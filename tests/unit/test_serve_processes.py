@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from calsync.api.processes import HandedServer, listening_socket
+from tests.peers.tls import write_self_signed_cert
 from tests.unit.test_cli import run
 
 SCHEDULE = "6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b"
@@ -51,7 +54,7 @@ def _wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> Non
     while True:
         assert process.poll() is None, log.read_text()[-3000:]
         try:
-            if httpx.get(f"{base}/v1/health", timeout=2).status_code == 200:
+            if httpx.get(f"{base}/v1/health", timeout=2, verify=False).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -131,18 +134,19 @@ class Serving:
 
 
 @contextmanager
-def _two_processes(tmp_path: Path, database_url: str) -> Iterator[Serving]:
+def _two_processes(tmp_path: Path, database_url: str, *options: str) -> Iterator[Serving]:
     """``calsync serve --no-worker --processes 2`` answering on a free port; SIGTERM at the end
-    must stop it cleanly."""
+    must stop it cleanly. With ``--ssl-certfile`` among ``options``, over https."""
     port = _free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "CALSYNC_DATA_DIR": str(tmp_path), "CALSYNC_DATABASE_URL": database_url}
     argv = [sys.executable, "-m", "calsync.cli", "serve", "--no-worker", "--processes", "2"]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*argv, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+            [*argv, "--port", str(port), *options], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    base = f"http://127.0.0.1:{port}"
+    scheme = "https" if "--ssl-certfile" in options else "http"
+    base = f"{scheme}://127.0.0.1:{port}"
     try:
         _wait_healthy(base, process, log)
         yield Serving(port, base, process, log)
@@ -177,6 +181,20 @@ def test_keep_alive_connections_are_dealt_to_the_processes_in_turn(
                 break
             time.sleep(0.05)
         assert sorted(pids.count(pid) for pid in set(pids)) == [2, 2]
+
+
+def test_the_processes_serve_tls(tmp_path: Path, database_url: str) -> None:
+    """The parent hands over plain sockets; each process does the TLS handshake itself."""
+    cert, key = write_self_signed_cert(tmp_path)
+    options = ("--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    with _two_processes(tmp_path, database_url, *options) as serving:
+        context = ssl.create_default_context(cafile=str(cert))
+        for _ in range(4):  # one new connection each: both processes answer
+            answer = httpx.get(f"{serving.base}/v1/health", verify=context)
+            assert answer.status_code == 200 and answer.json()["status"] == "ok"
+        with pytest.raises(httpx.TransportError):  # no plain http on that port
+            httpx.get(serving.base.replace("https://", "http://") + "/v1/health", timeout=5)
+        assert len(_access_log_pids(serving.log)) == 2
 
 
 def test_metrics_of_any_process_add_up_all_of_them(tmp_path: Path, database_url: str) -> None:
