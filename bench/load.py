@@ -30,6 +30,16 @@ class Samples:
     errors: int = 0
     error_examples: list[str] = field(default_factory=list)
 
+    def note(self, reply: Any, check: Callable[[Any], str | None] | None) -> None:
+        """Count ``reply`` as an error if ``check`` finds a problem or it is not a 200."""
+        problem = check(reply) if check else None
+        if problem is None and reply.status_code != 200:
+            problem = f"HTTP {reply.status_code}: {reply.text[:200]}"
+        if problem:
+            self.errors += 1
+            if len(self.error_examples) < 3:
+                self.error_examples.append(problem)
+
     def add(self, other: Samples) -> None:
         self.latencies_ms += other.latencies_ms
         self.wall_s += other.wall_s
@@ -102,14 +112,8 @@ class HttpxClient:
                 started = time.perf_counter()
                 response = self.http.get(urls[index])
                 local.append((time.perf_counter() - started) * 1000)
-                problem = check(response) if check else None
-                if problem is None and response.status_code != 200:
-                    problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                if problem:
-                    with lock:
-                        samples.errors += 1
-                        if len(samples.error_examples) < 3:
-                            samples.error_examples.append(problem)
+                with lock:
+                    samples.note(response, check)
             with lock:
                 samples.latencies_ms.extend(local)
 
@@ -157,17 +161,11 @@ class LeanClient:
         self.headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.loop = asyncio.new_event_loop()
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self.concurrency = concurrency
 
     def request_bytes(self, url: str) -> bytes:
         return (
             f"GET {url} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.headers}\r\n"
         ).encode()
-
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.idle:
-            return self.idle.pop()
-        return await self._connect()
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -231,14 +229,7 @@ class LeanClient:
                 writer.write(requests[index])
                 status, body = await self._read(reader)
                 samples.latencies_ms.append((clock() - started) * 1000)
-                reply = Reply(status, body)
-                problem = check(reply) if check else None
-                if problem is None and status != 200:
-                    problem = f"HTTP {status}: {reply.text[:200]}"
-                if problem:
-                    samples.errors += 1
-                    if len(samples.error_examples) < 3:
-                        samples.error_examples.append(problem)
+                samples.note(Reply(status, body), check)
             self.idle.append((reader, writer))
 
         cpu = time.process_time()

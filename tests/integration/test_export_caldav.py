@@ -17,6 +17,7 @@ from calsync.providers.caldav.adapter import CalDavProvider
 from calsync.service.runtime import Runtime
 from calsync.service.sync import sync_connection
 from tests.conftest import EXT, Api, new_key, random_guid
+from tests.integration.test_worker import wait_until
 from tests.peers.dav_servers import DavServer, delete_event, make_calendar, put_event, simple_event
 from tests.peers.fixtures import DAV_USERS, unique_name
 
@@ -64,11 +65,8 @@ def exported(world: World, calendar_id: str) -> list[EventResource]:
     return [r for r in changes.upserted if "X-CALSYNC-EXPORT" in r.ical]
 
 
-def test_sessions_reach_the_dedicated_calendar_and_stay_as_the_platform_says(
-    world: World,
-) -> None:
-    api = world.api
-    connection = api.post(
+def _connect(world: World) -> str:
+    response = world.api.post(
         f"{EXT}/connections:connectByCredentials",
         {
             "scheduleId": world.schedule_id,
@@ -76,8 +74,17 @@ def test_sessions_reach_the_dedicated_calendar_and_stay_as_the_platform_says(
             "email": USER,
             "password": PASSWORD,
         },
-    ).json()["connection"]
-    connection_id = connection["id"]
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["connection"]["id"])
+
+
+def test_sessions_reach_the_dedicated_calendar_and_stay_as_the_platform_says(
+    world: World,
+) -> None:
+    api = world.api
+    connection_id = _connect(world)
+    connection = api.get(f"{EXT}/connections/{connection_id}").json()["connection"]
     assert connection["syncConfig"]["syncToCalendar"]["enabled"] is True
     sessions = {
         # Across the end of daylight saving time in Berlin (2027-10-31).
@@ -143,29 +150,6 @@ def test_sessions_reach_the_dedicated_calendar_and_stay_as_the_platform_says(
     assert calendar_id not in ids and world.own_calendar in ids
 
 
-def _connect(world: World) -> str:
-    response = world.api.post(
-        f"{EXT}/connections:connectByCredentials",
-        {
-            "scheduleId": world.schedule_id,
-            "providerId": PROVIDER_ID,
-            "email": USER,
-            "password": PASSWORD,
-        },
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["connection"]["id"])
-
-
-def _wait(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_a_running_worker_exports_a_confirmed_session_within_five_seconds(
     make_runtime: Callable[..., Runtime], dav_server: DavServer
 ) -> None:
@@ -185,7 +169,7 @@ def test_a_running_worker_exports_a_confirmed_session_within_five_seconds(
         def report() -> dict:  # type: ignore[type-arg]
             return api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]  # type: ignore[no-any-return]
 
-        assert _wait(lambda: report()["status"] == "SYNCED", 30), report()
+        wait_until(lambda: report()["status"] == "SYNCED", timeout=30)
         session = {
             "title": "Booking fast",
             "status": "CONFIRMED",
@@ -201,7 +185,7 @@ def test_a_running_worker_exports_a_confirmed_session_within_five_seconds(
                 "Booking fast" in r.ical for r in exported(world, calendar_id)
             )
 
-        assert _wait(on_the_server, 5.0), report()
+        wait_until(on_the_server, timeout=5.0)
         assert time.monotonic() - started < 5.0
 
 

@@ -221,6 +221,8 @@ class HandedServer(uvicorn.Server):
         self.channel.close()
 
     def _take(self) -> None:
+        loop = self.loop
+        assert loop is not None  # set by startup, which registers this reader
         try:
             data, fds, _flags, _address = socket.recv_fds(self.channel, 1024, ACCEPT_BURST)
         except (BlockingIOError, InterruptedError):
@@ -228,23 +230,22 @@ class HandedServer(uvicorn.Server):
         except OSError:
             data, fds = b"", []
         if not data:  # the parent has gone: stop like on SIGTERM
-            assert self.loop is not None
-            self.loop.remove_reader(self.channel.fileno())
+            loop.remove_reader(self.channel.fileno())
             self.should_exit = True
             return
         for fd in fds:
             connection = socket.socket(fileno=fd)
             connection.setblocking(False)
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            assert self.loop is not None
-            task = self.loop.create_task(self._serve_connection(connection))
+            task = loop.create_task(self._serve_connection(loop, connection))
             self.handing.add(task)
             task.add_done_callback(self.handing.discard)
 
-    async def _serve_connection(self, connection: socket.socket) -> None:
-        assert self.loop is not None
+    async def _serve_connection(
+        self, loop: asyncio.AbstractEventLoop, connection: socket.socket
+    ) -> None:
         try:
-            await self.loop.connect_accepted_socket(self._protocol, connection, ssl=self.config.ssl)
+            await loop.connect_accepted_socket(self._protocol, connection, ssl=self.config.ssl)
         except (TimeoutError, OSError):  # the client left mid-handshake (SSLError is an OSError)
             connection.close()
 
