@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -269,7 +270,11 @@ def _say_http(results: dict[str, Any], names: list[str]) -> None:
 
 
 def baseline_src(rev: str) -> Path:
-    """The ``src`` tree of revision ``rev`` (``git archive``), in a temporary directory."""
+    """The ``src`` tree of revision ``rev`` (``git archive``), in a temporary directory, with
+    the working tree's migrations: both servers read one database, which the shipped code
+    has migrated (an older revision would refuse a schema it does not know). A migration
+    that changes how fast the page reads (an index) is measured on its own, before and after
+    on the same data; this compares code on one schema."""
     import subprocess
     import tarfile
     import tempfile
@@ -284,6 +289,9 @@ def baseline_src(rev: str) -> Path:
 
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
+    migrations = target / "src" / "calsync" / "migrations"
+    shutil.rmtree(migrations)
+    shutil.copytree(REPO / "src" / "calsync" / "migrations", migrations)
     return target / "src"
 
 

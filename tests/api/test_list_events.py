@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from typing import Any
 
+import pytest
+from sqlalchemy import create_engine
+
+from calsync.service import events
 from calsync.service.runtime import Runtime
 from tests.api.test_external_api import EMAIL, PASSWORD, connect, ical, make_schedule
 from tests.conftest import EXT, FAKE_PROVIDER_ID, Api, new_key, random_guid
@@ -231,3 +236,62 @@ def test_too_many_ids_and_long_query(api: Api) -> None:
         f"{EXT}/events", params={**WINDOW, "scheduleIds": ids[:100], "userIds": ids[1:101]}
     )
     assert ok.status_code == 200
+
+
+def _where_pages_are_read(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Each store read of a page: ("loop" or "thread", whether it used the loop's engine)."""
+    seen: list[tuple[str, bool]] = []
+    real = events.stored_events
+
+    def spy(rt: Runtime, engine: Any, **kw: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            where = "loop"
+        except RuntimeError:  # a worker thread has no running loop
+            where = "thread"
+        seen.append((where, engine is rt.loop_engine))
+        return real(rt, engine, **kw)
+
+    monkeypatch.setattr(events, "stored_events", spy)
+    return seen
+
+
+def test_a_store_page_is_read_on_the_event_loop_on_sqlite_only(
+    api: Api, runtime: Runtime, busy: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the common call (every connection fresh, the window stored) is read on the
+    event loop with its own connection; a call that must sync first goes on in a thread. On
+    PostgreSQL every call runs in a thread."""
+    connect(api, make_schedule(api))
+    params = {**WINDOW, "fieldsets": "OWN_PI"}
+    assert len(api.get(f"{EXT}/events", params=params).json()["events"]) == 7
+    seen = _where_pages_are_read(monkeypatch)
+    sqlite = runtime.engine.dialect.name == "sqlite"
+    assert (runtime.loop_engine is not None) == sqlite
+
+    assert len(api.get(f"{EXT}/events", params=params).json()["events"]) == 7
+    assert seen == ([("loop", True)] if sqlite else [("thread", False)])
+
+    seen.clear()
+    runtime.settings.freshness_seconds = 0  # stale: the call syncs, which a thread does
+    busy.put(EMAIL, "home", "/h/8.ics", ical("d8", "20261208T090000Z", "20261208T100000Z", "New"))
+    page = api.get(f"{EXT}/events", params=params).json()
+    assert "New" in titles(page) and len(page["events"]) == 8
+    assert seen == ([("loop", True), ("thread", False)] if sqlite else [("thread", False)])
+
+
+def test_a_failing_loop_connection_hands_the_call_to_a_thread(
+    api: Api, runtime: Runtime, busy: FakeProvider, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the loop's own connection cannot read (here: its file cannot be opened, an
+    OperationalError as a lock held too long is), the call is answered from a thread."""
+    connect(api, make_schedule(api))
+    if runtime.loop_engine is None:
+        pytest.skip("PostgreSQL reads in threads only (the test above checks that)")
+    seen = _where_pages_are_read(monkeypatch)
+    broken = create_engine(f"sqlite:///{tmp_path / 'missing' / 'calsync.db'}")
+    monkeypatch.setattr(runtime, "loop_engine", broken)
+    page = api.get(f"{EXT}/events", params={**WINDOW, "fieldsets": "OWN_PI"})
+    assert page.status_code == 200 and len(page.json()["events"]) == 7
+    assert seen == [("loop", True), ("thread", False)]
+    broken.dispose()

@@ -158,7 +158,15 @@ async def list_events(request: Request) -> JSONResponse:
         page = events.list_events(call.rt, identity=call.identity, query=query, limit=limit)
         return wire.events_page(page)
 
-    return await serve(request, work)
+    def quick(call: Call) -> dict[str, Any] | None:
+        assert call.rt.loop_engine is not None
+        query, limit = _event_query(call)
+        page = events.stored_events(
+            call.rt, call.rt.loop_engine, identity=call.identity, query=query, limit=limit
+        )
+        return wire.events_page(page) if page is not None else None
+
+    return await serve(request, work, quick=quick)
 
 
 def _event_query(call: Call) -> tuple[cursor.EventQuery, int]:

@@ -53,6 +53,17 @@ def authenticate_cached(
     return identity
 
 
+def cached_identity(
+    sessions: sessionmaker[Session], authorization: str | None, site_id: str | None
+) -> Identity | None:
+    """``authenticate_cached`` when the key cache can answer; None when the database must
+    be read (a key not seen within ``KEY_CACHE_SECONDS``)."""
+    identity = key_cache.get(sessions.kw.get("bind"), hash_api_key(_token(authorization)))
+    if identity is not None:
+        _check_site(identity, site_id)
+    return identity
+
+
 def _token(authorization: str | None) -> str:
     token = (authorization or "").strip()
     if token[:7].lower() == "bearer ":

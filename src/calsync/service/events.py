@@ -18,7 +18,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import Connection as DbConnection
-from sqlalchemy import Select, and_, bindparam, case, func, select, tuple_
+from sqlalchemy import Engine, Select, and_, bindparam, case, func, select, tuple_
 
 from calsync.domain import CalendarType, ConnectionStatus, ErrorReason, Identity, Permission
 from calsync.errors import ProviderUnavailable
@@ -87,24 +87,18 @@ def list_events(
     Raises ProviderUnavailable when a contributing connection cannot be read and partial
     results were not allowed (or when every connection failed).
     """
-    require_any(identity, Permission.READ_EVENTS)
+    page = stored_events(rt, rt.engine, identity=identity, query=query, limit=limit)
+    if page is not None:
+        return page
     live = outside_horizon(rt, query)
-    rows: Sequence[PageRow] = []
     with reading(rt.engine) as db:
         connections = _contributing(db, identity.tenant_id, query)
-        failed, stale = _classify(rt, connections)
-        if not stale and not live:
-            _raise_if_failed(connections, failed, query)
-            rows = _page(db, [c for c in connections if c.id not in failed], query, limit)
+    failed, stale = _classify(rt, connections)
     if stale:
         failed.update(_freshen(rt, stale))
     failed_ids = _raise_if_failed(connections, failed, query)
     readable = [c for c in connections if c.id not in failed]
-    if stale:
-        with reading(rt.engine) as db:
-            _refresh(connections, _contributing(db, identity.tenant_id, query))
-            if not live:
-                rows = _page(db, readable, query, limit)
+    rows: Sequence[PageRow]
     if live:
         found, live_failed = live_rows(rt, _entities(rt, readable), query, limit)
         rows = [_as_row(r) for r in found]
@@ -112,7 +106,50 @@ def list_events(
             failed.update(live_failed)
             failed_ids = _raise_if_failed(connections, failed, query)
             readable = [c for c in readable if c.id not in failed]
-    events = _render(rt, identity, readable, rows[:limit], query.own_pi)
+    else:
+        with reading(rt.engine) as db:
+            if stale:  # a sync may have added calendars or changed the schedule
+                _refresh(connections, _contributing(db, identity.tenant_id, query))
+            rows = _page(db, readable, query, limit)
+    return _finish(rt, rt.engine, identity, query, limit, readable, rows, failed_ids)
+
+
+def stored_events(
+    rt: Runtime, engine: Engine, *, identity: Identity, query: cursors.EventQuery, limit: int
+) -> EventsPage | None:
+    """``list_events`` when it needs nothing but the store (every selected connection fresh
+    or failed for good, the window inside the stored horizon), read through ``engine``; None
+    when a connection must be synced first or the window read live, which only
+    ``list_events`` does.
+
+    A few reads and no waiting on a provider: on SQLite, ``api.calls`` runs this on the
+    event loop itself, with ``rt.loop_engine`` (see ``store.db.make_loop_engine``)."""
+    require_any(identity, Permission.READ_EVENTS)
+    if outside_horizon(rt, query):
+        return None
+    with reading(engine) as db:
+        connections = _contributing(db, identity.tenant_id, query)
+        failed, stale = _classify(rt, connections)
+        if stale:
+            return None
+        failed_ids = _raise_if_failed(connections, failed, query)
+        readable = [c for c in connections if c.id not in failed]
+        rows = _page(db, readable, query, limit)
+    return _finish(rt, engine, identity, query, limit, readable, rows, failed_ids)
+
+
+def _finish(
+    rt: Runtime,
+    engine: Engine,
+    identity: Identity,
+    query: cursors.EventQuery,
+    limit: int,
+    readable: list[Contributor],
+    rows: Sequence[PageRow],
+    failed_ids: list[str],
+) -> EventsPage:
+    """The page of ``rows`` (up to ``limit + 1`` in sort order): events and the next cursor."""
+    events = _render(rt, engine, identity, readable, rows[:limit], query.own_pi)
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -367,6 +404,7 @@ def _page(
 
 def _render(
     rt: Runtime,
+    engine: Engine,
     identity: Identity,
     connections: list[Contributor],
     rows: Sequence[PageRow],
@@ -377,7 +415,7 @@ def _render(
     schedules = {c.schedule_id: c.schedule for c in connections}
     missing = {r[2] for r in rows} - schedules.keys()
     if missing:  # an instance filed under another schedule than its connection's
-        schedules.update(_schedules(rt, identity.tenant_id, missing))
+        schedules.update(_schedules(engine, identity.tenant_id, missing))
     read_all = identity.has(Permission.READ_ALL_CONNECTIONS)
     # Everything that depends on the schedule or the connection only, computed once.
     per_schedule: dict[str, tuple[str | None, bool, str, str | None]] = {}
@@ -423,9 +461,9 @@ def _render(
     return events
 
 
-def _schedules(rt: Runtime, tenant_id: str, ids: set[str]) -> dict[str, ScheduleInfo | None]:
+def _schedules(engine: Engine, tenant_id: str, ids: set[str]) -> dict[str, ScheduleInfo | None]:
     found: dict[str, ScheduleInfo | None] = dict.fromkeys(ids)
-    with reading(rt.engine) as db:
+    with reading(engine) as db:
         for s in db.execute(
             select(
                 Schedule.id, Schedule.owner_user_id, Schedule.owner_name, Schedule.time_zone

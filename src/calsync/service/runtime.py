@@ -19,7 +19,7 @@ from calsync.metrics import Metrics
 from calsync.providers.base import CalendarProvider, ExternalCalendar
 from calsync.providers.registry import ProviderConfig, ProviderRegistry, load_providers
 from calsync.settings import Settings
-from calsync.store.db import make_engine, make_session_factory
+from calsync.store.db import make_engine, make_loop_engine, make_session_factory
 
 T = TypeVar("T")
 
@@ -32,6 +32,8 @@ class Runtime:
     providers: ProviderRegistry
     secrets: SecretBox
     cursor_key: bytes
+    # Reads on the event loop itself (SQLite only, see store.db.make_loop_engine), else None.
+    loop_engine: Engine | None = None
     background: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="calsync-bg")
     )
@@ -55,6 +57,8 @@ class Runtime:
         self.background.shutdown(wait=True, cancel_futures=True)
         self.providers.close()
         self.engine.dispose()
+        if self.loop_engine is not None:
+            self.loop_engine.dispose()
 
 
 def default_adapter_factory(settings: Settings) -> Callable[[ProviderConfig], CalendarProvider]:
@@ -89,7 +93,8 @@ def build_runtime(
 ) -> Runtime:
     """The runtime of ``settings``; ``extra_providers`` are offered besides the configured ones
     (``calsync serve --demo`` adds its local CalDAV server this way)."""
-    engine = make_engine(settings.resolved_database_url())
+    url = settings.resolved_database_url()
+    engine = make_engine(url)
     secrets = SecretBox(load_keys(settings))
     cursor_key = (
         settings.cursor_secret.encode()
@@ -108,4 +113,5 @@ def build_runtime(
         providers=registry,
         secrets=secrets,
         cursor_key=cursor_key,
+        loop_engine=make_loop_engine(url),
     )

@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -53,8 +54,41 @@ def reading(engine: Engine) -> Connection:
     round trips. Under READ COMMITTED (PostgreSQL's default and calsync's) every statement of a
     transaction takes its own snapshot anyway, so reads see nothing different; a statement that
     needs one snapshot for two tables reads both in itself (a subquery). On PostgreSQL this
-    halved the database's CPU per List Events call (bench/RESULTS.md, fourth round)."""
-    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    halved the database's CPU per List Events call (bench/RESULTS.md, fourth round).
+
+    SQLite's driver (legacy transaction control) starts no transaction before a SELECT, so
+    a plain connection already reads in autocommit there; switching its isolation level and
+    back would cost 0.15 ms per use (bench/RESULTS.md, fifth round)."""
+    connection = engine.connect()
+    if engine.dialect.name == "sqlite":
+        return connection
+    return connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def make_loop_engine(url: str) -> Engine | None:
+    """An engine of one SQLite connection, for the short reads the event loop makes itself
+    (``api.calls.serve``'s quick path); None where reads stay off the loop.
+
+    On SQLite the database is in this process, and in WAL mode a reader does not wait for a
+    writer, so a List Events page is a fraction of a millisecond of CPU. Handing it to a
+    thread costs more than that: the hop, and the GIL passed back and forth between the loop
+    and the threads (2.06 -> 1.46 ms of server CPU per call, bench/RESULTS.md, fifth round).
+    The connection is the loop's alone (a static pool): a read never waits for the shared pool,
+    which threads may have emptied. It waits at most a second for a lock (a crash recovery by
+    another process); ``api.calls`` then does the call in a thread instead.
+
+    None on PostgreSQL, where every statement waits for a network round trip, and for an
+    in-memory SQLite database, which is private to each connection."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1] if "///" in url else ""
+    if not path or path == ":memory:" or "mode=memory" in path:
+        return None
+    engine = create_engine(
+        url, poolclass=StaticPool, connect_args={"check_same_thread": False, "timeout": 1}
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def upgrade(engine: Engine) -> None:

@@ -183,6 +183,8 @@ class EventInstance(Base):
         # index the overlap test needs no heap rows (bench/README.md has the plans). On
         # PostgreSQL it also carries the page's other columns, so a page is an index-only
         # scan: the heap visits were most of the database's CPU per List Events call.
+        # SQLite has no INCLUDE: there migration 0009 makes the same columns trailing key
+        # columns, for the same reason (this declaration is the PostgreSQL shape).
         Index(
             "ix_event_instances_connection_start",
             "connection_id",
