@@ -7,6 +7,7 @@ It keeps per-calendar change logs so incremental reads are real, can be told to 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -181,7 +182,10 @@ class FakeWriter:
     ``after_write`` runs after each event is stored (a test raises there to simulate a crash
     between the external write and calsync's commit); ``fail_calendar_creation`` refuses new
     calendars; ``rate_limit_next`` answers that many writes with a rate limit;
-    ``fail_deletes`` fails each event delete on its own."""
+    ``fail_deletes`` fails each event delete on its own; ``refuse_titles`` answers each event
+    with such a title with the error it maps to, on its own, as a provider answers 400 (or
+    503) for one event of a batch.
+    ``attempts`` counts the writes of each event (by uid)."""
 
     def __init__(self, provider: FakeProvider, max_batch: int = 10) -> None:
         self.provider = provider
@@ -190,6 +194,8 @@ class FakeWriter:
         self.fail_calendar_creation = False
         self.rate_limit_next = 0
         self.fail_deletes = False  # every delete of an event fails (a server error per item)
+        self.refuse_titles: dict[str, ProviderError] = {}
+        self.attempts: Counter[str] = Counter()
         self.batches: list[int] = []
         self.created_calendars: list[str] = []
 
@@ -228,6 +234,10 @@ class FakeWriter:
             if self.rate_limit_next > 0:
                 self.rate_limit_next -= 1
                 out.append(RateLimitedByProvider("429 Too Many Requests", retry_after=1))
+                continue
+            self.attempts[write.event.uid] += 1
+            if write.event.title in self.refuse_titles:
+                out.append(self.refuse_titles[write.event.title])
                 continue
             key = f"/{calendar_id}/{write.event.uid}.ics"
             held = calendar.resources.get(key)

@@ -18,7 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from calsync.api.app import create_app
-from calsync.providers.base import EventWrite
+from calsync.providers.base import EventWrite, ProviderError, ProviderUnreachable
+from calsync.service.export_event import export_uid
+from calsync.service.export_writes import refusal_wait
 from calsync.service.runtime import Runtime
 from calsync.service.sync import SyncFailed, sync_connection
 from calsync.store.db import transaction
@@ -264,6 +266,102 @@ def test_external_delete_and_edit_are_put_back(
     assert report["target"] == "dedicated" and report["calendarId"] == calendar_id
     assert report["exportedEvents"] == 2 and report["pendingWrites"] == 0
     assert report["externalEditsRestored"] == 2 and report["calendarCreatedByCalsync"] is True
+
+
+def test_an_event_the_provider_refuses_waits_before_it_is_written_again(
+    api: Api, runtime: Runtime, account: FakeProvider
+) -> None:
+    """A refusal of one event (a 400 for it, not an outage) does not stop the others, and the
+    event is not written again on every run: it waits 15 minutes, then 30, ..., unless its
+    session changes. Once accepted, its refusals are forgotten."""
+    schedule_id, connection_id = setup_connection(api)
+    put_session(api, schedule_id, "ok", title="Fine")
+    put_session(
+        api,
+        schedule_id,
+        "bad",
+        title="Refused",
+        start="2026-12-03T12:00:00+01:00",
+        end="2026-12-03T13:00:00+01:00",
+    )
+    account.writer.refuse_titles = {
+        "Refused": ProviderError("400 Bad Request: the event was refused"),
+        "Fine": ProviderUnreachable("503 Service Unavailable"),  # this item's hiccup
+    }
+    export(runtime, connection_id)
+    sync = api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]
+    assert "session bad: 400 Bad Request" in sync["lastError"]
+    assert "session ok: 503 Service Unavailable" in sync["lastError"]
+    assert connection_row(runtime, connection_id).status == "SYNCED"
+    ok_uid, bad_uid = export_uid(connection_id, "ok"), export_uid(connection_id, "bad")
+    assert account.writer.attempts[ok_uid] == account.writer.attempts[bad_uid] == 1
+    del account.writer.refuse_titles["Fine"]  # an outage of one item is tried again next run
+    export(runtime, connection_id)
+    assert account.writer.attempts[ok_uid] == 2
+    assert account.writer.attempts[bad_uid] == 1  # the refused one waits
+    calendar_id = dedicated(runtime, connection_id)
+    assert [
+        r.ical.count("SUMMARY:Fine") for r in account.writer.exported(EMAIL, calendar_id).values()
+    ] == [1]
+    sync = api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]
+    assert sync["export"]["refusedWrites"] == 1 and sync["export"]["exportedEvents"] == 1
+    assert sync["export"]["pendingWrites"] == 0
+    assert "1 session(s) the provider refused wait to be written again" in sync["lastError"]
+
+    def mapping() -> ExportedEvent:
+        with runtime.sessions() as session:
+            m = session.get(ExportedEvent, (connection_id, "bad"))
+            assert m is not None
+            return m
+
+    first = mapping()
+    assert first.refusals == 1 and first.retry_at is not None
+    wait = first.retry_at - datetime.now(UTC)
+    assert timedelta(minutes=14) < wait <= timedelta(minutes=15)
+
+    export(runtime, connection_id)  # another run within the wait does not write it either
+    assert account.writer.attempts[bad_uid] == 1
+
+    # A changed session is tried at once; refused again, it waits twice as long.
+    put_session(
+        api,
+        schedule_id,
+        "bad",
+        title="Refused",
+        start="2026-12-03T14:00:00+01:00",
+        end="2026-12-03T15:00:00+01:00",
+    )
+    export(runtime, connection_id)
+    assert account.writer.attempts[bad_uid] == 2
+    second = mapping()
+    assert second.refusals == 2 and second.retry_at is not None
+    assert timedelta(minutes=29) < second.retry_at - datetime.now(UTC) <= timedelta(minutes=30)
+
+    # When the wait is over it is tried again; accepted, the refusals are forgotten.
+    with transaction(runtime.sessions) as session:
+        stored = session.get(ExportedEvent, (connection_id, "bad"))
+        assert stored is not None
+        stored.retry_at = datetime.now(UTC) - timedelta(seconds=1)
+    account.writer.refuse_titles = {}
+    export(runtime, connection_id)
+    assert account.writer.attempts[bad_uid] == 3
+    done = mapping()
+    assert (done.refusals, done.retry_at, done.refused_revision) == (0, None, None)
+    sync = api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]
+    assert sync["export"]["refusedWrites"] == 0 and sync["export"]["exportedEvents"] == 2
+    assert sync["lastError"] is None
+    summaries = sorted(
+        "Fine" if "SUMMARY:Fine" in r.ical else "Refused"
+        for r in account.writer.exported(EMAIL, calendar_id).values()
+    )
+    assert summaries == ["Fine", "Refused"]
+
+
+def test_the_wait_after_refusals_doubles_up_to_a_day() -> None:
+    waits = [refusal_wait(n) for n in (1, 2, 3, 7, 8, 1000)]
+    assert waits[:3] == [timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1)]
+    assert waits[3] == timedelta(hours=16)
+    assert waits[4] == waits[5] == timedelta(hours=24)
 
 
 class Crash(Exception):

@@ -135,6 +135,7 @@ def _export(e: ExportSyncView) -> dict[str, Any]:
         "calendarCreatedByCalsync": e.calendar_created_by_calsync,
         "exportedEvents": e.exported_events,
         "pendingWrites": e.pending_writes,
+        "refusedWrites": e.refused_writes,
         "externalEditsRestored": e.external_edits_restored,
         "lastExternalEdit": _time(e.last_external_edit_at),
         "lastExport": _time(e.last_export_at),

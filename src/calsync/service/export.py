@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import and_, delete, or_, select
@@ -311,6 +312,16 @@ def _converge(
             or m.revision != s.revision
         )
     ]
+    now = utcnow()
+    waiting = [s for s in to_write if _waits(mappings.get(s.session_id), s, now)]
+    if waiting:
+        report.deferred = len(waiting)
+        to_write = [s for s in to_write if s not in waiting]
+        retry = min(t for s in waiting if (t := mappings[s.session_id].retry_at) is not None)
+        report.problems.append(
+            f"{len(waiting)} session(s) the provider refused wait to be written again "
+            f"(the first after {retry:%Y-%m-%d %H:%M} UTC, or at once when changed)"
+        )
     to_delete = [
         m
         for sid, m in mappings.items()
@@ -322,6 +333,16 @@ def _converge(
     for chunk_m in chunks(to_delete, writer.max_batch):
         _keep_lease(rt, row.id)
         delete_chunk(rt, row.id, writer, call, calendar_id, chunk_m, report)
+
+
+def _waits(m: ExportedEvent | None, s: PlatformSession, now: datetime) -> bool:
+    """The provider refused this revision of the session, and its retry time is ahead."""
+    return (
+        m is not None
+        and m.retry_at is not None
+        and m.retry_at > now
+        and m.refused_revision == s.revision
+    )
 
 
 class LeaseLost(ProviderUnreachable):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from sqlalchemy import delete, select
@@ -18,6 +19,7 @@ from calsync.providers.base import (
     EventDelete,
     EventWrite,
     ProviderError,
+    ProviderUnreachable,
     RateLimitedByProvider,
     StaleEvent,
     WrittenEvent,
@@ -33,6 +35,11 @@ from calsync.store.models import (
 )
 
 T = TypeVar("T")
+# An event the provider refused on its own (not a rate limit or an outage: those stop the run
+# and the connection backs off) waits this long before it is written again, doubling with each
+# refusal in a row; a change to its session is written at once.
+REFUSAL_FIRST_WAIT = timedelta(minutes=15)
+REFUSAL_LONGEST_WAIT = timedelta(hours=24)
 
 
 @dataclass
@@ -41,6 +48,7 @@ class ExportReport:
     deleted: int = 0
     restored: int = 0
     failed: int = 0
+    deferred: int = 0  # refused before, waiting for their retry time: not tried this run
     problems: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -56,6 +64,12 @@ class AccountCall(Protocol):
     """Runs one provider call with the connection's account (tokens refreshed as needed)."""
 
     def __call__(self, fn: Callable[[AccountRef], T], /) -> T: ...
+
+
+def refusal_wait(refusals: int) -> timedelta:
+    """How long an event refused ``refusals`` times in a row waits before the next try."""
+    doublings = min(max(0, refusals - 1), 16)  # 15 min x 2**7 is past the day already
+    return min(REFUSAL_LONGEST_WAIT, REFUSAL_FIRST_WAIT * (1 << doublings))
 
 
 def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -133,17 +147,24 @@ def _record_writes(
     fatal: ProviderError | None = None
     with transaction(rt.sessions) as session:
         for s, result in zip(chunk, results, strict=True):
+            m = session.get(ExportedEvent, (connection_id, s.session_id))
             if isinstance(result, WrittenEvent):
-                m = session.get(ExportedEvent, (connection_id, s.session_id))
                 if m is not None:
                     m.external_id, m.etag = result.external_id, result.etag
                     m.revision, m.calendar_id, m.updated_at = s.revision, calendar_id, utcnow()
+                    m.refusals, m.retry_at, m.refused_revision = 0, None, None
                 report.written += 1
             elif isinstance(result, (CalendarGone, AuthRejected, RateLimitedByProvider)):
                 fatal = fatal or result
             else:
                 report.failed += 1
-                report.problems.append(f"session {s.session_id}: {result}")
+                wait = ""  # an item's own outage (a 503 in a batch): the next run tries again
+                if m is not None and not isinstance(result, ProviderUnreachable):
+                    m.refusals += 1
+                    m.retry_at = utcnow() + refusal_wait(m.refusals)
+                    m.refused_revision = s.revision
+                    wait = f"; tried again after {m.retry_at:%Y-%m-%d %H:%M} UTC"
+                report.problems.append(f"session {s.session_id}: {result}{wait}")
     if fatal is not None:
         raise fatal
 

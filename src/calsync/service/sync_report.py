@@ -75,21 +75,22 @@ def _export_view(session: Session, connection_id: str) -> ExportSyncView | None:
     target = session.get(ExportTarget, connection_id)
     if target is None:
         return None
-    counts = dict(
-        session.execute(
-            select(ExportedEvent.external_id.is_(None), func.count())
-            .where(ExportedEvent.connection_id == connection_id)
-            .group_by(ExportedEvent.external_id.is_(None))
-        ).all()
-    )
+    exported, pending, refused = session.execute(
+        select(
+            func.count(ExportedEvent.external_id),
+            func.count().filter(ExportedEvent.external_id.is_(None), ExportedEvent.refusals == 0),
+            func.count().filter(ExportedEvent.refusals > 0),
+        ).where(ExportedEvent.connection_id == connection_id)
+    ).one()
     return ExportSyncView(
         target=target.target,
         calendar_id=target.calendar_id,
         calendar_created_by_calsync=bool(
             target.dedicated_created and target.calendar_id == target.dedicated_calendar_id
         ),
-        exported_events=int(counts.get(False, 0)),
-        pending_writes=int(counts.get(True, 0)),
+        exported_events=int(exported),
+        pending_writes=int(pending),  # started and not confirmed (a crash may have left them)
+        refused_writes=int(refused),
         external_edits_restored=target.external_edits,
         last_external_edit_at=target.last_external_edit_at,
         last_export_at=target.exported_at,

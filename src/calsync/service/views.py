@@ -85,6 +85,7 @@ class ExportSyncView:
     calendar_created_by_calsync: bool
     exported_events: int
     pending_writes: int
+    refused_writes: int  # sessions whose event the provider refused, waiting for a retry
     external_edits_restored: int
     last_external_edit_at: datetime | None
     last_export_at: datetime | None

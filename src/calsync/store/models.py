@@ -312,6 +312,11 @@ class ExportedEvent(Base):
     etag: Mapped[str | None] = mapped_column(String(300))
     revision: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The provider refused this event on its own: how often in a row, when to try again, and
+    # for which session revision (a changed session is tried at once).
+    refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)
+    refused_revision: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class DashboardSigninLink(Base):

@@ -137,6 +137,7 @@ SYNC_REPORT_EXAMPLE = {
         "calendarCreatedByCalsync": True,
         "exportedEvents": 12,
         "pendingWrites": 0,
+        "refusedWrites": 0,
         "externalEditsRestored": 1,
         "lastExternalEdit": "2024-04-30T17:12:00.000Z",
         "lastExport": "2024-05-01T08:55:02.000Z",
@@ -458,6 +459,13 @@ SCHEMAS: dict[str, Schema] = {
                             "calendarCreatedByCalsync": {"type": "boolean"},
                             "exportedEvents": {"type": "integer", "minimum": 0},
                             "pendingWrites": {"type": "integer", "minimum": 0},
+                            "refusedWrites": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "description": "Sessions whose event the provider refused; "
+                                "each is tried again after a wait (15 min, doubling, at most a "
+                                "day), or at once when the session changes.",
+                            },
                             "externalEditsRestored": {
                                 "type": "integer",
                                 "minimum": 0,
@@ -473,6 +481,7 @@ SCHEMAS: dict[str, Schema] = {
                             "calendarCreatedByCalsync",
                             "exportedEvents",
                             "pendingWrites",
+                            "refusedWrites",
                         ],
                     ),
                 ],
