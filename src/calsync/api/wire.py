@@ -58,8 +58,21 @@ def calendar(c: CalendarView) -> dict[str, Any]:
 
 def event(e: EventView) -> dict[str, Any]:
     # Called for every event of every page: unpacked once, the key order of the spec kept.
+    # CalendarType is a StrEnum: the member is its value's string for every JSON encoder.
     schedule_id, calendar_type, calendar_name, title, start, end, all_day, owner_id, owner = e
-    out: dict[str, Any] = {"scheduleId": schedule_id, "calendarType": calendar_type.value}
+    if calendar_name is not None and title is not None and owner_id and owner is not None:
+        return {  # OWN_PI for an owned schedule, the common case: one literal is cheapest
+            "scheduleId": schedule_id,
+            "calendarType": calendar_type,
+            "calendarName": calendar_name,
+            "title": title,
+            "start": start,
+            "end": end,
+            "allDay": all_day,
+            "scheduleOwnerId": owner_id,
+            "scheduleOwnerName": owner,
+        }
+    out: dict[str, Any] = {"scheduleId": schedule_id, "calendarType": calendar_type}
     if calendar_name is not None:
         out["calendarName"] = calendar_name
     if title is not None:

@@ -30,7 +30,7 @@ from calsync.service.sync import SyncFailed, sync_connection
 from calsync.service.views import EventsPage, EventView
 from calsync.store.db import reading, transaction
 from calsync.store.models import Connection, ConnectionCalendar, EventInstance, Schedule
-from calsync.store.raw_rows import fetch_tuples
+from calsync.store.raw_rows import fetch_tuples, utc_datetime
 from calsync.tz import zone
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def _contributing(db: DbConnection, tenant_id: str, query: cursors.EventQuery) -
         time_zone,
         calendar_id,
         calendar_name,
-    ) in db.execute(stmt, params).all():  # one fetchall: each fetch releases the GIL
+    ) in fetch_tuples(db, stmt, params):  # driver tuples: imports may be 0/1 (SQLite)
         c = found.get(cid)
         if c is None:
             if not imports:
@@ -275,9 +275,9 @@ def _contributing(db: DbConnection, tenant_id: str, query: cursors.EventQuery) -
                 schedule_id,
                 status,
                 error_reason,
-                last_synced_at,
-                sync_requested_at,
-                created_at,
+                utc_datetime(last_synced_at),
+                utc_datetime(sync_requested_at),
+                utc_datetime(created_at),
                 schedule,
             )
         if calendar_id is not None:

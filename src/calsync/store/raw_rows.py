@@ -5,13 +5,14 @@ SQLAlchemy's execution context and result processing cost List Events' page quer
 the query itself costs the client (bench/README.md). This runs the same compiled statement,
 with SQLAlchemy still expanding the parameters, and returns the driver's tuples unprocessed:
 use it only for columns the drivers already return as Python wants them (integers, strings;
-booleans come back from SQLite as 0 and 1).
+booleans come back from SQLite as 0 and 1), or convert them (``utc_datetime``).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
@@ -25,11 +26,19 @@ def _compiled(statement: Executable, dialect: Dialect) -> Compiled:
 
 
 def expand(dialect: Dialect, statement: Executable, params: dict[str, Any]) -> tuple[str, Any]:
-    """The SQL text and the driver's parameters of ``statement`` with ``params``."""
-    state = _compiled(statement, dialect).construct_expanded_state(params)  # type: ignore[attr-defined]
-    return state.statement, (
-        state.positional_parameters if dialect.positional else state.parameters
-    )
+    """The SQL text and the driver's parameters of ``statement`` with ``params``, each bound
+    value converted as its type says (a JSON path becomes the dialect's path string)."""
+    compiled = _compiled(statement, dialect)
+    state = compiled.construct_expanded_state(params)  # type: ignore[attr-defined]
+    values = state.parameters
+    # The statement's own binds' converters (SQLAlchemy keeps them on the compiled form), and
+    # those of the expanded IN lists' elements.
+    processors = {**compiled._bind_processors, **state.processors}  # type: ignore[attr-defined]
+    if processors:
+        values = {k: processors[k](v) if k in processors else v for k, v in values.items()}
+    if dialect.positional:
+        return state.statement, tuple(values[k] for k in state.positiontup)
+    return state.statement, values
 
 
 def fetch_tuples(db: Connection, statement: Executable, params: dict[str, Any]) -> list[Any]:
@@ -42,3 +51,20 @@ def fetch_tuples(db: Connection, statement: Executable, params: dict[str, Any]) 
         return list(cursor.fetchall())
     finally:
         cursor.close()
+
+
+@overload
+def utc_datetime(value: str | datetime) -> datetime: ...
+
+
+@overload
+def utc_datetime(value: None) -> None: ...
+
+
+def utc_datetime(value: str | datetime | None) -> datetime | None:
+    """A ``UTCDateTime`` column's driver value as the aware UTC datetime the ORM returns:
+    SQLite gives the stored text, psycopg a naive datetime (both UTC)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC)
