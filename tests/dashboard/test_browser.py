@@ -305,6 +305,8 @@ def test_a_phone_sized_screen(site: Site, browser: Any) -> None:
 def test_the_main_flow_by_keyboard_only(site: Site, browser: Any) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(issue_signin_link(site.rt, TENANT))
+    # The browser applies autofocus at its next rendering update, which may come after "load".
+    page.wait_for_function("() => document.activeElement !== document.body")
     assert focused(page)["text"] == "Continue to the dashboard"  # autofocus
     press_and_load(page)
     page.get_by_role("heading", name="Schedules").wait_for()

@@ -18,6 +18,7 @@ def _export(**fields: object) -> ExportSyncView:
         "calendar_created_by_calsync": False,
         "exported_events": 3,
         "pending_writes": 0,
+        "refused_writes": 0,
         "external_edits_restored": 0,
         "last_external_edit_at": None,
         "last_export_at": datetime(2031, 3, 3, 8, 43, tzinfo=UTC),
@@ -47,6 +48,11 @@ def test_where_bookings_go() -> None:
     assert _words(primary, yesterday) == (
         "Bookings go to: the primary calendar · 3 exported · 2 being written"
         " · last written Sun 2 Mar 2031, 09:43"
+    )
+    refused = _export(refused_writes=1)
+    assert _words(primary, refused) == (
+        "Bookings go to: the primary calendar · 3 exported · 1 refused by the calendar"
+        " (tried again later) · last written 09:43"
     )
     dedicated = ExportConfig(enabled=True, target="dedicated")
     created = _export(target="dedicated", calendar_created_by_calsync=True, last_export_at=None)

@@ -29,7 +29,7 @@ def test_only_a_sqlite_file_gets_a_loop_engine(tmp_path: Path) -> None:
             assert first.connection.dbapi_connection is second.connection.dbapi_connection
             assert first.execute(text("SELECT x FROM t")).scalar_one() == 1
             assert first.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
-            assert first.execute(text("PRAGMA busy_timeout")).scalar_one() == 1000
+            assert first.execute(text("PRAGMA busy_timeout")).scalar_one() == 100
     finally:
         loop.dispose()
         shared.dispose()

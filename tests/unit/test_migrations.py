@@ -100,3 +100,21 @@ def test_0008_replaces_a_build_an_interrupted_run_left(database_url: str) -> Non
         ).scalars()
         assert "ix_event_instances_connection_start_building" not in set(names)
     engine.dispose()
+
+
+def test_0009_runs_again_after_a_run_killed_between_drop_and_create(database_url: str) -> None:
+    """On SQLite each DDL statement of 0009 commits on its own: a run killed after dropping
+    the old index leaves none, at version 0008, and the next run builds the covering one."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("0009 changes nothing on PostgreSQL")
+    engine = make_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
+    head = _page_index(database_url)
+    _to(database_url, "0008", down=True)
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_event_instances_connection_start"))
+    engine.dispose()
+    _to(database_url, "head", down=False)
+    assert _page_index(database_url) == head

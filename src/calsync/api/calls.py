@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from calsync.service.auth import authenticate_cached, cached_identity
 from calsync.service.runtime import Runtime
 
 MAX_BODY_BYTES = 256 * 1024
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,11 @@ async def serve(
         if identity is not None:
             try:
                 answer = quick(Call(rt=rt, identity=identity, query=query, body=body))
-            except OperationalError:  # the loop's connection would wait: a thread may
+            except OperationalError as exc:  # e.g. locked for longer than the loop waits
+                log.info(
+                    "read on the event loop failed; a thread does the call",
+                    extra={"reason": str(exc.orig)[:200]},
+                )
                 answer = None
             if answer is not None:
                 return EncodedJSON(encode_json(answer))

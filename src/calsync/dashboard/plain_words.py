@@ -117,6 +117,8 @@ def export_state(
         parts.append(f"{export.exported_events} exported")
         if export.pending_writes:
             parts.append(f"{export.pending_writes} being written")
+        if export.refused_writes:
+            parts.append(f"{export.refused_writes} refused by the calendar (tried again later)")
         if export.last_export_at is not None:
             parts.append("last written " + clock(export.last_export_at, time_zone, now))
     return ExportState(" · ".join(parts), restored)

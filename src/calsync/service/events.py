@@ -98,6 +98,9 @@ def list_events(
         failed.update(_freshen(rt, stale))
     failed_ids = _raise_if_failed(connections, failed, query)
     readable = [c for c in connections if c.id not in failed]
+    if stale:  # a sync may have added calendars or changed the schedule
+        with reading(rt.engine) as db:
+            _refresh(connections, _contributing(db, identity.tenant_id, query))
     rows: Sequence[PageRow]
     if live:
         found, live_failed = live_rows(rt, _entities(rt, readable), query, limit)
@@ -108,8 +111,6 @@ def list_events(
             readable = [c for c in readable if c.id not in failed]
     else:
         with reading(rt.engine) as db:
-            if stale:  # a sync may have added calendars or changed the schedule
-                _refresh(connections, _contributing(db, identity.tenant_id, query))
             rows = _page(db, readable, query, limit)
     return _finish(rt, rt.engine, identity, query, limit, readable, rows, failed_ids)
 

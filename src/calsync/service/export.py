@@ -315,8 +315,8 @@ def _converge(
     now = utcnow()
     waiting = [s for s in to_write if _waits(mappings.get(s.session_id), s, now)]
     if waiting:
-        report.deferred = len(waiting)
-        to_write = [s for s in to_write if s not in waiting]
+        held = {s.session_id for s in waiting}
+        to_write = [s for s in to_write if s.session_id not in held]
         retry = min(t for s in waiting if (t := mappings[s.session_id].retry_at) is not None)
         report.problems.append(
             f"{len(waiting)} session(s) the provider refused wait to be written again "

@@ -48,7 +48,6 @@ class ExportReport:
     deleted: int = 0
     restored: int = 0
     failed: int = 0
-    deferred: int = 0  # refused before, waiting for their retry time: not tried this run
     problems: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -158,8 +157,10 @@ def _record_writes(
                 fatal = fatal or result
             else:
                 report.failed += 1
-                wait = ""  # an item's own outage (a 503 in a batch): the next run tries again
-                if m is not None and not isinstance(result, ProviderUnreachable):
+                # An item's own outage (a 503 in a batch) or a conflict that outlived the
+                # retry is tried again by the next run; anything else the provider refused.
+                wait = ""
+                if m is not None and not isinstance(result, (ProviderUnreachable, StaleEvent)):
                     m.refusals += 1
                     m.retry_at = utcnow() + refusal_wait(m.refusals)
                     m.refused_revision = s.revision

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, ErrorReason, Identity
@@ -78,8 +78,10 @@ def _export_view(session: Session, connection_id: str) -> ExportSyncView | None:
     exported, pending, refused = session.execute(
         select(
             func.count(ExportedEvent.external_id),
-            func.count().filter(ExportedEvent.external_id.is_(None), ExportedEvent.refusals == 0),
-            func.count().filter(ExportedEvent.refusals > 0),
+            func.count(
+                case((ExportedEvent.external_id.is_(None) & (ExportedEvent.refusals == 0), 1))
+            ),
+            func.count(case((ExportedEvent.refusals > 0, 1))),
         ).where(ExportedEvent.connection_id == connection_id)
     ).one()
     return ExportSyncView(

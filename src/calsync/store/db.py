@@ -74,8 +74,9 @@ def make_loop_engine(url: str) -> Engine | None:
     thread costs more than that: the hop, and the GIL passed back and forth between the loop
     and the threads (2.06 -> 1.46 ms of server CPU per call, bench/RESULTS.md, fifth round).
     The connection is the loop's alone (a static pool): a read never waits for the shared pool,
-    which threads may have emptied. It waits at most a second for a lock (a crash recovery by
-    another process); ``api.calls`` then does the call in a thread instead.
+    which threads may have emptied. It waits at most 0.1 s for a lock (a crash recovery by
+    another process), so the loop never stalls for long; ``api.calls`` then does the call in
+    a thread instead, which waits as long as every other connection does.
 
     None on PostgreSQL, where every statement waits for a network round trip, and for an
     in-memory SQLite database, which is private to each connection."""
@@ -85,7 +86,7 @@ def make_loop_engine(url: str) -> Engine | None:
     if not path or path == ":memory:" or "mode=memory" in path:
         return None
     engine = create_engine(
-        url, poolclass=StaticPool, connect_args={"check_same_thread": False, "timeout": 1}
+        url, poolclass=StaticPool, connect_args={"check_same_thread": False, "timeout": 0.1}
     )
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -16,6 +16,7 @@ from typing import Any, overload
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.sql.expression import Executable
 
@@ -46,9 +47,14 @@ def fetch_tuples(db: Connection, statement: Executable, params: dict[str, Any]) 
     transaction (the same DBAPI connection)."""
     sql, values = expand(db.dialect, statement, params)
     cursor = db.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    driver_error = db.dialect.loaded_dbapi.Error
     try:
         cursor.execute(sql, values)
         return list(cursor.fetchall())
+    except driver_error as exc:
+        # As SQLAlchemy raises it (sqlalchemy.exc.OperationalError, ...): callers handle one
+        # family of errors, whichever way a statement ran.
+        raise DBAPIError.instance(sql, values, exc, driver_error) from exc
     finally:
         cursor.close()
 
