@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,20 @@ def connect(api: Api, schedule_id: str, password: str = PASSWORD) -> dict:  # ty
         "password": password,
     }
     return api.post(f"{EXT}/connections:connectByCredentials", body).json()  # type: ignore[no-any-return]
+
+
+def import_calendars(api: Api, connection_id: str, calendar_ids: list[str]) -> Any:
+    """Update a connection's sync config to import exactly ``calendar_ids``."""
+    update = {
+        "connectionId": connection_id,
+        "syncConfig": {
+            "listEventFromCalendars": {
+                "enabled": True,
+                "calendars": {"calendars": [{"id": c} for c in calendar_ids]},
+            }
+        },
+    }
+    return api.patch(f"{EXT}/connections/{connection_id}/sync-config", update)
 
 
 def wait_status(api: Api, connection_id: str, status: str) -> dict:  # type: ignore[type-arg]
@@ -152,16 +167,7 @@ def test_connect_get_list_calendars_events_disconnect(api: Api, account: FakePro
     assert events["events"][0]["scheduleOwnerName"] == "Ada"
     wait_status(api, connection_id, "SYNCED")
 
-    update = {
-        "connectionId": connection_id,
-        "syncConfig": {
-            "listEventFromCalendars": {
-                "enabled": True,
-                "calendars": {"calendars": [{"id": "home"}, {"id": "work"}]},
-            }
-        },
-    }
-    response = api.patch(f"{EXT}/connections/{connection_id}/sync-config", update)
+    response = import_calendars(api, connection_id, ["home", "work"])
     assert response.status_code == 200, response.text
     config = response.json()["connection"]["syncConfig"]
     assert config["listEventFromCalendars"]["calendars"]["calendars"] == [
@@ -190,7 +196,7 @@ def test_connect_get_list_calendars_events_disconnect(api: Api, account: FakePro
     assert calendars_after.json()["details"]["applicationError"]["code"] == (
         "CONNECTION_NOT_CONNECTED"
     )
-    patch_after = api.patch(f"{EXT}/connections/{connection_id}/sync-config", update)
+    patch_after = import_calendars(api, connection_id, ["home", "work"])
     assert patch_after.status_code == 428
 
 

@@ -11,7 +11,14 @@ from sqlalchemy import create_engine
 from calsync.service import events
 from calsync.service.auth import key_cache
 from calsync.service.runtime import Runtime
-from tests.api.test_external_api import EMAIL, PASSWORD, connect, ical, make_schedule
+from tests.api.test_external_api import (
+    EMAIL,
+    PASSWORD,
+    connect,
+    ical,
+    import_calendars,
+    make_schedule,
+)
 from tests.conftest import EXT, FAKE_PROVIDER_ID, Api, new_key, random_guid
 from tests.fakes import FakeProvider
 
@@ -239,8 +246,11 @@ def test_too_many_ids_and_long_query(api: Api) -> None:
     assert ok.status_code == 200
 
 
-def _where_pages_are_read(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
-    """Each store read of a page: ("loop" or "thread", whether it used the loop's engine).
+def _where_the_store_is_read(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, bool]]:
+    """List Events' reads of the store: ("loop" or "thread", whether through the loop's
+    engine), a run of the same kind recorded once.
 
     The key cache keeps entries for an hour here and starts empty: the loop path needs a
     cached key, and a 5 s entry could lapse between two calls on a slow machine. The next
@@ -248,18 +258,19 @@ def _where_pages_are_read(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bo
     monkeypatch.setattr(key_cache, "ttl", 3600.0)
     key_cache.clear()
     seen: list[tuple[str, bool]] = []
-    real = events.stored_events
+    real = events.reading
 
-    def spy(rt: Runtime, engine: Any, **kw: Any) -> Any:
+    def spy(engine: Any) -> Any:
         try:
             asyncio.get_running_loop()
             where = "loop"
         except RuntimeError:  # a worker thread has no running loop
             where = "thread"
-        seen.append((where, engine is rt.loop_engine))
-        return real(rt, engine, **kw)
+        if not seen or seen[-1] != (where, engine is runtime.loop_engine):
+            seen.append((where, engine is runtime.loop_engine))
+        return real(engine)
 
-    monkeypatch.setattr(events, "stored_events", spy)
+    monkeypatch.setattr(events, "reading", spy)
     return seen
 
 
@@ -271,7 +282,7 @@ def test_a_store_page_is_read_on_the_event_loop_on_sqlite_only(
     PostgreSQL every call runs in a thread."""
     connect(api, make_schedule(api))
     params = {**WINDOW, "fieldsets": "OWN_PI"}
-    seen = _where_pages_are_read(monkeypatch)
+    seen = _where_the_store_is_read(runtime, monkeypatch)
     assert len(api.get(f"{EXT}/events", params=params).json()["events"]) == 7  # caches the key
     seen.clear()
     sqlite = runtime.engine.dialect.name == "sqlite"
@@ -303,7 +314,7 @@ def test_a_failing_loop_connection_hands_the_call_to_a_thread(
     connect(api, make_schedule(api))
     if runtime.loop_engine is None:
         pytest.skip("PostgreSQL reads in threads only (the test above checks that)")
-    seen = _where_pages_are_read(monkeypatch)
+    seen = _where_the_store_is_read(runtime, monkeypatch)
     params = {**WINDOW, "fieldsets": "OWN_PI"}
     assert api.get(f"{EXT}/events", params=params).status_code == 200  # caches the key
     seen.clear()
@@ -331,16 +342,7 @@ def test_a_live_read_after_a_sync_names_the_calendars_the_sync_added(
     busy.add_calendar(EMAIL, "work", "Work")
     far = "2030-06-03"  # beyond the 400 days the store holds
     busy.put(EMAIL, "work", "/w/1.ics", ical("w1", "20300603T090000Z", "20300603T100000Z", "Far"))
-    update = {
-        "connectionId": connection_id,
-        "syncConfig": {
-            "listEventFromCalendars": {
-                "enabled": True,
-                "calendars": {"calendars": [{"id": "home"}, {"id": "work"}]},
-            }
-        },
-    }
-    assert api.patch(f"{EXT}/connections/{connection_id}/sync-config", update).status_code == 200
+    assert import_calendars(api, connection_id, ["home", "work"]).status_code == 200
     window = {"from": f"{far}T00:00:00Z", "to": f"{far}T23:59:59Z", "fieldsets": "OWN_PI"}
     events = api.get(f"{EXT}/events", params=window).json()["events"]
     assert [(e["title"], e["calendarName"]) for e in events] == [("Far", "Work")]

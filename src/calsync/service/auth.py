@@ -42,14 +42,13 @@ def authenticate_cached(
     sessions: sessionmaker[Session], authorization: str | None, site_id: str | None
 ) -> Identity:
     """``authenticate``, answered from the key cache when it can be (see the module doc)."""
-    key_hash = hash_api_key(_token(authorization))
-    engine = sessions.kw.get("bind")
-    identity = key_cache.get(engine, key_hash)
+    identity = cached_identity(sessions, authorization, site_id)
     if identity is None:
+        key_hash = hash_api_key(_token(authorization))
         with sessions() as session:
             identity = _lookup(session, key_hash)
-        key_cache.put(engine, key_hash, identity)
-    _check_site(identity, site_id)
+        key_cache.put(sessions.kw.get("bind"), key_hash, identity)
+        _check_site(identity, site_id)
     return identity
 
 

@@ -87,21 +87,24 @@ def list_events(
     Raises ProviderUnavailable when a contributing connection cannot be read and partial
     results were not allowed (or when every connection failed).
     """
-    page = stored_events(rt, rt.engine, identity=identity, query=query, limit=limit)
-    if page is not None:
-        return page
+    require_any(identity, Permission.READ_EVENTS)
     live = outside_horizon(rt, query)
     with reading(rt.engine) as db:
         connections = _contributing(db, identity.tenant_id, query)
-    failed, stale = _classify(rt, connections)
+        failed, stale = _classify(rt, connections)
+        if not stale and not live:
+            return _stored_page(rt, db, identity, query, limit, connections, failed)
     if stale:
         failed.update(_freshen(rt, stale))
     failed_ids = _raise_if_failed(connections, failed, query)
     readable = [c for c in connections if c.id not in failed]
-    if stale:  # a sync may have added calendars or changed the schedule
+    rows: Sequence[PageRow] = []
+    if stale or not live:
         with reading(rt.engine) as db:
-            _refresh(connections, _contributing(db, identity.tenant_id, query))
-    rows: Sequence[PageRow]
+            if stale:  # a sync may have added calendars or changed the schedule
+                _refresh(connections, _contributing(db, identity.tenant_id, query))
+            if not live:
+                rows = _page(db, readable, query, limit)
     if live:
         found, live_failed = live_rows(rt, _entities(rt, readable), query, limit)
         rows = [_as_row(r) for r in found]
@@ -109,9 +112,6 @@ def list_events(
             failed.update(live_failed)
             failed_ids = _raise_if_failed(connections, failed, query)
             readable = [c for c in readable if c.id not in failed]
-    else:
-        with reading(rt.engine) as db:
-            rows = _page(db, readable, query, limit)
     return _finish(rt, rt.engine, identity, query, limit, readable, rows, failed_ids)
 
 
@@ -133,10 +133,23 @@ def stored_events(
         failed, stale = _classify(rt, connections)
         if stale:
             return None
-        failed_ids = _raise_if_failed(connections, failed, query)
-        readable = [c for c in connections if c.id not in failed]
-        rows = _page(db, readable, query, limit)
-    return _finish(rt, engine, identity, query, limit, readable, rows, failed_ids)
+        return _stored_page(rt, db, identity, query, limit, connections, failed)
+
+
+def _stored_page(
+    rt: Runtime,
+    db: DbConnection,
+    identity: Identity,
+    query: cursors.EventQuery,
+    limit: int,
+    connections: list[Contributor],
+    failed: dict[str, str],
+) -> EventsPage:
+    """The page when no connection needs a sync and the window is stored: read with ``db``."""
+    failed_ids = _raise_if_failed(connections, failed, query)
+    readable = [c for c in connections if c.id not in failed]
+    rows = _page(db, readable, query, limit)
+    return _finish(rt, db.engine, identity, query, limit, readable, rows, failed_ids)
 
 
 def _finish(

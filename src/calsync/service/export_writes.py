@@ -67,7 +67,7 @@ class AccountCall(Protocol):
 
 def refusal_wait(refusals: int) -> timedelta:
     """How long an event refused ``refusals`` times in a row waits before the next try."""
-    doublings = min(max(0, refusals - 1), 16)  # 15 min x 2**7 is past the day already
+    doublings = min(max(0, refusals - 1), 7)  # 15 min x 2**7 is past the day already
     return min(REFUSAL_LONGEST_WAIT, REFUSAL_FIRST_WAIT * (1 << doublings))
 
 

@@ -19,15 +19,29 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = _sqlite_file(url)
+        if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+        return _sqlite_engine(url, lock_wait_seconds=30)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_file(url: str) -> str:
+    """The database file of a SQLite URL; "" for an in-memory database."""
+    path = url.split("///", 1)[-1] if "///" in url else ""
+    return "" if path == ":memory:" or "mode=memory" in path else path
+
+
+def _sqlite_engine(url: str, *, lock_wait_seconds: float, **options: Any) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": lock_wait_seconds},
+        **options,
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -80,16 +94,9 @@ def make_loop_engine(url: str) -> Engine | None:
 
     None on PostgreSQL, where every statement waits for a network round trip, and for an
     in-memory SQLite database, which is private to each connection."""
-    if not url.startswith("sqlite"):
+    if not url.startswith("sqlite") or not _sqlite_file(url):
         return None
-    path = url.split("///", 1)[-1] if "///" in url else ""
-    if not path or path == ":memory:" or "mode=memory" in path:
-        return None
-    engine = create_engine(
-        url, poolclass=StaticPool, connect_args={"check_same_thread": False, "timeout": 0.1}
-    )
-    event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+    return _sqlite_engine(url, lock_wait_seconds=0.1, poolclass=StaticPool)
 
 
 def upgrade(engine: Engine) -> None:
