@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from calsync.service import api_keys
+from calsync.service.access import api_keys
 from calsync.service.runtime import Runtime, build_runtime
 from calsync.settings import Settings
 from calsync.store.db import transaction, upgrade
@@ -79,7 +79,7 @@ class Backend:
 
     def new_key(self, tenant: str) -> str:
         assert self.runtime is not None
-        with transaction(self.runtime.sessions) as session:
+        with transaction(self.runtime.db) as session:
             return api_keys.create_key(session, tenant_id=tenant, name="bench").key
 
     def db_cpu_seconds(self) -> float:

@@ -15,8 +15,8 @@ from typing import Any
 import gen
 from sqlalchemy import Engine
 
-from calsync.service import cursor as cursors
-from calsync.service import events
+from calsync.service.events import cursor as cursors
+from calsync.service.events import list_events as events
 from calsync.service.runtime import Runtime
 from calsync.store import raw_rows
 

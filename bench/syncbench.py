@@ -9,7 +9,8 @@
    each; the ratio full / incremental is the goal's (>= 20x).
 4. **Scale-out** (``scale_out``, PostgreSQL only): 500 connections against a local fake
    provider (``tests.fakes.FakeProvider`` with a fixed delay per read, like a remote server),
-   synced from scratch by 2 and then 4 worker processes, each a ``calsync.service.worker.Worker``
+   synced from scratch by 2 and then 4 worker processes, each a
+   ``calsync.service.sync.worker.Worker``
    in its own OS process with its own engine and lease owner. Connections synced per second;
    every provider read is logged with its process and time span, and two reads of one account
    that overlap in time, or a connection read more than once, count as double claims.
@@ -51,17 +52,18 @@ from tests.peers.dav_servers import (  # noqa: E402
 )
 
 from calsync.domain import Identity, IdentityType, Permission  # noqa: E402
-from calsync.service import connections, schedules  # noqa: E402
-from calsync.service.connect import connect_by_credentials  # noqa: E402
+from calsync.service.connections import manage as connections  # noqa: E402
+from calsync.service.connections.connect import connect_by_credentials  # noqa: E402
+from calsync.service.platform import schedules  # noqa: E402
 from calsync.service.runtime import Runtime, build_runtime  # noqa: E402
-from calsync.service.sync import sync_connection  # noqa: E402
+from calsync.service.sync.run import sync_connection  # noqa: E402
 from calsync.settings import Settings  # noqa: E402
 from calsync.store.db import transaction, upgrade  # noqa: E402
 from calsync.store.models import (  # noqa: E402
     Connection,
     ConnectionCalendar,
     EventInstance,
-    EventResource,
+    ImportedObject,
 )
 
 TENANT = "bench-sync"
@@ -177,14 +179,14 @@ def _incremental(
         if c.id.rstrip("/").rsplit("/", 1)[-1]
         == "big"  # Radicale's whole-calendar PUT drops the name
     ]
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(Connection, cid)
         assert row is not None
         config = row.sync_config
         row.sync_config = {**config, "import": {**config["import"], "calendars": [big]}}
 
     def sync() -> None:
-        with transaction(rt.sessions) as session:  # due now, as a worker or a push makes it
+        with transaction(rt.db) as session:  # due now, as a worker or a push makes it
             session.execute(
                 update(Connection)
                 .where(Connection.id == cid)
@@ -193,11 +195,11 @@ def _incremental(
         sync_connection(rt, cid)
 
     first_wall, first_cpu, _, _ = _timed(sync, pid)
-    with rt.sessions() as session:
+    with rt.db() as session:
         resources = list(
             session.execute(
-                select(EventResource.key, EventResource.ical).where(
-                    EventResource.connection_id == cid
+                select(ImportedObject.key, ImportedObject.ical).where(
+                    ImportedObject.connection_id == cid
                 )
             )
         )
@@ -216,7 +218,7 @@ def _incremental(
             put_event(url, user, password, key.rstrip("/").rsplit("/", 1)[-1], body)
         inc.append(_timed(sync, pid))
     for _ in range(max(2, repeats // 2)):
-        with transaction(rt.sessions) as session:
+        with transaction(rt.db) as session:
             session.execute(
                 update(ConnectionCalendar)
                 .where(ConnectionCalendar.connection_id == cid)
@@ -303,7 +305,7 @@ def _settings(url: str, data_dir: Path) -> Settings:
 
 
 def _worker_process(url: str, data_dir: str, count: int, delay: float, log: Any, stop: Any) -> None:
-    from calsync.service.worker import Worker
+    from calsync.service.sync.worker import Worker
 
     fake = _fake(count, delay, log)
     rt = build_runtime(_settings(url, Path(data_dir)), adapter_factory=lambda _c: fake)
@@ -353,8 +355,8 @@ def scale_out(
 
 
 def _reset(rt: Runtime) -> None:
-    with transaction(rt.sessions) as session:
-        for model in (EventInstance, EventResource):
+    with transaction(rt.db) as session:
+        for model in (EventInstance, ImportedObject):
             session.execute(delete(model))
         session.execute(update(ConnectionCalendar).values(cursor=None, horizon_day=None))
         now = datetime.now(UTC)
@@ -372,7 +374,7 @@ def _reset(rt: Runtime) -> None:
 
 
 def _synced(rt: Runtime) -> int:
-    with rt.sessions() as session:
+    with rt.db() as session:
         return int(
             session.scalar(
                 select(func.count())

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from calsync.domain import Identity, IdentityType, Permission
 from calsync.providers.base import OAuthTokens
-from calsync.service import schedules
-from calsync.service.accounts import seal_tokens
-from calsync.service.connect import upsert_connection
+from calsync.service.connections.accounts import seal_tokens
+from calsync.service.connections.connect import upsert_connection
+from calsync.service.platform import schedules
 from calsync.service.runtime import Runtime
 from tests.conftest import random_guid
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from calsync.api.app import create_app
 from calsync.providers.registry import ProviderConfig
-from calsync.service import api_keys
+from calsync.service.access import api_keys
 from calsync.service.runtime import Runtime, build_runtime
 from calsync.settings import Settings
 from calsync.store.db import transaction, upgrade
@@ -117,7 +117,7 @@ def runtime(make_runtime: Callable[..., Runtime], fake_provider: FakeProvider) -
 
 
 def new_key(rt: Runtime, tenant: str = TENANT, **kwargs: object) -> str:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         return api_keys.create_key(session, tenant_id=tenant, **kwargs).key  # type: ignore[arg-type]
 
 

@@ -175,7 +175,7 @@ def worker_command() -> None:
 
     from calsync import logs
     from calsync.service.runtime import build_runtime
-    from calsync.service.worker import Worker
+    from calsync.service.sync.worker import Worker
     from calsync.store.db import upgrade
 
     settings = _settings()
@@ -208,7 +208,7 @@ def keys_create(
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     from calsync.api.parse import GUID
-    from calsync.service import api_keys
+    from calsync.service.access import api_keys
 
     if user is not None and not GUID.match(user):
         raise typer.BadParameter("--user must be a GUID")
@@ -246,7 +246,7 @@ def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """List keys (never the keys themselves: only ids and what they may do)."""
-    from calsync.service import api_keys
+    from calsync.service.access import api_keys
 
     with _session() as session:
         found = api_keys.list_keys(session, tenant_id=tenant)
@@ -268,7 +268,7 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="Key id from 'api-keys list'.")],
 ) -> None:
     """Revoke a key: requests with it are refused from now on."""
-    from calsync.service import api_keys
+    from calsync.service.access import api_keys
 
     with _session() as session:
         found = api_keys.revoke_key(session, key_id=key_id)

@@ -131,7 +131,7 @@ def connections_list(
 
     Disconnected connections are listed too (their status says so).
     """
-    from calsync.service.operations import list_connections
+    from calsync.service.connections.operations import list_connections
 
     with _runtime() as rt:
         found = list_connections(rt, tenant_id=tenant)
@@ -192,7 +192,7 @@ def sync_command(
 
     Exits 1 if any connection could not be synced; the reasons are printed.
     """
-    from calsync.service.operations import get_connection, syncable_connection_ids
+    from calsync.service.connections.operations import get_connection, syncable_connection_ids
 
     if (connection_id is None) == (not all_):
         raise typer.BadParameter("give a CONNECTION_ID or --all (not both)")
@@ -250,7 +250,7 @@ def on_terminal() -> bool:
 
 def _sync_one(rt: Runtime, connection_id: str) -> str | None:
     """None on success, else why it failed."""
-    from calsync.service.sync import SyncFailed, sync_connection
+    from calsync.service.sync.run import SyncFailed, sync_connection
 
     try:
         sync_connection(rt, connection_id, export=True)  # what the worker does
@@ -310,7 +310,7 @@ def keys_rotate(
     (their signatures derive from it).
     """
     from calsync.crypto import drop_old_keys, key_file, prepend_new_key
-    from calsync.service.key_rotation import ColumnReport, rotate_secrets
+    from calsync.service.access.key_rotation import ColumnReport, rotate_secrets
     from calsync.settings import get_settings
 
     path = key_file(get_settings())

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
-from calsync.service import events
-from calsync.service.auth import key_cache
+from calsync.service.access.auth import key_cache
+from calsync.service.events import list_events as events
 from calsync.service.runtime import Runtime
 from tests.api.test_external_api import (
     EMAIL,

@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from calsync.api.app import create_app
 from calsync.service.runtime import Runtime
-from calsync.service.sync import SyncFailed, sync_connection
+from calsync.service.sync.run import SyncFailed, sync_connection
 from calsync.store.db import transaction
 from calsync.store.models import Connection, utcnow
 from tests.api.test_external_api import EMAIL, PASSWORD, account, connect, make_schedule
@@ -118,7 +118,7 @@ def test_sync_lag_and_queue_depth_are_read_from_the_database_at_scrape(
     for connection_id in ids:
         sync_connection(runtime, connection_id, export=True)  # the worker's run
     hours_ago = utcnow() - timedelta(hours=3)
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         session.execute(
             update(Connection).where(Connection.id == ids[0]).values(last_synced_at=hours_ago)
         )
@@ -130,7 +130,7 @@ def test_sync_lag_and_queue_depth_are_read_from_the_database_at_scrape(
 
     # A disconnected connection no longer holds the lag up; a due one is queued.
     assert quiet_api.post(f"{EXT}/connections/{ids[0]}/disconnect", {}).status_code == 200
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         session.execute(
             update(Connection).where(Connection.id == ids[1]).values(next_sync_at=hours_ago)
         )
@@ -162,12 +162,12 @@ def test_each_runtime_has_a_registry_of_its_own(
 
 def test_an_unreachable_database_is_reported_not_fatal(quiet_api: Api, runtime: Runtime) -> None:
     quiet_api.client.get("/v1/health")
-    original = runtime.sessions.kw["bind"]
-    runtime.sessions.configure(bind=_broken_engine())
+    original = runtime.db.kw["bind"]
+    runtime.db.configure(bind=_broken_engine())
     try:
         _, samples = scrape(quiet_api)
     finally:
-        runtime.sessions.configure(bind=original)
+        runtime.db.configure(bind=original)
     assert value(samples, "calsync_database_up") == 0
     requests = "calsync_http_requests_total"
     assert value(samples, requests, method="GET", route="/v1/health", status="200") == 1

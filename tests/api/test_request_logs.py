@@ -48,7 +48,7 @@ def test_each_request_logs_one_access_line_with_its_request_id(
     key = new_key(runtime)
 
     def report_that_logs(*_args: Any, **_kwargs: Any) -> Any:
-        logging.getLogger("calsync.service.sync_report").warning("looking for the connection")
+        logging.getLogger("calsync.service.sync.report").warning("looking for the connection")
         raise NotFound("connection nope not found")
 
     monkeypatch.setattr(own, "sync_report", report_that_logs)

@@ -8,7 +8,8 @@ import httpx
 from fastapi.testclient import TestClient
 
 from calsync.dashboard.signin import admin_identity, issue_signin_link
-from calsync.service import connect, schedules
+from calsync.service.connections import connect
+from calsync.service.platform import schedules
 from calsync.service.runtime import Runtime
 from tests.conftest import TENANT
 

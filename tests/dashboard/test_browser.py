@@ -25,10 +25,10 @@ import pytest
 from calsync.dashboard.signin import admin_identity, issue_signin_link
 from calsync.dashboard.week_grid import monday_of
 from calsync.providers.registry import GOOGLE_PROVIDER_ID
-from calsync.service import sessions
+from calsync.service.platform import sessions
 from calsync.service.runtime import Runtime
-from calsync.service.sync import sync_connection
-from calsync.service.sync_report import sync_report
+from calsync.service.sync.report import sync_report
+from calsync.service.sync.run import sync_connection
 from tests.conftest import TENANT, random_guid
 from tests.dashboard.helpers import add_schedule
 from tests.dashboard.live import (

@@ -18,9 +18,9 @@ from calsync.dashboard.signin import admin_identity
 from calsync.dashboard.week_grid import monday_of
 from calsync.domain import ConnectionStatus, ErrorReason
 from calsync.providers.registry import ICLOUD_PROVIDER_ID
-from calsync.service import sessions
+from calsync.service.platform import sessions
 from calsync.service.runtime import Runtime
-from calsync.service.sync import sync_connection_quietly
+from calsync.service.sync.run import sync_connection_quietly
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ExportTarget, OAuthAttempt
 from tests.conftest import FAKE_PROVIDER_ID, TENANT, new_key, random_guid
@@ -78,7 +78,7 @@ def test_an_admin_picks_a_schedule_and_sees_its_connections(world: World) -> Non
 def test_errors_are_shown_in_plain_words(world: World) -> None:
     connection_id = add_connection(world.rt, world.schedule_a, FAKE_PROVIDER_ID, EMAIL, PASSWORD)
     sign_in_with_link(world.client, world.rt)
-    with transaction(world.rt.sessions) as session:
+    with transaction(world.rt.db) as session:
         row = session.get(Connection, connection_id)
         assert row is not None
         row.status, row.error_reason = ConnectionStatus.ERROR.value, ErrorReason.TOKEN_REVOKED.value
@@ -86,7 +86,7 @@ def test_errors_are_shown_in_plain_words(world: World) -> None:
     page = world.client.get(f"/dashboard/schedules/{world.schedule_a}")
     assert "Test CalDAV refused the saved access: connect again." in page.text
     assert "401 Unauthorized" in page.text  # under "Technical details"
-    with transaction(world.rt.sessions) as session:
+    with transaction(world.rt.db) as session:
         row = session.get(Connection, connection_id)
         assert row is not None
         row.status, row.error_reason = ConnectionStatus.SYNCED.value, ErrorReason.UNDEFINED.value
@@ -121,7 +121,7 @@ def test_a_user_sees_only_their_own_schedules_and_connections(world: World) -> N
         data={"csrf": csrf, "email": EMAIL, "password": PASSWORD},
     )
     assert connect.status_code in (403, 404)
-    with transaction(world.rt.sessions) as session:
+    with transaction(world.rt.db) as session:
         row = session.get(Connection, foreign)
         assert row is not None and row.status != ConnectionStatus.DISCONNECTED.value
         assert session.scalars(
@@ -176,7 +176,7 @@ def test_choosing_calendars_and_export(world: World) -> None:
         follow_redirects=False,
     )
     assert saved.status_code == 303
-    with transaction(world.rt.sessions) as session:
+    with transaction(world.rt.db) as session:
         row = session.get(Connection, connection_id)
         assert row is not None
         assert row.sync_config["import"] == {"enabled": True, "calendars": ["home"]}
@@ -187,7 +187,7 @@ def test_choosing_calendars_and_export(world: World) -> None:
         " ".join(shown.text.split())
     )
     world.client.post(url, data={"csrf": csrf, "import": "primary", "export": "dedicated"})
-    with transaction(world.rt.sessions) as session:
+    with transaction(world.rt.db) as session:
         row = session.get(Connection, connection_id)
         assert row is not None
         assert row.sync_config["import"] == {"enabled": True, "calendars": None}
@@ -199,7 +199,7 @@ def test_disconnect_asks_first(world: World) -> None:
     sign_in_with_link(world.client, world.rt)
     confirm = world.client.get(f"/dashboard/connections/{connection_id}/disconnect")
     assert "Yes, disconnect" in confirm.text and "No, keep it" in confirm.text
-    with transaction(world.rt.sessions) as session:  # asking changed nothing
+    with transaction(world.rt.db) as session:  # asking changed nothing
         row = session.get(Connection, connection_id)
         assert row is not None and row.status != ConnectionStatus.DISCONNECTED.value
     done = world.client.post(
@@ -294,7 +294,7 @@ def test_connect_by_oauth_starts_at_the_provider_and_returns_to_the_dashboard(
         assert location.startswith("http://127.0.0.1:9/authorize?")
         query = parse_qs(urlsplit(location).query)
         assert query["redirect_uri"] == [rt.settings.public_url + "/oauth/callback"]
-        with transaction(rt.sessions) as session:
+        with transaction(rt.db) as session:
             attempt = session.scalars(select(OAuthAttempt)).one()
             assert attempt.redirect_url == (
                 f"{rt.settings.public_url}/dashboard/schedules/{schedule_id}"
@@ -339,7 +339,7 @@ def _card_text(world: World) -> str:
 
 
 def _dedicated_calendar(rt: Runtime, connection_id: str) -> str:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         target = session.get(ExportTarget, connection_id)
         assert target is not None and target.dedicated_calendar_id is not None
         return target.dedicated_calendar_id
@@ -388,7 +388,7 @@ def test_a_deleted_bookings_calendar_says_what_to_do(world: World) -> None:
     # The account owner deletes the calendar calsync created.
     del world.fake.accounts[EMAIL].calendars[_dedicated_calendar(world.rt, connection_id)]
     sync_connection_quietly(world.rt, connection_id)
-    with transaction(world.rt.sessions) as session:
+    with transaction(world.rt.db) as session:
         row = session.get(Connection, connection_id)
         assert row is not None
         assert row.error_reason == ErrorReason.EXTERNAL_CALENDAR_DELETED.value

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from calsync.api.app import create_app
 from calsync.dashboard import browser_sessions
-from calsync.service import api_keys
+from calsync.service.access import api_keys
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import DashboardSession, DashboardSigninLink, utcnow
@@ -53,7 +53,7 @@ def test_a_link_signs_in_once_as_the_tenants_admin(client: TestClient, runtime: 
     assert replay.status_code == 410
     # Only hashes are stored.
     token = path.rsplit("/", 1)[1]
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         assert session.get(DashboardSigninLink, token) is None
         assert session.get(DashboardSigninLink, browser_sessions.token_hash(token)) is not None
 
@@ -61,7 +61,7 @@ def test_a_link_signs_in_once_as_the_tenants_admin(client: TestClient, runtime: 
 def test_an_expired_link_is_refused(client: TestClient, runtime: Runtime) -> None:
     path = link_path(runtime)
     page = client.get(path)
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         session.execute(
             update(DashboardSigninLink).values(expires_at=utcnow() - timedelta(seconds=1))
         )
@@ -86,7 +86,7 @@ def test_session_cookie_flags(client: TestClient, runtime: Runtime) -> None:
     assert "path=/dashboard" in flags
     assert "secure" not in flags  # http://127.0.0.1 here
     value = cookie.split(";")[0].split("=", 1)[1]
-    with transaction(runtime.sessions) as session:  # opaque: only its hash is stored
+    with transaction(runtime.db) as session:  # opaque: only its hash is stored
         assert session.get(DashboardSession, value) is None
         assert session.get(DashboardSession, browser_sessions.token_hash(value)) is not None
 
@@ -117,7 +117,7 @@ def test_revoking_the_key_ends_its_sessions(client: TestClient, runtime: Runtime
     key = new_key(runtime)
     assert sign_in_with_key(client, key).status_code == 303
     assert client.get("/dashboard", follow_redirects=False).status_code == 200
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         for info in api_keys.list_keys(session, tenant_id=TENANT):
             api_keys.revoke_key(session, key_id=info.id)
     assert client.get("/dashboard", follow_redirects=False).status_code == 303
@@ -157,7 +157,7 @@ def test_sign_out_ends_the_session(client: TestClient, runtime: Runtime) -> None
 
 
 def _rows(runtime: Runtime) -> tuple[int, int]:
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         links = session.scalar(select(func.count()).select_from(DashboardSigninLink))
         sessions = session.scalar(select(func.count()).select_from(DashboardSession))
         return int(links or 0), int(sessions or 0)
@@ -165,7 +165,7 @@ def _rows(runtime: Runtime) -> tuple[int, int]:
 
 def _expire_all(runtime: Runtime) -> None:
     past = utcnow() - timedelta(seconds=1)
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         session.execute(update(DashboardSigninLink).values(expires_at=past))
         session.execute(update(DashboardSession).values(expires_at=past))
 

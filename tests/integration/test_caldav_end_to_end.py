@@ -18,8 +18,8 @@ from calsync.api.app import create_app
 from calsync.crypto import KEY_FILE_NAME
 from calsync.providers.caldav.adapter import CalDavProvider
 from calsync.service.runtime import Runtime
-from calsync.service.sync import sync_connection
-from calsync.store.models import Connection, EventInstance, EventResource
+from calsync.service.sync.run import sync_connection
+from calsync.store.models import Connection, EventInstance, ImportedObject
 from tests.conftest import EXT, Api, new_key, random_guid
 from tests.peers.dav_servers import DavServer, delete_event, make_calendar, put_event
 from tests.peers.fixtures import DAV_USERS, unique_name
@@ -284,7 +284,7 @@ def test_secrets_encrypted_at_rest_and_never_logged(
     world.api.get(
         f"{EXT}/events", params={"from": "2027-01-01T00:00:00Z", "to": "2027-02-01T00:00:00Z"}
     )
-    with world.rt.sessions() as session:
+    with world.rt.db() as session:
         row = session.get(Connection, connection_id)
         assert row is not None and row.secret is not None
         assert PASSWORD.encode() not in row.secret
@@ -316,10 +316,10 @@ def test_disconnect_forgets_secret_and_events(world: World) -> None:
     assert len(events(world, "2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z")) == 1
     response = world.api.post(f"{EXT}/connections/{connection_id}/disconnect", {})
     assert response.json()["connection"]["status"] == "DISCONNECTED"
-    with world.rt.sessions() as session:
+    with world.rt.db() as session:
         row = session.get(Connection, connection_id)
         assert row is not None and row.secret is None
-        for model in (EventInstance, EventResource):
+        for model in (EventInstance, ImportedObject):
             assert (
                 session.scalars(select(model).where(model.connection_id == connection_id)).all()
                 == []

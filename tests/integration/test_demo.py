@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from calsync.demo.events import next_dst_change, week_start
-from calsync.service import api_keys
+from calsync.service.access import api_keys
 from calsync.store.db import make_engine, make_session_factory
 from tests.peers.tls import free_port
 

@@ -15,9 +15,9 @@ from calsync.domain import Identity, IdentityType, Permission
 from calsync.providers.google.events import EXPORT_PROPERTY
 from calsync.providers.microsoft.convert import EXPORT_PROPERTY_ID
 from calsync.providers.registry import GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID
-from calsync.service import sessions
+from calsync.service.platform import sessions
 from calsync.service.runtime import Runtime
-from calsync.service.sync import SyncFailed, sync_connection
+from calsync.service.sync.run import SyncFailed, sync_connection
 from calsync.store.models import Connection
 from tests.accounts import connect_oauth, new_schedule
 from tests.conftest import random_guid
@@ -167,7 +167,7 @@ def test_burst_of_a_thousand_sessions(account: tuple[Runtime, Account]) -> None:
     acc.fail_writes(5)  # the provider throttles a few creates after the first hundred
     with pytest.raises(SyncFailed):
         sync_connection(rt, acc.connection_id, export=True)
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, acc.connection_id)
         assert row is not None and row.failure_count == 1 and row.status != "ERROR"
     assert 100 <= len(acc.exported()) < BURST  # progress kept; the rest waits for the backoff

@@ -15,7 +15,7 @@ from calsync.api.app import create_app
 from calsync.providers.base import AccountRef, Credentials, EventResource
 from calsync.providers.caldav.adapter import CalDavProvider
 from calsync.service.runtime import Runtime
-from calsync.service.sync import sync_connection
+from calsync.service.sync.run import sync_connection
 from tests.conftest import EXT, Api, new_key, random_guid
 from tests.integration.test_worker import wait_until
 from tests.peers.dav_servers import DavServer, delete_event, make_calendar, put_event, simple_event

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from calsync.providers.registry import GOOGLE_PROVIDER_ID
-from calsync.service import sessions
+from calsync.service.platform import sessions
 from calsync.service.runtime import Runtime
-from calsync.service.sync import sync_connection
+from calsync.service.sync.run import sync_connection
 from calsync.store.models import ExportTarget
 from tests.integration.test_export_burst import ADMIN, BASE, google, google_account, toml
 from tests.peers.google_fake import GoogleFake
@@ -32,7 +32,7 @@ def put(rt: Runtime, schedule_id: str, session_id: str, days: int) -> None:
 
 
 def edits(rt: Runtime, connection_id: str) -> int:
-    with rt.sessions() as session:
+    with rt.db() as session:
         target = session.get(ExportTarget, connection_id)
         assert target is not None
         return target.external_edits

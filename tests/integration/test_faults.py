@@ -23,9 +23,9 @@ from calsync.domain import Identity, IdentityType, Permission
 from calsync.providers.microsoft.adapter import GraphCalendarProvider
 from calsync.providers.microsoft.convert import EXPORT_PROPERTY_ID
 from calsync.providers.registry import MICROSOFT_PROVIDER_ID, ProviderConfig
-from calsync.service import sessions
+from calsync.service.platform import sessions
 from calsync.service.runtime import Runtime
-from calsync.service.sync import SyncFailed, sync_connection
+from calsync.service.sync.run import SyncFailed, sync_connection
 from calsync.store.models import Connection, EventInstance, ExportedEvent
 from tests.accounts import connect_oauth
 from tests.conftest import random_guid
@@ -102,7 +102,7 @@ def add_mailbox(rt: Runtime, graph: GraphFake, events: int) -> Mailbox:
 
 
 def instance_titles(rt: Runtime, connection_id: str) -> list[str]:
-    with rt.sessions() as session:
+    with rt.db() as session:
         return sorted(
             session.scalars(
                 select(EventInstance.title).where(EventInstance.connection_id == connection_id)
@@ -191,7 +191,7 @@ def test_worker_killed_mid_sync_loses_nothing(
         worker.wait(10)
         half = instance_titles(rt, box.connection_id)
         assert half in ([], [f"E{n}" for n in range(12)]), half  # never a partial calendar
-        with rt.sessions() as session:
+        with rt.db() as session:
             row = session.get(Connection, box.connection_id)
             assert row is not None and row.lease_owner is not None  # the dead worker's lease
     finally:
@@ -206,7 +206,7 @@ def test_worker_killed_mid_sync_loses_nothing(
     finally:
         survivor.send_signal(signal.SIGTERM)
         survivor.wait(30)
-    with rt.sessions() as session:
+    with rt.db() as session:
         keys = session.execute(
             select(EventInstance.instance_key, func.count())
             .where(EventInstance.connection_id == box.connection_id)
@@ -283,7 +283,7 @@ def test_worker_killed_between_export_write_and_commit_never_duplicates(
     Graph holds the answer of a $batch of creates it has already carried out."""
     rt = make_runtime(extra_toml=provider_toml(graph))
     box = add_mailbox(rt, graph, events=0)
-    with rt.sessions() as session:
+    with rt.db() as session:
         schedule_id = session.get(Connection, box.connection_id).schedule_id  # type: ignore[union-attr]
     for n in range(30):
         sessions.put_session(
@@ -314,7 +314,7 @@ def test_worker_killed_between_export_write_and_commit_never_duplicates(
     finally:
         graph.answer_delay_after_write = 0.0
     written = len(exported_events(graph, box.email, box.calendar_id))
-    with rt.sessions() as session:
+    with rt.db() as session:
         unconfirmed = session.scalar(
             select(func.count())
             .select_from(ExportedEvent)
@@ -339,7 +339,7 @@ def test_worker_killed_between_export_write_and_commit_never_duplicates(
 
 
 def _all_recorded(rt: Runtime, count: int) -> bool:
-    with rt.sessions() as session:
+    with rt.db() as session:
         recorded = session.scalar(
             select(func.count())
             .select_from(ExportedEvent)

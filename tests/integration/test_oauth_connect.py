@@ -20,9 +20,9 @@ from sqlalchemy import update
 from calsync.api.app import create_app
 from calsync.providers.base import OAuthTokens
 from calsync.providers.registry import GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID
-from calsync.service.accounts import current_access_token, unseal
+from calsync.service.connections.accounts import current_access_token, unseal
 from calsync.service.runtime import Runtime
-from calsync.service.sync import sync_connection
+from calsync.service.sync.run import sync_connection
 from calsync.store.models import Connection, OAuthAttempt
 from tests.conftest import EXT, Api, new_key, random_guid
 from tests.peers.browser import consent_over_http
@@ -226,7 +226,7 @@ def world(make_runtime: Callable[..., Runtime], peers: Peers, service: Service) 
 
 
 def stored_tokens(rt: Runtime, connection_id: str) -> OAuthTokens:
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         assert row is not None
         tokens = unseal(rt, row.secret)
@@ -284,7 +284,7 @@ def test_success_creates_connection_and_reads_calendar(world: World) -> None:
     ]
     tokens = stored_tokens(world.rt, connection_id)
     assert tokens.refresh_token and tokens.access_token
-    with world.rt.sessions() as session:
+    with world.rt.db() as session:
         row = session.get(Connection, connection_id)
         assert row is not None and row.secret is not None
         assert tokens.access_token.encode() not in row.secret
@@ -329,7 +329,7 @@ def test_state_is_single_use_and_unforgeable(world: World) -> None:
 
 def test_expired_state_is_internal(world: World) -> None:
     provider_redirect = consent_over_http(world.start(), login="ada")
-    with world.rt.sessions() as session, session.begin():
+    with world.rt.db() as session, session.begin():
         session.execute(
             update(OAuthAttempt).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
@@ -340,7 +340,7 @@ def test_expired_state_is_internal(world: World) -> None:
 
 def test_pkce_mismatch_is_internal(world: World) -> None:
     provider_redirect = consent_over_http(world.start(), login="ada")
-    with world.rt.sessions() as session, session.begin():
+    with world.rt.db() as session, session.begin():
         session.execute(
             update(OAuthAttempt).values(code_verifier=world.rt.secrets.encrypt("x" * 43))
         )
@@ -380,9 +380,9 @@ def expire_access_token(rt: Runtime, connection_id: str) -> None:
         datetime.now(UTC) - timedelta(seconds=5),
         tokens.scope,
     )
-    from calsync.service.accounts import seal_tokens
+    from calsync.service.connections.accounts import seal_tokens
 
-    with rt.sessions() as session, session.begin():
+    with rt.db() as session, session.begin():
         session.execute(
             update(Connection)
             .where(Connection.id == connection_id)
@@ -468,7 +468,7 @@ def test_disconnect_revokes_the_grant(world: World) -> None:
     while world.peers.oidc.introspect(str(tokens.refresh_token)) is not None:
         assert time.monotonic() < deadline, "refresh token still active after disconnect"
         time.sleep(0.1)
-    with world.rt.sessions() as session:
+    with world.rt.db() as session:
         row = session.get(Connection, connection_id)
         assert row is not None and row.secret is None
 

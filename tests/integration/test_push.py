@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from calsync.api.app import create_app
 from calsync.domain import Identity, IdentityType, Permission
 from calsync.providers.registry import GOOGLE_PROVIDER_ID, MICROSOFT_PROVIDER_ID
-from calsync.service.connections import disconnect
-from calsync.service.push import ensure_channels
+from calsync.service.connections.manage import disconnect
 from calsync.service.runtime import Runtime
+from calsync.service.sync.push import ensure_channels
 from calsync.store.models import EventInstance, PushChannelRow
 from tests.accounts import connect_oauth
 from tests.conftest import random_guid
@@ -108,7 +108,7 @@ def connect(rt: Runtime, provider_id: str, email: str, token: str) -> str:
 
 
 def titles(rt: Runtime, connection_id: str) -> list[str]:
-    with rt.sessions() as session:
+    with rt.db() as session:
         return sorted(
             session.scalars(
                 select(EventInstance.title).where(EventInstance.connection_id == connection_id)
@@ -117,7 +117,7 @@ def titles(rt: Runtime, connection_id: str) -> list[str]:
 
 
 def channels(rt: Runtime, connection_id: str) -> list[PushChannelRow]:
-    with rt.sessions() as session:
+    with rt.db() as session:
         return list(
             session.scalars(
                 select(PushChannelRow).where(PushChannelRow.connection_id == connection_id)
@@ -231,7 +231,7 @@ def test_graph_notifications_and_lifecycle(calsync: Calsync, graph: GraphFake) -
 
 
 def _expire_soon(rt: Runtime, channel_id: str) -> None:
-    with rt.sessions() as session, session.begin():
+    with rt.db() as session, session.begin():
         session.execute(
             update(PushChannelRow)
             .where(PushChannelRow.channel_id == channel_id)

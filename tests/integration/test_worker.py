@@ -19,12 +19,13 @@ from calsync.providers.base import (
     ProviderUnreachable,
     RateLimitedByProvider,
 )
-from calsync.service import leases, push, schedules
-from calsync.service.connect import connect_by_credentials
+from calsync.service.connections.connect import connect_by_credentials
+from calsync.service.platform import schedules
 from calsync.service.runtime import Runtime
-from calsync.service.sync import SyncFailed, sync_connection
-from calsync.service.sync_report import sync_report
-from calsync.service.worker import Worker
+from calsync.service.sync import leases, push
+from calsync.service.sync.report import sync_report
+from calsync.service.sync.run import SyncFailed, sync_connection
+from calsync.service.sync.worker import Worker
 from calsync.store.models import Connection, ConnectionCalendar
 from tests.api.test_external_api import ical
 from tests.conftest import FAKE_PROVIDER_ID, random_guid
@@ -103,7 +104,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 def statuses(rt: Runtime) -> list[str]:
-    with rt.sessions() as session:
+    with rt.db() as session:
         return list(session.scalars(select(Connection.status)))
 
 
@@ -136,7 +137,7 @@ def test_two_workers_share_connections_without_overlap(
             worker.stop()
     assert all(v == 1 for v in fake.max_active.values()), fake.max_active
     assert len(fake.max_active) == len(ids)
-    with first.sessions() as session:
+    with first.db() as session:
         assert session.scalars(select(Connection.lease_owner)).all() == [None] * len(ids)
 
 
@@ -145,7 +146,7 @@ def test_expired_lease_is_claimed_live_one_is_not(make_runtime: Callable[..., Ru
     rt = make_runtime(adapter_factory=lambda _c: fake)
     [held, dead] = seed(rt, fake, 2)
     now = datetime.now(UTC)
-    with rt.sessions() as session, session.begin():
+    with rt.db() as session, session.begin():
         session.execute(
             update(Connection)
             .where(Connection.id == held)
@@ -205,7 +206,7 @@ def test_new_day_reads_calendars_in_full_again(make_runtime: Callable[..., Runti
     fake.calls.clear()
     sync_connection(rt, connection_id)
     assert fake.calls == ["read:cal:True"]  # incremental
-    with rt.sessions() as session, session.begin():
+    with rt.db() as session, session.begin():
         session.execute(update(ConnectionCalendar).values(horizon_day="2020-01-01"))
     fake.calls.clear()
     sync_connection(rt, connection_id)
@@ -226,7 +227,7 @@ def test_deleted_calendar_stops_being_imported_and_is_reported(
         ical("w", "20270106T100000Z", "20270106T110000Z", "Work thing"),
     )
     from calsync.domain import ImportConfig, SyncConfig
-    from calsync.service.connections import update_sync_config
+    from calsync.service.connections.manage import update_sync_config
 
     update_sync_config(
         rt,
@@ -244,7 +245,7 @@ def test_deleted_calendar_stops_being_imported_and_is_reported(
     assert report.status.value == "SYNCED"
     assert report.last_error is not None and "work" in report.last_error
     assert [c.calendar_id for c in report.calendars] == ["cal"]
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         assert row is not None and row.sync_config["import"]["calendars"] == ["cal"]
 
@@ -296,7 +297,7 @@ def test_a_worker_that_waited_for_a_list_events_sync_does_not_sync_again(
     list_events.join(10)
     worker.join(10)
     assert fake.reads == 1
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         assert row is not None and row.status == "SYNCED"
         assert row.next_sync_at > datetime.now(UTC)

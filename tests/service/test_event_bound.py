@@ -30,7 +30,7 @@ def calendar(fake_provider: FakeProvider) -> FakeProvider:
 
 
 def _bound(rt: Runtime, connection_id: str) -> int | None:
-    with rt.sessions() as session:
+    with rt.db() as session:
         return session.scalar(
             select(Connection.max_instance_ms).where(Connection.id == connection_id)
         )
@@ -73,7 +73,7 @@ def test_an_unknown_bound_means_no_bound(
 ) -> None:
     connection_id = connect(api, make_schedule(api))["connection"]["id"]
     assert _titles(api, WEEK) == ["Short"]
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         # Instances written by something that does not keep the bound (an old release).
         row = session.scalars(
             select(EventInstance).where(EventInstance.connection_id == connection_id)

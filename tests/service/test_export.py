@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 
 from calsync.api.app import create_app
 from calsync.providers.base import EventWrite, ProviderError, ProviderUnreachable
-from calsync.service.export_event import export_uid
-from calsync.service.export_writes import refusal_wait
+from calsync.service.export.event import export_uid
+from calsync.service.export.writes import refusal_wait
 from calsync.service.runtime import Runtime
-from calsync.service.sync import SyncFailed, sync_connection
+from calsync.service.sync.run import SyncFailed, sync_connection
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ExportedEvent, ExportTarget
 from tests.api.test_external_api import EMAIL, PASSWORD, connect, ical, make_schedule
@@ -78,14 +78,14 @@ def export(rt: Runtime, connection_id: str) -> None:
 
 
 def dedicated(rt: Runtime, connection_id: str) -> str:
-    with rt.sessions() as session:
+    with rt.db() as session:
         target = session.get(ExportTarget, connection_id)
         assert target is not None and target.dedicated_calendar_id is not None
         return target.dedicated_calendar_id
 
 
 def connection_row(rt: Runtime, connection_id: str) -> Connection:
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         assert row is not None
         return row
@@ -259,7 +259,7 @@ def test_external_delete_and_edit_are_put_back(
     assert set(after) == {deleted_key, moved_key}
     assert "20261203T090000Z" in after[moved_key].ical
     assert "SUMMARY:Keep me" in after[deleted_key].ical
-    with runtime.sessions() as session:
+    with runtime.db() as session:
         target = session.get(ExportTarget, connection_id)
         assert target is not None and target.external_edits == 2
     report = api.get(f"/v1/connections/{connection_id}/sync").json()["sync"]["export"]
@@ -309,7 +309,7 @@ def test_an_event_the_provider_refuses_waits_before_it_is_written_again(
     assert "1 session(s) the provider refused wait to be written again" in sync["lastError"]
 
     def mapping() -> ExportedEvent:
-        with runtime.sessions() as session:
+        with runtime.db() as session:
             m = session.get(ExportedEvent, (connection_id, "bad"))
             assert m is not None
             return m
@@ -338,7 +338,7 @@ def test_an_event_the_provider_refuses_waits_before_it_is_written_again(
     assert timedelta(minutes=29) < second.retry_at - datetime.now(UTC) <= timedelta(minutes=30)
 
     # When the wait is over it is tried again; accepted, the refusals are forgotten.
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         stored = session.get(ExportedEvent, (connection_id, "bad"))
         assert stored is not None
         stored.retry_at = datetime.now(UTC) - timedelta(seconds=1)
@@ -389,7 +389,7 @@ def test_crash_between_write_and_commit_never_duplicates(
     calendar_id = dedicated(runtime, connection_id)
     events = account.writer.exported(EMAIL, calendar_id)
     assert len(events) == 25
-    with runtime.sessions() as session:
+    with runtime.db() as session:
         rows = session.scalars(
             select(ExportedEvent).where(ExportedEvent.connection_id == connection_id)
         ).all()
@@ -548,7 +548,7 @@ def test_disconnect_removes_exported_events_and_our_empty_calendar(
     calendar_id = dedicated(runtime, connection_id)
     assert api.post(f"{EXT}/connections/{connection_id}/disconnect").status_code == 200
     wait_for(lambda: calendar_id not in account.accounts[EMAIL].calendars)
-    with runtime.sessions() as session:
+    with runtime.db() as session:
         left = session.scalar(select(func.count()).select_from(ExportedEvent))
         assert left == 0
 
@@ -583,7 +583,7 @@ def test_worker_exports_a_confirmed_session_within_five_seconds(
     put_session(api, schedule_id, "fast")
 
     def exported() -> bool:
-        with runtime.sessions() as session:
+        with runtime.db() as session:
             target = session.get(ExportTarget, connection_id)
             calendar_id = target.dedicated_calendar_id if target else None
         return bool(calendar_id and account.writer.exported(EMAIL, calendar_id))
@@ -624,7 +624,7 @@ def test_export_runs_are_counted_in_metrics(
 def test_disconnect_clean_up_survives_a_crash_and_an_outage(
     api: Api, runtime: Runtime, account: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from calsync.service import retire
+    from calsync.service.connections import retire
     from calsync.store.models import PendingRetirement
 
     schedule_id, connection_id = setup_connection(api)
@@ -633,9 +633,9 @@ def test_disconnect_clean_up_survives_a_crash_and_an_outage(
     calendar_id = dedicated(runtime, connection_id)
     # The process dies right after Disconnect commits: the clean-up job never runs.
     monkeypatch.setattr(retire, "retire_later", lambda rt, connection_id: None)
-    monkeypatch.setattr("calsync.service.connections.retire_later", lambda rt, cid: None)
+    monkeypatch.setattr("calsync.service.connections.manage.retire_later", lambda rt, cid: None)
     assert api.post(f"{EXT}/connections/{connection_id}/disconnect").status_code == 200
-    with runtime.sessions() as session:
+    with runtime.db() as session:
         pending = session.get(PendingRetirement, connection_id)
         assert pending is not None and pending.secret is not None  # sealed, kept for the job
     monkeypatch.undo()
@@ -643,13 +643,13 @@ def test_disconnect_clean_up_survives_a_crash_and_an_outage(
     account.unreachable = True
     retire.retire_pending(runtime, connection_id)
     assert len(account.writer.exported(EMAIL, calendar_id)) == 1
-    with runtime.sessions() as session:
+    with runtime.db() as session:
         pending = session.get(PendingRetirement, connection_id)
         assert pending is not None and pending.attempts == 1
         pending_at = pending.next_attempt_at
     assert retire.retire_due(runtime) == 0  # backing off
     account.unreachable = False
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         row = session.get(PendingRetirement, connection_id)
         assert row is not None and row.next_attempt_at == pending_at
         row.next_attempt_at = row.created_at  # the backoff is over
@@ -661,7 +661,7 @@ def test_disconnect_clean_up_survives_a_crash_and_an_outage(
 def _pending(rt: Runtime, connection_id: str) -> object:
     from calsync.store.models import PendingRetirement
 
-    with rt.sessions() as session:
+    with rt.db() as session:
         return session.get(PendingRetirement, connection_id)
 
 
@@ -737,7 +737,7 @@ def test_crash_after_creating_the_dedicated_calendar_leaves_no_second_one(
 def test_disconnect_keeps_retrying_deletes_that_failed(
     api: Api, runtime: Runtime, account: FakeProvider
 ) -> None:
-    from calsync.service import retire
+    from calsync.service.connections import retire
 
     schedule_id, connection_id = setup_connection(api)
     put_session(api, schedule_id, "s-1")
@@ -749,7 +749,7 @@ def test_disconnect_keeps_retrying_deletes_that_failed(
     assert len(account.writer.exported(EMAIL, calendar_id)) == 1  # still there, not forgotten
     assert _pending(runtime, connection_id) is not None
     account.writer.fail_deletes = False
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         from calsync.store.models import PendingRetirement
 
         row = session.get(PendingRetirement, connection_id)
@@ -765,7 +765,7 @@ def _failed_once(rt: Runtime, connection_id: str) -> bool:
     the claim's hold (two lease times ahead)."""
     from calsync.store.models import PendingRetirement
 
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(PendingRetirement, connection_id)
         soon = datetime.now(UTC) + timedelta(seconds=rt.settings.lease_seconds)
         return row is not None and row.attempts == 1 and row.next_attempt_at < soon

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import update
 
-from calsync.service import api_keys, auth
+from calsync.service.access import api_keys, auth
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import ApiKey, utcnow
@@ -22,14 +22,14 @@ def empty_cache() -> Iterator[None]:
 
 
 def _key_id(rt: Runtime, key: str) -> str:
-    with rt.sessions() as session:
+    with rt.db() as session:
         return auth.authenticate(session, key, None).key_id or ""
 
 
 def test_a_key_revoked_in_this_process_stops_working_at_once(api: Api, runtime: Runtime) -> None:
     key = new_key(runtime)
     assert api.get(f"{EXT}/providers", key=key).status_code == 200  # now cached
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         assert api_keys.revoke_key(session, key_id=_key_id(runtime, key))
     assert api.get(f"{EXT}/providers", key=key).status_code == 401
 
@@ -43,7 +43,7 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_bound(
     assert api.get(f"{EXT}/providers", key=key).status_code == 200
     # Another process (``calsync api-keys revoke``) writes the database; this one's cache
     # does not hear of it.
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         session.execute(
             update(ApiKey).values(revoked_at=utcnow()).where(ApiKey.id == _key_id(runtime, key))
         )
@@ -55,7 +55,7 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_bound(
 
 def test_unknown_keys_are_not_cached_and_new_keys_work_at_once(api: Api, runtime: Runtime) -> None:
     assert api.get(f"{EXT}/providers", key="csk_not-yet").status_code == 401
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         created = api_keys.create_key(session, tenant_id="other-site")
     assert api.get(f"{EXT}/providers", key=created.key).status_code == 200
     assert api.get(f"{EXT}/providers", key="csk_not-yet").status_code == 401

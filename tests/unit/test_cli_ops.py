@@ -21,8 +21,8 @@ from calsync.cli import app
 from calsync.crypto import KEY_FILE_NAME, SecretBox
 from calsync.domain import ErrorReason
 from calsync.providers.registry import GOOGLE_PROVIDER_ID
-from calsync.service import key_rotation
 from calsync.service import runtime as runtime_module
+from calsync.service.access import key_rotation
 from calsync.service.runtime import Runtime
 from calsync.settings import get_settings
 from calsync.store.db import transaction
@@ -115,7 +115,7 @@ def test_connections_list_across_tenants(
     first = connect(api, make_schedule(api))["connection"]["id"]
     other = Api(api.client, new_key(runtime, tenant="site-two"))
     second = connect(other, make_schedule(other))["connection"]["id"]
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         session.execute(
             update(Connection)
             .where(Connection.id == second)
@@ -198,7 +198,7 @@ def test_sync_shows_a_progress_bar_on_a_terminal(
 
 
 def _secrets(rt: Runtime) -> list[bytes]:
-    with rt.sessions() as session:
+    with rt.db() as session:
         stored = list(session.scalars(select(Connection.secret)))
         stored += list(session.scalars(select(OAuthAttempt.code_verifier)))
     return [s for s in stored if s is not None]
@@ -218,7 +218,7 @@ def five_secrets(api: Api, runtime: Runtime, account: FakeProvider) -> list[str]
         body = {"scheduleId": schedule_id, "providerId": FAKE_PROVIDER_ID}
         body |= {"email": f"user{n}@example.com", "password": f"pw-{n}"}
         assert api.post(f"{EXT}/connections:connectByCredentials", body).status_code == 200
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         session.add(
             OAuthAttempt(
                 state_hash="a" * 64,
@@ -305,7 +305,7 @@ def test_secrets_no_key_can_read_are_reported_not_lost(
     cli: Callable[..., Any], runtime: Runtime, five_secrets: list[str], tmp_path: Path
 ) -> None:
     foreign = Fernet(Fernet.generate_key()).encrypt(b"from another deployment")
-    with transaction(runtime.sessions) as session:
+    with transaction(runtime.db) as session:
         first = session.scalars(select(Connection).order_by(Connection.id)).first()
         assert first is not None
         first.secret = foreign

@@ -16,7 +16,7 @@ from calsync.providers.base import (
     UnsupportedAccount,
 )
 from calsync.providers.oauth2 import OAuthClient, code_challenge
-from calsync.service.oauth import with_query
+from calsync.service.connections.oauth import with_query
 
 
 def client(handler: httpx.MockTransport) -> OAuthClient:

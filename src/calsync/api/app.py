@@ -18,7 +18,7 @@ from calsync.api import metrics as http_metrics
 from calsync.api.openapi import router as openapi_router
 from calsync.dashboard import router as dashboard_router
 from calsync.service.runtime import Runtime
-from calsync.service.worker import Worker
+from calsync.service.sync.worker import Worker
 
 EXTERNAL_PREFIXES = ("/bookings/v2/external-calendars", "/v2/external-calendars")
 log = logging.getLogger("calsync.access")

@@ -12,8 +12,11 @@ from calsync.api import parse, sync_config_wire, wire
 from calsync.api.calls import Call, serve
 from calsync.domain import Permission
 from calsync.errors import FieldViolation, InvalidArgument, ViolationCollector
-from calsync.service import connect, connections, cursor, events, oauth
-from calsync.service.auth import require_any
+from calsync.service.access.auth import require_any
+from calsync.service.connections import connect, oauth
+from calsync.service.connections import manage as connections
+from calsync.service.events import cursor
+from calsync.service.events import list_events as events
 from calsync.tz import epoch_ms
 
 router = APIRouter()

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calsync.errors import Unauthenticated
 from calsync.metrics import CONTENT_TYPE, UNMATCHED_ROUTE
-from calsync.service.operations import queue_snapshot
+from calsync.service.connections.operations import queue_snapshot
 from calsync.service.runtime import Runtime
 
 METRICS_PATH = "/metrics"

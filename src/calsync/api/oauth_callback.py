@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from calsync.service import oauth
+from calsync.service.connections import oauth
 from calsync.service.runtime import Runtime
 
 router = APIRouter()

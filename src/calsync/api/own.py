@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from calsync.api import parse, wire
 from calsync.api.calls import Call, serve
 from calsync.errors import ViolationCollector
-from calsync.service import schedules
+from calsync.service.platform import schedules
 from calsync.service.runtime import Runtime
-from calsync.service.sync_report import sync_report
+from calsync.service.sync.report import sync_report
 from calsync.store.db import ping
 from calsync.tz import zone_exists
 

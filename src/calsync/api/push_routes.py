@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from calsync.service import push
 from calsync.service.runtime import Runtime
+from calsync.service.sync import push
 
 router = APIRouter()
 

@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 from calsync.api import parse
 from calsync.api.calls import Call, serve
 from calsync.errors import ViolationCollector
-from calsync.service import sessions
-from calsync.service.sessions import SessionInput, SessionView
+from calsync.service.platform import sessions
+from calsync.service.platform.sessions import SessionInput, SessionView
 from calsync.tz import zone, zone_exists
 
 router = APIRouter(prefix="/v1")

@@ -59,7 +59,7 @@ def identity_of(rt: Runtime, token: str | None) -> Identity | None:
     """The identity behind a cookie token, or None (unknown, expired, signed out, key revoked)."""
     if not token:
         return None
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(DashboardSession, token_hash(token))
         if row is None or row.ended_at is not None or row.expires_at <= utcnow():
             return None
@@ -81,7 +81,7 @@ def end(rt: Runtime, token: str | None) -> None:
     """Sign out: the cookie token stops working at once."""
     if not token:
         return
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(DashboardSession, token_hash(token))
         if row is not None and row.ended_at is None:
             row.ended_at = utcnow()

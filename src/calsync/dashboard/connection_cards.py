@@ -15,9 +15,9 @@ from calsync.dashboard.plain_words import (
     problem,
 )
 from calsync.domain import ConnectionStatus, Identity
-from calsync.service import connections
+from calsync.service.connections import manage as connections
 from calsync.service.runtime import Runtime
-from calsync.service.sync_report import sync_report
+from calsync.service.sync.report import sync_report
 from calsync.service.views import ConnectionView, SyncReport
 from calsync.store.models import utcnow
 

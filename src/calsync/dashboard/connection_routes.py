@@ -20,9 +20,9 @@ from calsync.errors import (
     NotSupportedByProvider,
     ProviderUnavailable,
 )
-from calsync.service import connections
+from calsync.service.connections import manage as connections
+from calsync.service.platform.schedules import visible_schedule
 from calsync.service.runtime import Runtime
-from calsync.service.schedules import visible_schedule
 from calsync.service.views import CalendarView
 
 router = APIRouter(route_class=DashboardRoute)

@@ -14,8 +14,9 @@ from calsync.dashboard.web import Viewer, call, first, form, redirect, runtime, 
 from calsync.domain import ConnectMethod
 from calsync.errors import CalsyncError, NotFound
 from calsync.providers.registry import ProviderConfig
-from calsync.service import connect, connections, oauth
-from calsync.service.schedules import visible_schedule, visible_schedules
+from calsync.service.connections import connect, oauth
+from calsync.service.connections import manage as connections
+from calsync.service.platform.schedules import visible_schedule, visible_schedules
 
 router = APIRouter(route_class=DashboardRoute)
 # What the OAuth callback's ``error=`` values mean for the person who tried.

@@ -14,7 +14,7 @@ from calsync.dashboard import browser_sessions
 from calsync.dashboard.browser_sessions import token_hash
 from calsync.domain import Identity, IdentityType, Permission
 from calsync.errors import Unauthenticated
-from calsync.service.auth import authenticate
+from calsync.service.access.auth import authenticate
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import DashboardSigninLink, utcnow
@@ -28,7 +28,7 @@ def issue_signin_link(rt: Runtime, tenant_id: str) -> str:
     ``LINK_TTL``. Expired links and sessions are deleted on the way."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         browser_sessions.forget_expired(session, now)
         session.add(
             DashboardSigninLink(
@@ -56,7 +56,7 @@ def sign_in_with_link(rt: Runtime, token: str) -> str:
     """Spend a sign-in link; returns the new session's cookie token.
 
     Raises Unauthenticated for an unknown, used or expired link."""
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(DashboardSigninLink, token_hash(token), with_for_update=True)
         now = utcnow()
         if row is None or row.used_at is not None or row.expires_at <= now:
@@ -69,13 +69,13 @@ def sign_in_with_key(rt: Runtime, api_key: str) -> str:
     """Sign in with an API key; returns the new session's cookie token.
 
     Raises Unauthenticated for an unknown or revoked key."""
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         identity = authenticate(session, api_key, None)
         return browser_sessions.start(session, identity)
 
 
 def link_usable(rt: Runtime, token: str) -> bool:
     """Whether a sign-in link would still sign in (without spending it)."""
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(DashboardSigninLink, token_hash(token))
         return row is not None and row.used_at is None and row.expires_at > utcnow()

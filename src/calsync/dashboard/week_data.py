@@ -9,7 +9,9 @@ from datetime import date, datetime
 from calsync.dashboard.week_grid import Item, Kind, WeekGrid, build, window
 from calsync.domain import Identity
 from calsync.errors import ProviderUnavailable
-from calsync.service import cursor, events, sessions
+from calsync.service.events import cursor
+from calsync.service.events import list_events as events
+from calsync.service.platform import sessions
 from calsync.service.runtime import Runtime
 from calsync.service.views import EventView, ScheduleView
 from calsync.tz import epoch_ms, zone

@@ -13,7 +13,7 @@ from calsync.dashboard.schedule_routes import schedule_url
 from calsync.dashboard.web import call, runtime, viewer
 from calsync.dashboard.week_data import Week, load_week
 from calsync.dashboard.week_grid import monday_of
-from calsync.service.schedules import visible_schedule
+from calsync.service.platform.schedules import visible_schedule
 from calsync.tz import zone
 
 router = APIRouter(route_class=DashboardRoute)

@@ -14,11 +14,13 @@ from calsync.demo.radicale import DemoCalDav, load_state, save_state
 from calsync.domain import CalendarType, Identity, ImportConfig, ProviderKind, SyncConfig
 from calsync.errors import Unauthenticated
 from calsync.providers.registry import CALDAV_FEATURES, ProviderConfig
-from calsync.service import api_keys, connections, schedules
-from calsync.service.auth import authenticate
-from calsync.service.connect import connect_by_credentials
+from calsync.service.access import api_keys
+from calsync.service.access.auth import authenticate
+from calsync.service.connections import manage as connections
+from calsync.service.connections.connect import connect_by_credentials
+from calsync.service.platform import schedules
+from calsync.service.platform.sessions import CONFIRMED, SessionInput, put_session
 from calsync.service.runtime import Runtime
-from calsync.service.sessions import CONFIRMED, SessionInput, put_session
 from calsync.store.db import transaction
 
 DEMO_TENANT = "demo"
@@ -96,14 +98,14 @@ def _demo_identity(rt: Runtime, caldav: DemoCalDav) -> tuple[Identity, str]:
     """The demo's app key (kept in demo.json, since only its hash is in the database)."""
     state = load_state(caldav.root)
     key = str(state.get("api_key", ""))
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         try:
             return authenticate(session, key, None), key
         except Unauthenticated:
             key = api_keys.create_key(session, tenant_id=DEMO_TENANT, name="demo").key
     state["api_key"] = key
     save_state(caldav.root, state)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         return authenticate(session, key, None), key
 
 

@@ -28,7 +28,7 @@ T = TypeVar("T")
 class Runtime:
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
+    db: sessionmaker[Session]
     providers: ProviderRegistry
     secrets: SecretBox
     cursor_key: bytes
@@ -109,7 +109,7 @@ def build_runtime(
     return Runtime(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
+        db=make_session_factory(engine),
         providers=registry,
         secrets=secrets,
         cursor_key=cursor_key,

@@ -146,7 +146,7 @@ class ConnectionCalendar(Base):
     horizon_day: Mapped[str | None] = mapped_column(String(10))
 
 
-class EventResource(Base):
+class ImportedObject(Base):
     """One external calendar object (a UID with its overrides) as last read, kept so that
     instances can be re-expanded without asking the provider again."""
 

@@ -24,7 +24,7 @@ from calsync.store.models import (
     Connection,
     ConnectionCalendar,
     EventInstance,
-    EventResource,
+    ImportedObject,
     Schedule,
     utcnow,
 )
@@ -99,7 +99,7 @@ def apply_changes(
 
     Only the listed objects are written and expanded. An incremental read only touches the
     rows of the keys it names, so its cost does not grow with the size of the calendar."""
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         if lock_active_connection(session, ctx.connection_id) is None:
             return  # disconnected while we were reading: keep nothing
         upserted = {r.key: r for r in changes.upserted}
@@ -111,7 +111,7 @@ def apply_changes(
             stored = _stored_keys(session, ctx.connection_id, calendar_id, [*upserted, *gone])
         touched = gone | set(upserted)
         _delete_keyed(session, EventInstance, EventInstance.resource_key, ctx, calendar_id, touched)
-        _delete_keyed(session, EventResource, EventResource.key, ctx, calendar_id, gone & stored)
+        _delete_keyed(session, ImportedObject, ImportedObject.key, ctx, calendar_id, gone & stored)
         rows = [
             {
                 "connection_id": ctx.connection_id,
@@ -124,9 +124,9 @@ def apply_changes(
         ]
         added = [row for row in rows if row["key"] not in stored]
         if added:
-            session.execute(insert(EventResource), added)
+            session.execute(insert(ImportedObject), added)
         if len(added) < len(rows):  # ORM bulk UPDATE by primary key: one executemany
-            session.execute(update(EventResource), [row for row in rows if row["key"] in stored])
+            session.execute(update(ImportedObject), [row for row in rows if row["key"] in stored])
         new_rows = []
         for resource in upserted.values():
             new_rows.extend(instance_rows(ctx, calendar_id, resource.key, resource.ical))
@@ -150,21 +150,24 @@ def _stored_keys(
     session: Session, connection_id: str, calendar_id: str, keys: list[str] | None
 ) -> set[str]:
     """The calendar's stored object keys: all of them (``keys`` None), or those in ``keys``."""
-    where = [EventResource.connection_id == connection_id, EventResource.calendar_id == calendar_id]
+    where = [
+        ImportedObject.connection_id == connection_id,
+        ImportedObject.calendar_id == calendar_id,
+    ]
     if keys is None:
-        return set(session.scalars(select(EventResource.key).where(*where)))
+        return set(session.scalars(select(ImportedObject.key).where(*where)))
     found: set[str] = set()
     for start in range(0, len(keys), _BATCH):
         batch = keys[start : start + _BATCH]
         found.update(
-            session.scalars(select(EventResource.key).where(*where, EventResource.key.in_(batch)))
+            session.scalars(select(ImportedObject.key).where(*where, ImportedObject.key.in_(batch)))
         )
     return found
 
 
 def _delete_keyed(
     session: Session,
-    model: type[EventInstance] | type[EventResource],
+    model: type[EventInstance] | type[ImportedObject],
     key_column: InstrumentedAttribute[str],
     ctx: ExpansionContext,
     calendar_id: str,
@@ -224,8 +227,8 @@ def instance_rows(
 def drop_calendars(rt: Runtime, connection_id: str, calendar_ids: list[str]) -> None:
     if not calendar_ids:
         return
-    with transaction(rt.sessions) as session:
-        for model in (EventInstance, EventResource, ConnectionCalendar):
+    with transaction(rt.db) as session:
+        for model in (EventInstance, ImportedObject, ConnectionCalendar):
             session.execute(
                 delete(model).where(
                     model.connection_id == connection_id, model.calendar_id.in_(calendar_ids)
@@ -239,7 +242,7 @@ def reexpand_connection(rt: Runtime, session: Session, row: Connection) -> None:
     ctx = expansion_context(rt, session, row)
     session.execute(delete(EventInstance).where(EventInstance.connection_id == row.id))
     resources = session.scalars(
-        select(EventResource).where(EventResource.connection_id == row.id)
+        select(ImportedObject).where(ImportedObject.connection_id == row.id)
     ).all()
     new_rows = []
     for resource in resources:

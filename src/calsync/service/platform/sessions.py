@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, Identity, Permission
 from calsync.errors import NotFound
-from calsync.service.auth import require_any
+from calsync.service.access.auth import require_any
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection, PlatformSession, Schedule, utcnow
@@ -128,7 +128,7 @@ def put_session(
     """Create or replace a session; returns it and whether it was created. Sessions are the
     platform's data: only identities that manage every connection (apps, admins) write them."""
     require_any(identity, Permission.MANAGE_ALL_CONNECTIONS)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         schedule = _schedule(session, identity, schedule_id)
         row = session.get(PlatformSession, (identity.tenant_id, schedule.id, session_id))
         created = row is None
@@ -169,7 +169,7 @@ def cancel_session(
 ) -> SessionView:
     """Cancel a session: its exported event is removed from external calendars."""
     require_any(identity, Permission.MANAGE_ALL_CONNECTIONS)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         schedule = _schedule(session, identity, schedule_id)
         row = session.get(PlatformSession, (identity.tenant_id, schedule.id, session_id))
         if row is None:
@@ -188,7 +188,7 @@ def get_session(
     rt: Runtime, *, identity: Identity, schedule_id: str, session_id: str
 ) -> SessionView:
     require_any(identity, Permission.MANAGE_ALL_CONNECTIONS, Permission.READ_ALL_CONNECTIONS)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         schedule = _schedule(session, identity, schedule_id)
         row = session.get(PlatformSession, (identity.tenant_id, schedule.id, session_id))
         if row is None:
@@ -217,7 +217,7 @@ def list_sessions(
     """One page of the schedule's sessions overlapping [start, end) (either bound optional),
     by (start, session id), after ``after``."""
     require_any(identity, Permission.MANAGE_ALL_CONNECTIONS, Permission.READ_ALL_CONNECTIONS)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         schedule = _schedule(session, identity, schedule_id)
         rows = _window_rows(
             session,
@@ -240,7 +240,7 @@ def sessions_in_window(
     rt: Runtime, tenant_id: str, schedule_id: str, start: datetime, end: datetime
 ) -> list[SessionView]:
     """Confirmed sessions overlapping [start, end), for callers that checked access already."""
-    with rt.sessions() as session:
+    with rt.db() as session:
         rows = _window_rows(session, tenant_id, schedule_id, start, end, False, MAX_LIST)
         return [to_view(r) for r in rows]
 

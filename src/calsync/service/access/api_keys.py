@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from calsync.crypto import hash_api_key
 from calsync.domain import IdentityType, Permission
-from calsync.service.auth import key_cache
+from calsync.service.access.auth import key_cache
 from calsync.store.models import ApiKey, utcnow
 
 KEY_PREFIX = "csk_"

@@ -24,7 +24,7 @@ from calsync.providers.base import (
     PushChannels,
 )
 from calsync.providers.registry import ProviderConfig
-from calsync.service.accounts import account_for, with_account
+from calsync.service.connections.accounts import account_for, with_account
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ConnectionCalendar, PushChannelRow, utcnow
@@ -53,7 +53,7 @@ def ensure_channels(rt: Runtime, connection_id: str) -> None:
     those of calendars no longer imported. Failures are logged: polling still covers them."""
     if not rt.settings.push_enabled():
         return
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         if row is None or row.secret is None:
             return
@@ -109,7 +109,7 @@ def _watch(
         )
 
     channel = with_account(rt, row, watch)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         session.add(
             PushChannelRow(
                 channel_id=channel.id,
@@ -134,7 +134,7 @@ def _renew(
     current = PushChannel(channel.channel_id, channel.resource_id, channel.expires_at)
     renewed = with_account(rt, row, lambda a: push.renew(a, current, expires_at=expires))
     if renewed is not None:
-        with transaction(rt.sessions) as session:
+        with transaction(rt.db) as session:
             session.execute(
                 update(PushChannelRow)
                 .where(PushChannelRow.channel_id == channel.channel_id)
@@ -150,7 +150,7 @@ def _unwatch(rt: Runtime, row: Connection, push: PushChannels, channel: PushChan
     try:
         with_account(rt, row, lambda a: push.unwatch(a, current))
     finally:
-        with transaction(rt.sessions) as session:
+        with transaction(rt.db) as session:
             session.execute(
                 delete(PushChannelRow).where(PushChannelRow.channel_id == channel.channel_id)
             )
@@ -163,7 +163,7 @@ def stop_channels_later(rt: Runtime, row: Connection) -> None:
     adapter = rt.providers.adapter(provider) if provider else None
     if adapter is None or adapter.push is None:
         return
-    with rt.sessions() as session:
+    with rt.db() as session:
         channels = [
             PushChannel(c.channel_id, c.resource_id, c.expires_at)
             for c in session.scalars(
@@ -221,7 +221,7 @@ def on_graph_lifecycle(rt: Runtime, body: dict[str, Any]) -> None:
         if connection_id is None:
             continue
         event = item.get("lifecycleEvent")
-        with transaction(rt.sessions) as session:
+        with transaction(rt.db) as session:
             if event == "subscriptionRemoved":
                 session.execute(
                     delete(PushChannelRow).where(PushChannelRow.channel_id == channel_id)
@@ -238,7 +238,7 @@ def on_graph_lifecycle(rt: Runtime, body: dict[str, Any]) -> None:
 def request_sync(rt: Runtime, connection_id: str) -> None:
     """Make a connection due now (the worker, here or elsewhere, picks it up at once)."""
     now = utcnow()
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         session.execute(
             update(Connection)
             .where(Connection.id == connection_id)
@@ -250,7 +250,7 @@ def request_sync(rt: Runtime, connection_id: str) -> None:
 def _verified(rt: Runtime, channel_id: str, secret: str) -> str | None:
     if not channel_id or not secret:
         return None
-    with rt.sessions() as session:
+    with rt.db() as session:
         channel = session.get(PushChannelRow, channel_id)
         if channel is None or not hmac.compare_digest(channel.secret_hash, _hash(secret)):
             return None

@@ -30,10 +30,10 @@ from calsync.providers.base import (
     OAuthTokens,
     ProviderError,
 )
-from calsync.service import leases
-from calsync.service.accounts import revoke_later, unseal
-from calsync.service.export_writes import ExportReport, remove_exported
+from calsync.service.connections.accounts import revoke_later, unseal
+from calsync.service.export.writes import ExportReport, remove_exported
 from calsync.service.runtime import Runtime
+from calsync.service.sync import leases
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ExportTarget, PendingRetirement, utcnow
 
@@ -73,7 +73,7 @@ def retire_later(rt: Runtime, connection_id: str) -> None:
 
 def retire_due(rt: Runtime, limit: int = 20) -> int:
     """Start the clean-ups that are due (left by a crash, or waiting for a retry)."""
-    with rt.sessions() as session:
+    with rt.db() as session:
         due = list(
             session.scalars(
                 select(PendingRetirement.connection_id)
@@ -98,7 +98,7 @@ def retire_pending(rt: Runtime, connection_id: str) -> None:
     except Exception as exc:
         if attempts < MAX_ATTEMPTS:
             delay = leases.backoff(rt, attempts, None)
-            with transaction(rt.sessions) as session:
+            with transaction(rt.db) as session:
                 session.execute(
                     update(PendingRetirement)
                     .where(PendingRetirement.connection_id == connection_id)
@@ -114,7 +114,7 @@ def retire_pending(rt: Runtime, connection_id: str) -> None:
             extra={"connection_id": connection_id, "reason": str(exc)[:200]},
         )
     revoke_later(rt, retirement.provider_id, retirement.secret)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         session.execute(
             delete(PendingRetirement).where(PendingRetirement.connection_id == connection_id)
         )
@@ -123,7 +123,7 @@ def retire_pending(rt: Runtime, connection_id: str) -> None:
 def _claim(rt: Runtime, connection_id: str) -> tuple[int, Retirement] | None:
     """Take the row for a while (its next attempt moves past this run), or None."""
     now = utcnow()
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         claimed = session.execute(
             update(PendingRetirement)
             .where(
@@ -172,12 +172,12 @@ def _remove_export(rt: Runtime, retirement: Retirement) -> None:
 
 
 def _has_export(rt: Runtime, connection_id: str) -> bool:
-    with rt.sessions() as session:
+    with rt.db() as session:
         return session.get(ExportTarget, connection_id) is not None
 
 
 def _remove_export_leased(rt: Runtime, retirement: Retirement) -> None:
-    with rt.sessions() as session:
+    with rt.db() as session:
         target = session.get(ExportTarget, retirement.connection_id)
         dedicated = target.dedicated_calendar_id if target and target.dedicated_created else None
     provider = rt.providers.get(retirement.provider_id)
@@ -196,7 +196,7 @@ def _remove_export_leased(rt: Runtime, retirement: Retirement) -> None:
         raise ProviderError(f"{report.failed} exported events could not be deleted yet")
     if dedicated is not None and _is_empty(adapter, account, dedicated):
         _delete_calendar(writer, account, dedicated)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         session.execute(
             delete(ExportTarget).where(ExportTarget.connection_id == retirement.connection_id)
         )

@@ -27,14 +27,14 @@ from calsync.providers.base import (
     ProviderError,
     RateLimitedByProvider,
 )
-from calsync.service import leases
-from calsync.service import sync_config as sc
-from calsync.service.accounts import mark_token_revoked, with_account
-from calsync.service.export import ExportBlocked, export_connection
-from calsync.service.instances import apply_changes, drop_calendars, expansion_context
+from calsync.service.connections import sync_config as sc
+from calsync.service.connections.accounts import mark_token_revoked, with_account
+from calsync.service.export.reconcile import ExportBlocked, export_connection
 from calsync.service.runtime import Runtime
+from calsync.service.sync import leases
+from calsync.service.sync.instances import apply_changes, drop_calendars, expansion_context
 from calsync.store.db import transaction
-from calsync.store.models import Connection, ConnectionCalendar, EventResource, utcnow
+from calsync.store.models import Connection, ConnectionCalendar, ImportedObject, utcnow
 from calsync.store.rows import lock_active_connection
 
 log = logging.getLogger(__name__)
@@ -103,25 +103,25 @@ def sync_connection(
 
 
 def _synced_since(rt: Runtime, connection_id: str, moment: datetime) -> bool:
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         return row is not None and row.last_synced_at is not None and row.last_synced_at >= moment
 
 
 def _still_due(rt: Runtime, connection_id: str) -> bool:
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         return row is not None and row.next_sync_at <= utcnow()
 
 
 def _provider_of(rt: Runtime, connection_id: str) -> str:
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         return row.provider_id if row else ""
 
 
 def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = lock_active_connection(session, connection_id)
         if row is None:
             return
@@ -240,9 +240,9 @@ def _read(
 ) -> CalendarChanges:
     with rt.engine.connect() as conn:  # plain rows: no ORM row processing for every object
         rows = conn.execute(
-            select(EventResource.key, EventResource.etag).where(
-                EventResource.connection_id == row.id,
-                EventResource.calendar_id == calendar_id,
+            select(ImportedObject.key, ImportedObject.etag).where(
+                ImportedObject.connection_id == row.id,
+                ImportedObject.calendar_id == calendar_id,
             )
         )
         known = {key: etag for key, etag in rows}
@@ -281,7 +281,7 @@ def _record(
     a pending export request due for the worker.
     """
     now = utcnow()
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = lock_active_connection(session, connection_id)
         if row is None:
             return

@@ -22,13 +22,13 @@ from calsync.errors import (
 )
 from calsync.providers.base import AuthRejected, Credentials, ProviderError
 from calsync.providers.registry import ProviderConfig
-from calsync.service import sync_config as sc
-from calsync.service.accounts import (
+from calsync.service.access.auth import owns, require_any
+from calsync.service.connections import sync_config as sc
+from calsync.service.connections.accounts import (
     seal_password,
     unavailable,
 )
-from calsync.service.auth import owns, require_any
-from calsync.service.connection_view import to_view
+from calsync.service.connections.view import to_view
 from calsync.service.runtime import Runtime
 from calsync.service.views import ConnectionView
 from calsync.store.db import transaction
@@ -86,7 +86,7 @@ def connect_by_credentials(
         caller_user_id=owner_user_id or identity.user_id,
         caller_app_id=identity.app_id,
     )
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(Connection, connection_id)
         assert row is not None
         return to_view(rt, row)
@@ -106,7 +106,7 @@ def upsert_connection(
 ) -> str:
     """Create the connection, or repair the active one of the same (schedule, provider,
     account) in place; then ask for a first sync. Returns the connection id."""
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         schedule = session.get(Schedule, (tenant_id, schedule_id))
         if schedule is None:
             raise NotFound(f"schedule {schedule_id} not found")
@@ -157,7 +157,7 @@ def check_connect(
     """Permission, schedule existence and ownership (spec 3.3), provider and its support for
     ``method``. Returns the schedule owner's user id and the provider."""
     require_any(identity, Permission.MANAGE_OWN_CONNECTIONS, Permission.MANAGE_ALL_CONNECTIONS)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         schedule = session.get(Schedule, (identity.tenant_id, schedule_id))
         if schedule is None:
             raise NotFound(f"schedule {schedule_id} not found")

@@ -25,7 +25,7 @@ def _free(now: datetime) -> ColumnElement[bool]:
 def acquire(rt: Runtime, connection_id: str, owner: str) -> bool:
     """Take (or extend) the lease of one connection; False while another owner holds it."""
     now = utcnow()
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         result = session.execute(
             update(Connection)
             .where(
@@ -38,7 +38,7 @@ def acquire(rt: Runtime, connection_id: str, owner: str) -> bool:
 
 
 def release(rt: Runtime, connection_id: str, owner: str) -> None:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         session.execute(
             update(Connection)
             .where(Connection.id == connection_id, Connection.lease_owner == owner)
@@ -59,7 +59,7 @@ def claim_due(rt: Runtime, owner: str, limit: int, *, exclude: set[str] | None =
         return []
     now = utcnow()
     claimable = or_(_free(now), Connection.lease_owner == owner)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         candidates = (
             select(Connection.id)
             .where(

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from calsync.service import leases
-from calsync.service.push import ensure_channels
-from calsync.service.retire import retire_due
+from calsync.service.connections.retire import retire_due
 from calsync.service.runtime import Runtime
-from calsync.service.sync import sync_connection_quietly
+from calsync.service.sync import leases
+from calsync.service.sync.push import ensure_channels
+from calsync.service.sync.run import sync_connection_quietly
 from calsync.store.db import transaction
 from calsync.store.models import Connection
 
@@ -86,7 +86,7 @@ class Worker:
             self.rt.work_available.set()
 
     def _provider_slot(self, connection_id: str) -> threading.BoundedSemaphore:
-        with transaction(self.rt.sessions) as session:
+        with transaction(self.rt.db) as session:
             row = session.get(Connection, connection_id)
             provider_id = row.provider_id if row else ""
         with self._guard:

@@ -98,7 +98,7 @@ def current_access_token(rt: Runtime, connection_id: str, *, rejected_token: str
     across the token request so other processes wait and then see the rotated tokens.
     """
     revoked: InvalidGrant | None = None
-    with rt.lock("token", connection_id), transaction(rt.sessions) as session:
+    with rt.lock("token", connection_id), transaction(rt.db) as session:
         row = lock_active_connection(session, connection_id)
         if row is None or row.secret is None:
             raise AuthRejected("the connection holds no tokens")
@@ -141,7 +141,7 @@ def mark_token_revoked(row: Connection, detail: str) -> None:
 
 
 def record_token_revoked(rt: Runtime, connection_id: str, detail: str) -> None:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = lock_active_connection(session, connection_id)
         if row is not None:
             mark_token_revoked(row, detail)

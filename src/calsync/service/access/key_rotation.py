@@ -77,7 +77,7 @@ def rotate_secrets(
             query = select(key_column, secret_column).where(secret_column.is_not(None))
             if last is not None:
                 query = query.where(key_column > last)
-            with transaction(rt.sessions) as session:
+            with transaction(rt.db) as session:
                 rows = session.execute(query.order_by(key_column).limit(batch_size)).all()
                 for key, secret in rows:
                     _rotate_one(

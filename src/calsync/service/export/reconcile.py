@@ -36,10 +36,9 @@ from calsync.providers.base import (
     ProviderUnreachable,
     RateLimitedByProvider,
 )
-from calsync.service import leases
-from calsync.service import sync_config as sc
-from calsync.service.export_edits import notice_external_edits
-from calsync.service.export_writes import (
+from calsync.service.connections import sync_config as sc
+from calsync.service.export.edits import notice_external_edits
+from calsync.service.export.writes import (
     AccountCall,
     ExportReport,
     chunks,
@@ -47,9 +46,10 @@ from calsync.service.export_writes import (
     remove_exported,
     write_chunk,
 )
-from calsync.service.instances import horizon_ms
+from calsync.service.platform.sessions import CONFIRMED
 from calsync.service.runtime import Runtime
-from calsync.service.sessions import CONFIRMED
+from calsync.service.sync import leases
+from calsync.service.sync.instances import horizon_ms
 from calsync.store.db import transaction
 from calsync.store.models import (
     Connection,
@@ -119,7 +119,7 @@ def export_connection(
                 f"the {wanted} export calendar was deleted in the external account; "
                 "update the sync config to export again",
             ) from None
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         stored = session.get(ExportTarget, row.id)
         if stored is not None:
             stored.exported_at = utcnow()
@@ -138,7 +138,7 @@ class _Target:
 
 
 def _target(rt: Runtime, connection_id: str) -> _Target:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(ExportTarget, connection_id)
         if row is None:
             row = ExportTarget(
@@ -151,7 +151,7 @@ def _target(rt: Runtime, connection_id: str) -> _Target:
 def _set_target(
     rt: Runtime, connection_id: str, *, target: str | None, calendar_id: str | None
 ) -> None:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(ExportTarget, connection_id)
         if row is not None and (row.target, row.calendar_id) != (target, calendar_id):
             row.target, row.calendar_id, row.cursor = target, calendar_id, None
@@ -180,7 +180,7 @@ def _resolve_calendar(
     if target.dedicated_calendar_id:
         return target.dedicated_calendar_id
     name = rt.settings.export_calendar_name
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         stored = session.get(ExportTarget, row.id)
         assert stored is not None
         if not stored.dedicated_key:  # recorded before the create: a retry finds the calendar
@@ -196,7 +196,7 @@ def _resolve_calendar(
             f"the dedicated calendar {name!r} could not be created: {exc}",
         ) from exc
     calendar_id = created.id
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         stored = session.get(ExportTarget, row.id)
         assert stored is not None
         stored.dedicated_calendar_id = calendar_id
@@ -207,7 +207,7 @@ def _resolve_calendar(
 
 def _calendar_gone(rt: Runtime, connection_id: str, wanted: str, calendar_id: str) -> None:
     """Forget a deleted target calendar and everything calsync had written into it."""
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         session.execute(
             delete(ExportedEvent).where(
                 ExportedEvent.connection_id == connection_id,
@@ -231,7 +231,7 @@ def _calendar_gone(rt: Runtime, connection_id: str, wanted: str, calendar_id: st
 
 def _has_work(rt: Runtime, row: Connection) -> bool:
     low, high = horizon_ms(rt)
-    with rt.sessions() as session:
+    with rt.db() as session:
         found = session.scalar(
             select(PlatformSession.session_id)
             .where(
@@ -255,7 +255,7 @@ def _converge(
     report: ExportReport,
 ) -> None:
     low, high = horizon_ms(rt)
-    with rt.sessions() as session:
+    with rt.db() as session:
         mappings = {
             m.session_id: m
             for m in session.scalars(

@@ -6,21 +6,21 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, ErrorReason, Identity
-from calsync.service.connections import READ, load_connection
+from calsync.service.connections.manage import READ, load_connection
 from calsync.service.runtime import Runtime
 from calsync.service.views import CalendarSyncView, ExportSyncView, SyncReport
 from calsync.store.db import transaction
 from calsync.store.models import (
     ConnectionCalendar,
     EventInstance,
-    EventResource,
     ExportedEvent,
     ExportTarget,
+    ImportedObject,
 )
 
 
 def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncReport:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = load_connection(
             session,
             identity,
@@ -29,9 +29,9 @@ def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncR
         )
         resources = dict(
             session.execute(
-                select(EventResource.calendar_id, func.count())
-                .where(EventResource.connection_id == row.id)
-                .group_by(EventResource.calendar_id)
+                select(ImportedObject.calendar_id, func.count())
+                .where(ImportedObject.connection_id == row.id)
+                .group_by(ImportedObject.calendar_id)
             ).all()
         )
         instances = dict(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from calsync.domain import CalendarType, ConnectionStatus, ErrorReason
-from calsync.service import sync_config as sc
+from calsync.service.connections import sync_config as sc
 from calsync.service.runtime import Runtime
 from calsync.service.views import ConnectionView
 from calsync.store.models import Connection

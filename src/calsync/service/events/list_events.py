@@ -22,11 +22,11 @@ from sqlalchemy import Engine, Select, and_, bindparam, case, func, select, tupl
 
 from calsync.domain import CalendarType, ConnectionStatus, ErrorReason, Identity, Permission
 from calsync.errors import ProviderUnavailable
-from calsync.service import cursor as cursors
-from calsync.service.auth import owns, require_any
-from calsync.service.live_events import live_rows, outside_horizon, sort_key
+from calsync.service.access.auth import owns, require_any
+from calsync.service.events import cursor as cursors
+from calsync.service.events.live import live_rows, outside_horizon, sort_key
 from calsync.service.runtime import Runtime
-from calsync.service.sync import SyncFailed, sync_connection
+from calsync.service.sync.run import SyncFailed, sync_connection
 from calsync.service.views import EventsPage, EventView
 from calsync.store.db import reading, transaction
 from calsync.store.models import Connection, ConnectionCalendar, EventInstance, Schedule
@@ -345,7 +345,7 @@ def _entities(rt: Runtime, connections: list[Contributor]) -> list[Connection]:
     """The ORM rows of ``connections`` (same order), for the live read's provider calls."""
     if not connections:
         return []
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         rows = {
             r.id: r
             for r in session.scalars(

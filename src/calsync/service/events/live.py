@@ -16,10 +16,10 @@ from functools import partial
 from sqlalchemy import select
 
 from calsync.providers.base import AccountRef, EventResource, ProviderError
-from calsync.service.accounts import with_account
-from calsync.service.cursor import EventQuery, SortKey
-from calsync.service.instances import expansion_context, horizon, instance_rows
+from calsync.service.connections.accounts import with_account
+from calsync.service.events.cursor import EventQuery, SortKey
 from calsync.service.runtime import Runtime
+from calsync.service.sync.instances import expansion_context, horizon, instance_rows
 from calsync.store.models import Connection, ConnectionCalendar, EventInstance
 from calsync.tz import epoch_ms
 
@@ -80,7 +80,7 @@ def _read(rt: Runtime, connection: Connection, query: EventQuery) -> list[EventI
         raise ProviderError("provider no longer configured")
     adapter = rt.providers.adapter(provider)
     window = (_dt(query.from_ms), _dt(query.to_ms))
-    with rt.sessions() as session:
+    with rt.db() as session:
         calendars = list(
             session.scalars(
                 select(ConnectionCalendar.calendar_id).where(

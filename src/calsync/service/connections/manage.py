@@ -28,26 +28,26 @@ from calsync.errors import (
     PermissionDenied,
 )
 from calsync.providers.base import AuthRejected, ExternalCalendar, ProviderError
-from calsync.service import sync_config as sc
-from calsync.service.accounts import (
+from calsync.service.access.auth import may_act_on, require_any
+from calsync.service.connections import sync_config as sc
+from calsync.service.connections.accounts import (
     provider_for,
     record_token_revoked,
     unavailable,
     with_account,
 )
-from calsync.service.auth import may_act_on, require_any
-from calsync.service.connect import request_sync
-from calsync.service.connection_view import to_view
-from calsync.service.push import stop_channels_later
-from calsync.service.retire import capture, retire_later
+from calsync.service.connections.connect import request_sync
+from calsync.service.connections.retire import capture, retire_later
+from calsync.service.connections.view import to_view
 from calsync.service.runtime import Runtime
+from calsync.service.sync.push import stop_channels_later
 from calsync.service.views import CalendarView, ConnectionList, ConnectionView
 from calsync.store.db import transaction
 from calsync.store.models import (
     Connection,
     ConnectionCalendar,
     EventInstance,
-    EventResource,
+    ImportedObject,
     Schedule,
     utcnow,
 )
@@ -87,7 +87,7 @@ def load_connection(
 
 
 def get_connection(rt: Runtime, *, identity: Identity, connection_id: str) -> ConnectionView:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = load_connection(
             session,
             identity,
@@ -102,7 +102,7 @@ def list_connections(
 ) -> ConnectionList:
     """Connections by creation time; without READ_ALL only those of schedules the caller owns."""
     require_any(identity, Permission.READ_OWN_CONNECTIONS, Permission.READ_ALL_CONNECTIONS)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         query = select(Connection).where(Connection.tenant_id == identity.tenant_id)
         if schedule_ids:
             query = query.where(Connection.schedule_id.in_([s.lower() for s in schedule_ids]))
@@ -117,7 +117,7 @@ def list_connections(
 
 
 def list_calendars(rt: Runtime, *, identity: Identity, connection_id: str) -> list[CalendarView]:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = load_connection(
             session,
             identity,
@@ -172,7 +172,7 @@ def update_sync_config(
     present: set[str],
     field_mask: list[str] | None,
 ) -> ConnectionView:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = load_connection(
             session,
             identity,
@@ -211,7 +211,7 @@ def update_sync_config(
         ]
         if unknown:
             raise InvalidArgument(unknown)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         fresh_row = lock_active_connection(session, connection_id)
         if fresh_row is None:
             raise ConnectionNotConnected("the connection was disconnected meanwhile")
@@ -230,7 +230,7 @@ def update_sync_config(
 
 
 def disconnect(rt: Runtime, *, identity: Identity, connection_id: str) -> ConnectionView:
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = load_connection(
             session,
             identity,
@@ -257,6 +257,6 @@ def disconnect_row(session: Session, row: Connection) -> bytes | None:
     row.secret = None
     row.account_state = {}
     row.updated_at = utcnow()
-    for model in (EventInstance, EventResource, ConnectionCalendar):
+    for model in (EventInstance, ImportedObject, ConnectionCalendar):
         session.execute(delete(model).where(model.connection_id == row.id))
     return secret

@@ -15,9 +15,9 @@ from calsync.providers.base import (
     CalendarProvider,
     CursorExpired,
 )
-from calsync.service.export_writes import AccountCall
-from calsync.service.instances import horizon_ms
+from calsync.service.export.writes import AccountCall
 from calsync.service.runtime import Runtime
+from calsync.service.sync.instances import horizon_ms
 from calsync.store.db import transaction
 from calsync.store.models import (
     Connection,
@@ -44,7 +44,7 @@ def notice_external_edits(
     """Mark exported events that were deleted or changed outside calsync for rewriting;
     returns how many. The target calendar's cursor moves in the same transaction."""
     low, high = horizon_ms(rt, WINDOW_MARGIN)
-    with rt.sessions() as session:
+    with rt.db() as session:
         # Only events well inside the horizon: providers read (and report deletions) within
         # it, so an event outside it is neither listed nor a sign of an edit.
         mapped = {
@@ -95,7 +95,7 @@ def notice_external_edits(
             held = mapped.get(resource.key)
             if held is not None and held[1] is not None and resource.etag != held[1]:
                 touched.add(held[0])
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         if touched:
             for mapping in session.scalars(
                 select(ExportedEvent).where(

@@ -47,7 +47,7 @@ def list_connections(rt: Runtime, *, tenant_id: str | None = None) -> list[Opera
     query = select(Connection).order_by(Connection.tenant_id, Connection.created_at, Connection.id)
     if tenant_id is not None:
         query = query.where(Connection.tenant_id == tenant_id)
-    with rt.sessions() as session:
+    with rt.db() as session:
         return [_operator_view(rt, row) for row in session.scalars(query)]
 
 
@@ -70,7 +70,7 @@ def _operator_view(rt: Runtime, row: Connection) -> OperatorConnection:
 
 
 def get_connection(rt: Runtime, *, connection_id: str) -> OperatorConnection | None:
-    with rt.sessions() as session:
+    with rt.db() as session:
         row = session.get(Connection, connection_id)
         return _operator_view(rt, row) if row is not None else None
 
@@ -79,7 +79,7 @@ def syncable_connection_ids(rt: Runtime, *, tenant_id: str | None = None) -> lis
     query = select(Connection.id).where(syncable()).order_by(Connection.created_at, Connection.id)
     if tenant_id is not None:
         query = query.where(Connection.tenant_id == tenant_id)
-    with rt.sessions() as session:
+    with rt.db() as session:
         return list(session.scalars(query))
 
 
@@ -96,7 +96,7 @@ def queue_snapshot(rt: Runtime) -> QueueSnapshot | None:
 
 def _queue_snapshot(rt: Runtime) -> QueueSnapshot:
     now = utcnow()
-    with rt.sessions() as session:
+    with rt.db() as session:
         oldest = session.scalar(
             select(func.min(func.coalesce(Connection.last_synced_at, Connection.created_at))).where(
                 syncable()

@@ -26,8 +26,8 @@ from calsync.providers.base import (
     UnsupportedAccount,
 )
 from calsync.providers.oauth2 import code_challenge, new_code_verifier
-from calsync.service.accounts import seal_tokens
-from calsync.service.connect import check_connect, upsert_connection
+from calsync.service.connections.accounts import seal_tokens
+from calsync.service.connections.connect import check_connect, upsert_connection
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import OAuthAttempt, utcnow
@@ -60,7 +60,7 @@ def start(
     client = rt.providers.oauth_client(provider)
     state, verifier = secrets.token_urlsafe(32), new_code_verifier()
     now = utcnow()
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         session.add(
             OAuthAttempt(
                 state_hash=_hash(state),
@@ -127,7 +127,7 @@ def _claim(rt: Runtime, state: str) -> OAuthAttempt | None:
     if not state or len(state) > 200:
         return None
     state_hash = _hash(state)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         claimed = session.execute(
             update(OAuthAttempt)
             .where(OAuthAttempt.state_hash == state_hash, OAuthAttempt.used_at.is_(None))

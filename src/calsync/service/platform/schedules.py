@@ -7,12 +7,12 @@ from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, Identity, Permission
 from calsync.errors import NotFound
-from calsync.service.auth import require_any
-from calsync.service.connections import disconnect_row
-from calsync.service.instances import reexpand_connection
-from calsync.service.push import stop_channels_later
-from calsync.service.retire import capture, retire_later
+from calsync.service.access.auth import require_any
+from calsync.service.connections.manage import disconnect_row
+from calsync.service.connections.retire import capture, retire_later
 from calsync.service.runtime import Runtime
+from calsync.service.sync.instances import reexpand_connection
+from calsync.service.sync.push import stop_channels_later
 from calsync.service.views import ScheduleView
 from calsync.store.db import transaction
 from calsync.store.models import Connection, PlatformSession, Schedule, utcnow
@@ -61,7 +61,7 @@ def put_schedule(
     _require_manager(identity)
     schedule_id = schedule_id.lower()
     owner = owner_user_id.lower() if owner_user_id else None
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(Schedule, (identity.tenant_id, schedule_id))
         now = utcnow()
         if row is None:
@@ -90,7 +90,7 @@ def put_schedule(
 
 def get_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> ScheduleView:
     _require_manager(identity)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(Schedule, (identity.tenant_id, schedule_id.lower()))
         if row is None:
             raise NotFound(f"schedule {schedule_id} not found")
@@ -99,7 +99,7 @@ def get_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> Schedu
 
 def list_schedules(rt: Runtime, *, identity: Identity) -> list[ScheduleView]:
     _require_manager(identity)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         rows = session.scalars(
             select(Schedule)
             .where(Schedule.tenant_id == identity.tenant_id)
@@ -115,7 +115,7 @@ def visible_schedules(rt: Runtime, *, identity: Identity) -> list[ScheduleView]:
         return list_schedules(rt, identity=identity)
     if not identity.user_id:
         return []
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         rows = session.scalars(
             select(Schedule)
             .where(
@@ -140,7 +140,7 @@ def visible_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> Sc
 def delete_schedule(rt: Runtime, *, identity: Identity, schedule_id: str) -> ScheduleView:
     """Remove a schedule; its connections are disconnected first (and stay readable)."""
     _require_manager(identity)
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         row = session.get(Schedule, (identity.tenant_id, schedule_id.lower()))
         if row is None:
             raise NotFound(f"schedule {schedule_id} not found")

@@ -24,7 +24,7 @@ from calsync.providers.base import (
     StaleEvent,
     WrittenEvent,
 )
-from calsync.service.export_event import export_event, export_uid
+from calsync.service.export.event import export_event, export_uid
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import (
@@ -94,7 +94,7 @@ def write_chunk(
             if found is not None:
                 m.external_id, m.etag = found.external_id, None
     # Record the intent before writing: the row's uid is how a retry finds the event.
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         for s in chunk:
             m = mappings.get(s.session_id)
             if m is None:
@@ -144,7 +144,7 @@ def _record_writes(
     report: ExportReport,
 ) -> None:
     fatal: ProviderError | None = None
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         for s, result in zip(chunk, results, strict=True):
             m = session.get(ExportedEvent, (connection_id, s.session_id))
             if isinstance(result, WrittenEvent):
@@ -202,7 +202,7 @@ def delete_chunk(
         else:
             report.failed += 1
             report.problems.append(f"session {m.session_id}: {result}")
-    with transaction(rt.sessions) as session:
+    with transaction(rt.db) as session:
         if done:
             session.execute(
                 delete(ExportedEvent).where(
@@ -231,7 +231,7 @@ def remove_exported(
 ) -> None:
     """Delete what calsync exported into calendars other than ``keep_calendar`` (all of it
     when None): export turned off, target changed, connection retired."""
-    with rt.sessions() as session:
+    with rt.db() as session:
         stale = list(
             session.scalars(
                 select(ExportedEvent).where(ExportedEvent.connection_id == connection_id)
@@ -247,7 +247,7 @@ def remove_exported(
             try:
                 delete_chunk(rt, connection_id, writer, call, calendar_id, chunk, report)
             except CalendarGone:
-                with transaction(rt.sessions) as session:
+                with transaction(rt.db) as session:
                     session.execute(
                         delete(ExportedEvent).where(
                             ExportedEvent.connection_id == connection_id,

@@ -1,0 +1,1 @@
+"""Who may call: API keys, authentication and permissions, encryption-key rotation."""

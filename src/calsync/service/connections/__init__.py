@@ -1,0 +1,1 @@
+"""Connections: connecting accounts, their sync configuration, disconnecting and retiring."""

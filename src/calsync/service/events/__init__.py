@@ -1,0 +1,1 @@
+"""Reading stored busy times: List Events, its cursors, live reads outside the horizon."""

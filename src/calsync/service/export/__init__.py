@@ -1,0 +1,1 @@
+"""Export: the platform's sessions written into external calendars."""

@@ -1,0 +1,1 @@
+"""The platform's own objects: schedules and their sessions (bookings, classes)."""

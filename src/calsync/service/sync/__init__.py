@@ -1,0 +1,1 @@
+"""Import: the sync step, the worker that runs it, leases and push notifications."""
