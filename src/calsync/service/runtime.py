@@ -20,6 +20,7 @@ from calsync.providers.base import CalendarProvider, ExternalCalendar
 from calsync.providers.registry import ProviderConfig, ProviderRegistry, load_providers
 from calsync.settings import Settings
 from calsync.store.db import make_engine, make_loop_engine, make_session_factory
+from calsync.store.unit import Store
 
 T = TypeVar("T")
 
@@ -29,6 +30,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     db: sessionmaker[Session]
+    store: Store
     providers: ProviderRegistry
     secrets: SecretBox
     cursor_key: bytes
@@ -106,12 +108,15 @@ def build_runtime(
         adapter_factory or default_adapter_factory(settings),
         timeout=settings.provider_timeout_seconds,
     )
+    db = make_session_factory(engine)
+    loop_engine = make_loop_engine(url)
     return Runtime(
         settings=settings,
         engine=engine,
-        db=make_session_factory(engine),
+        db=db,
+        store=Store(engine, db, loop_engine),
         providers=registry,
         secrets=secrets,
         cursor_key=cursor_key,
-        loop_engine=make_loop_engine(url),
+        loop_engine=loop_engine,
     )

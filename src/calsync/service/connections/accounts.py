@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from calsync.domain import ConnectionStatus, ErrorReason
+from calsync.domain import ConnectionStatus, lifecycle
 from calsync.errors import ProviderUnavailable
 from calsync.providers.base import (
     AccountRef,
@@ -21,6 +21,7 @@ from calsync.providers.base import (
 )
 from calsync.providers.registry import ProviderConfig
 from calsync.service.runtime import Runtime
+from calsync.store.connections import lifecycle_of, set_lifecycle
 from calsync.store.db import transaction
 from calsync.store.models import Connection, utcnow
 from calsync.store.rows import lock_active_connection
@@ -134,9 +135,7 @@ def _still_good(tokens: OAuthTokens, rejected_token: str | None) -> bool:
 def mark_token_revoked(row: Connection, detail: str) -> None:
     """ERROR / TOKEN_REVOKED: calls to the provider stop until the account is connected again."""
     if row.status != ConnectionStatus.DISCONNECTED.value:
-        row.status = ConnectionStatus.ERROR.value
-        row.error_reason = ErrorReason.TOKEN_REVOKED.value
-        row.last_error = detail[:500]
+        set_lifecycle(row, lifecycle.token_revoked(lifecycle_of(row), detail))
         row.updated_at = utcnow()
 
 

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from calsync.domain import (
     ConnectionStatus,
     ConnectMethod,
-    ErrorReason,
     Identity,
     Permission,
+    lifecycle,
 )
 from calsync.errors import (
     BadCredentials,
@@ -31,6 +31,7 @@ from calsync.service.connections.accounts import (
 from calsync.service.connections.view import to_view
 from calsync.service.runtime import Runtime
 from calsync.service.views import ConnectionView
+from calsync.store.connections import lifecycle_of, set_lifecycle
 from calsync.store.db import transaction
 from calsync.store.models import (
     Connection,
@@ -122,9 +123,7 @@ def upsert_connection(
         now = utcnow()
         if existing is not None:
             row = existing
-            if row.status == ConnectionStatus.ERROR.value:
-                row.status = ConnectionStatus.CONNECTED.value
-                row.error_reason = ErrorReason.UNDEFINED.value
+            state = lifecycle.repaired(lifecycle_of(row), now)
         else:
             row = Connection(
                 id=new_connection_id(),
@@ -133,18 +132,17 @@ def upsert_connection(
                 schedule_id=schedule_id,
                 user_id=schedule.owner_user_id or caller_user_id,
                 app_id=caller_app_id,
-                status=ConnectionStatus.CONNECTED.value,
-                error_reason=ErrorReason.UNDEFINED.value,
                 sync_config=sc.to_json(sc.default_for(provider.features)),
                 created_at=now,
             )
+            state = lifecycle.new(now)
             session.add(row)
         row.external_account_email = email
         row.secret = secret
         row.account_state = account_state
         row.updated_at = now
-        row.export_requested_at = now  # the (new) account gets the schedule's sessions
-        request_sync(rt, row)
+        # The (new) account gets the schedule's sessions.
+        set_lifecycle(row, lifecycle.export_due(state, now))
         connection_id = row.id
     rt.calendar_cache.pop(connection_id, None)
     rt.work_available.set()
@@ -174,11 +172,3 @@ def check_connect(
             f"this provider does not support connecting by {method.value.lower()}"
         )
     return owner_user_id, provider
-
-
-def request_sync(rt: Runtime, row: Connection) -> None:
-    """Make the connection due now; a worker (in this process or another) picks it up."""
-    now = utcnow()
-    row.sync_requested_at = now
-    row.next_sync_at = now
-    row.failure_count = 0

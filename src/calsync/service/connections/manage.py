@@ -9,7 +9,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from calsync.domain import (
-    EXPORT_ERROR_REASONS,
     ConnectionStatus,
     ErrorReason,
     Identity,
@@ -17,6 +16,7 @@ from calsync.domain import (
     Permission,
     SyncConfig,
     SyncToCalendar,
+    lifecycle,
 )
 from calsync.errors import (
     ConnectionAlreadyDisconnected,
@@ -36,12 +36,12 @@ from calsync.service.connections.accounts import (
     unavailable,
     with_account,
 )
-from calsync.service.connections.connect import request_sync
 from calsync.service.connections.retire import capture, retire_later
 from calsync.service.connections.view import to_view
 from calsync.service.runtime import Runtime
 from calsync.service.sync.push import stop_channels_later
 from calsync.service.views import CalendarView, ConnectionList, ConnectionView
+from calsync.store.connections import lifecycle_of, set_lifecycle
 from calsync.store.db import transaction
 from calsync.store.models import (
     Connection,
@@ -215,15 +215,13 @@ def update_sync_config(
         fresh_row = lock_active_connection(session, connection_id)
         if fresh_row is None:
             raise ConnectionNotConnected("the connection was disconnected meanwhile")
-        if sc.from_json(fresh_row.sync_config).export != merged.export:
-            fresh_row.export_requested_at = utcnow()  # a run going on now exports again
+        export_changed = sc.from_json(fresh_row.sync_config).export != merged.export
         fresh_row.sync_config = sc.to_json(merged)
-        fresh_row.updated_at = utcnow()
-        if fresh_row.error_reason in EXPORT_ERROR_REASONS:  # a new config is the way out of these
-            fresh_row.error_reason = ErrorReason.UNDEFINED.value
-            fresh_row.status = ConnectionStatus.CONNECTED.value
-            fresh_row.last_error = None
-        request_sync(rt, fresh_row)
+        fresh_row.updated_at = now = utcnow()
+        state = lifecycle.config_changed(
+            lifecycle_of(fresh_row), now, export_changed=export_changed
+        )
+        set_lifecycle(fresh_row, state)
         view = to_view(rt, fresh_row)
     rt.work_available.set()
     return view
@@ -252,8 +250,7 @@ def disconnect_row(session: Session, row: Connection) -> bytes | None:
     """Mark DISCONNECTED, forget the secret and everything imported. Idempotent. Returns the
     forgotten secret so the caller can revoke the grant once the change is committed."""
     secret = row.secret
-    row.status = ConnectionStatus.DISCONNECTED.value
-    row.error_reason = ErrorReason.UNDEFINED.value
+    set_lifecycle(row, lifecycle.disconnected(lifecycle_of(row)))
     row.secret = None
     row.account_state = {}
     row.updated_at = utcnow()

@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from calsync.domain import ConnectionStatus, Identity, Permission
+from calsync.domain import Identity, Permission
 from calsync.errors import NotFound
 from calsync.service.access.auth import require_any
 from calsync.service.runtime import Runtime
+from calsync.store import connections
 from calsync.store.db import transaction
-from calsync.store.models import Connection, PlatformSession, Schedule, utcnow
+from calsync.store.models import PlatformSession, Schedule, utcnow
+from calsync.store.unit import Tx
 from calsync.tz import epoch_ms, zone
 
 CONFIRMED = "CONFIRMED"
@@ -273,19 +275,6 @@ def _window_rows(
 
 
 def request_export(session: Session, tenant_id: str, schedule_id: str) -> None:
-    """Make the schedule's active connections due now, so a worker exports the change.
-
-    A connection backing off after failures (a rate limit, an outage) keeps its retry time:
-    the change is exported when it retries, and the provider is not hammered meanwhile.
-    """
-    now = utcnow()
-    session.execute(
-        update(Connection)
-        .where(
-            Connection.tenant_id == tenant_id,
-            Connection.schedule_id == schedule_id,
-            Connection.status != ConnectionStatus.DISCONNECTED.value,
-            Connection.failure_count == 0,
-        )
-        .values(next_sync_at=now, export_requested_at=now)
-    )
+    """Make the schedule's active connections due now, so a worker exports the change
+    (``store.connections.mark_schedule_export_due``)."""
+    connections.mark_schedule_export_due(Tx(session), tenant_id, schedule_id, utcnow())

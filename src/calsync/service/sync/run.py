@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy import select
 
-from calsync.domain import EXPORT_ERROR_REASONS, ConnectionStatus, ErrorReason
+from calsync.domain import EXPORT_ERROR_REASONS, ErrorReason, lifecycle
 from calsync.providers.base import (
     AccountRef,
     AuthRejected,
@@ -28,11 +28,12 @@ from calsync.providers.base import (
     RateLimitedByProvider,
 )
 from calsync.service.connections import sync_config as sc
-from calsync.service.connections.accounts import mark_token_revoked, with_account
+from calsync.service.connections.accounts import with_account
 from calsync.service.export.reconcile import ExportBlocked, export_connection
 from calsync.service.runtime import Runtime
 from calsync.service.sync import leases
 from calsync.service.sync.instances import apply_changes, drop_calendars, expansion_context
+from calsync.store.connections import lifecycle_of, set_lifecycle
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ConnectionCalendar, ImportedObject, utcnow
 from calsync.store.rows import lock_active_connection
@@ -132,8 +133,7 @@ def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
             raise SyncFailed(row.provider_id, "the external account refused the stored credentials")
         previous_status = row.status
         export_held = row.error_reason in EXPORT_ERROR_REASONS
-        row.status = ConnectionStatus.SYNC_IN_PROGRESS.value
-        row.last_sync_attempt_at = utcnow()
+        set_lifecycle(row, lifecycle.sync_begun(lifecycle_of(row), utcnow()))
         started = utcnow()
         config = sc.from_json(row.sync_config)
         context = expansion_context(rt, session, row)
@@ -191,26 +191,23 @@ def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
             except ExportBlocked as exc:
                 blocked = exc
     except AuthRejected as exc:
-        _record(rt, connection_id, revoked=str(exc))
+        _record(rt, connection_id, _Revoked(str(exc)))
         raise SyncFailed(
             provider.id, "the external account refused the stored credentials"
         ) from exc
     except ProviderError as exc:
-        _record(rt, connection_id, failure=exc, previous_status=previous_status)
+        _record(rt, connection_id, _Failed(exc, previous_status))
         raise SyncFailed(provider.id, str(exc)) from exc
     except BaseException:
-        _record(rt, connection_id, failure=None, previous_status=previous_status)
+        _record(rt, connection_id, _Failed(None, previous_status))
         raise
-    _record(
-        rt,
-        connection_id,
-        synced_from=started,
-        primary_id=primary_id,
-        problems="; ".join(problems) or None,
-        gone=gone,
-        blocked=blocked,
+    run = lifecycle.SyncSuccess(
+        started=started,
         exported=export,
+        problems="; ".join(problems) or None,
+        blocked=(blocked.reason, str(blocked)) if blocked is not None else None,
     )
+    _record(rt, connection_id, _Succeeded(run, primary_id, gone))
 
 
 def _wanted_calendars(
@@ -256,85 +253,66 @@ def _read(
     return with_account(rt, row, read)
 
 
-def _record(
-    rt: Runtime,
-    connection_id: str,
-    *,
-    synced_from: datetime | None = None,
-    primary_id: str | None = None,
-    problems: str | None = None,
-    gone: list[str] | None = None,
-    revoked: str | None = None,
-    blocked: ExportBlocked | None = None,
-    exported: bool = False,
-    failure: ProviderError | None = None,
-    previous_status: str = ConnectionStatus.CONNECTED.value,
-) -> None:
-    """Record a run's outcome and when the connection is next due.
+@dataclass(frozen=True)
+class _Revoked:
+    detail: str
 
-    Success records when the run *started* as ``last_synced_at``: the data is at least that
-    new, and a change requested after that moment (new sync config, new credentials) leaves
-    the connection due whatever the interleaving. A transient failure keeps the status until
-    ``error_threshold`` consecutive failures, and retries with backoff (Retry-After honoured).
-    ``exported``: the run also exported (or found the export held), which answers the export
-    requests made before it started; a run that only imported (List Events freshening) leaves
-    a pending export request due for the worker.
-    """
+
+@dataclass(frozen=True)
+class _Failed:
+    failure: ProviderError | None  # None: an internal error
+    status_before: str
+
+
+@dataclass(frozen=True)
+class _Succeeded:
+    run: lifecycle.SyncSuccess
+    primary_id: str | None
+    gone: list[str]
+
+
+def _record(rt: Runtime, connection_id: str, outcome: _Revoked | _Failed | _Succeeded) -> None:
+    """Record a run's outcome through the connection's state machine
+    (``domain.lifecycle``), and the calendars it learned about."""
     now = utcnow()
     with transaction(rt.db) as session:
         row = lock_active_connection(session, connection_id)
         if row is None:
             return
+        failure = outcome.failure if isinstance(outcome, _Failed) else None
         rt.metrics.sync_finished(
-            row.provider_id, synced=bool(synced_from), revoked=revoked is not None, failure=failure
+            row.provider_id,
+            synced=isinstance(outcome, _Succeeded),
+            revoked=isinstance(outcome, _Revoked),
+            failure=failure,
         )
-        if revoked is not None:
-            mark_token_revoked(row, revoked)
-            return
-        if synced_from is not None and row.error_reason == ErrorReason.TOKEN_REVOKED.value:
-            return  # refused meanwhile (a run started before it knew): reconnecting clears it
-        if synced_from is not None:
-            # Something to export came up while this run went on (a session, the export
-            # config), or this run did not export and a request waits: due again now. (An
-            # import request made meanwhile needs no such thing: List Events syncs first
-            # whenever sync_requested_at is newer than the data.)
-            config_changed = row.sync_requested_at > synced_from
-            requested = row.export_requested_at
-            if exported and requested is not None and requested <= synced_from:
-                row.export_requested_at = requested = None
-            again = requested is not None and (not exported or requested > synced_from)
-            if blocked is not None and config_changed:
-                blocked = None  # the new config may not be blocked: the next run finds out
-            if blocked is not None:
-                row.status = ConnectionStatus.ERROR.value
-                row.error_reason = blocked.reason.value
-                row.last_error = str(blocked)[:500]
-            elif row.error_reason in EXPORT_ERROR_REASONS:
-                row.status = ConnectionStatus.ERROR.value  # until the sync config changes
-            else:
-                row.status = ConnectionStatus.SYNCED.value
-                row.error_reason = ErrorReason.UNDEFINED.value
-                row.last_error = problems[:500] if problems else None
-            row.last_synced_at = synced_from
-            backing_off = row.failure_count > 0 and row.next_sync_at > now
-            row.failure_count = 0
-            if not (backing_off and not exported):
-                poll = timedelta(seconds=rt.settings.poll_interval_seconds)
-                row.next_sync_at = now if again else now + poll
-            # else: backing off (an export throttled, say) and this run only imported: the
-            # worker's retry keeps its time (Retry-After included); the import succeeding
-            # says nothing about the writes.
-            if primary_id and row.account_state.get(PRIMARY_STATE_KEY) != primary_id:
-                row.account_state = {**row.account_state, PRIMARY_STATE_KEY: primary_id}
-            if gone:
-                _forget_calendars(row, set(gone))
-            return
-        row.failure_count += 1
-        retry_after = failure.retry_after if isinstance(failure, RateLimitedByProvider) else None
-        row.next_sync_at = now + leases.backoff(rt, row.failure_count, retry_after)
-        row.last_error = (str(failure) if failure else "internal error")[:500]
-        failing = row.failure_count >= rt.settings.error_threshold
-        row.status = ConnectionStatus.ERROR.value if failing else previous_status
+        state = lifecycle_of(row)
+        if isinstance(outcome, _Revoked):
+            set_lifecycle(row, lifecycle.token_revoked(state, outcome.detail))
+        elif isinstance(outcome, _Failed):
+            retry_after = (
+                failure.retry_after if isinstance(failure, RateLimitedByProvider) else None
+            )
+            state = lifecycle.sync_failed(
+                state,
+                now=now,
+                retry_in=leases.backoff(rt, state.failure_count + 1, retry_after),
+                error=str(failure) if failure else None,
+                threshold=rt.settings.error_threshold,
+                status_before=outcome.status_before,
+            )
+            set_lifecycle(row, state)
+        elif not state.revoked:  # refused while this run went on: only reconnecting clears it
+            poll = timedelta(seconds=rt.settings.poll_interval_seconds)
+            set_lifecycle(row, lifecycle.sync_succeeded(state, outcome.run, now=now, poll=poll))
+            _remember_calendars(row, outcome.primary_id, outcome.gone)
+
+
+def _remember_calendars(row: Connection, primary_id: str | None, gone: list[str]) -> None:
+    if primary_id and row.account_state.get(PRIMARY_STATE_KEY) != primary_id:
+        row.account_state = {**row.account_state, PRIMARY_STATE_KEY: primary_id}
+    if gone:
+        _forget_calendars(row, set(gone))
 
 
 def _forget_calendars(row: Connection, gone: set[str]) -> None:
