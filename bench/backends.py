@@ -15,7 +15,7 @@ import psycopg
 from calsync.service.access import api_keys
 from calsync.service.runtime import Runtime, build_runtime
 from calsync.settings import Settings
-from calsync.store.db import transaction, upgrade
+from calsync.store.db import upgrade
 
 POSTGRES_URL = os.environ.get(
     "CALSYNC_BENCH_POSTGRES_URL",
@@ -79,8 +79,8 @@ class Backend:
 
     def new_key(self, tenant: str) -> str:
         assert self.runtime is not None
-        with transaction(self.runtime.db) as session:
-            return api_keys.create_key(session, tenant_id=tenant, name="bench").key
+        with self.runtime.store.transaction() as tx:
+            return api_keys.create_key(tx, tenant_id=tenant, name="bench").key
 
     def db_cpu_seconds(self) -> float:
         """CPU seconds used so far by the PostgreSQL backends serving the bench server

@@ -17,7 +17,7 @@ from calsync.providers.registry import ProviderConfig
 from calsync.service.access import api_keys
 from calsync.service.runtime import Runtime, build_runtime
 from calsync.settings import Settings
-from calsync.store.db import transaction, upgrade
+from calsync.store.db import upgrade
 from tests.fakes import FakeProvider
 
 pytest_plugins = ["tests.peers.fixtures"]
@@ -117,8 +117,8 @@ def runtime(make_runtime: Callable[..., Runtime], fake_provider: FakeProvider) -
 
 
 def new_key(rt: Runtime, tenant: str = TENANT, **kwargs: object) -> str:
-    with transaction(rt.db) as session:
-        return api_keys.create_key(session, tenant_id=tenant, **kwargs).key  # type: ignore[arg-type]
+    with rt.store.transaction() as tx:
+        return api_keys.create_key(tx, tenant_id=tenant, **kwargs).key  # type: ignore[arg-type]
 
 
 class Api:

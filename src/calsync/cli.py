@@ -6,16 +6,19 @@ import json
 import logging
 import os
 import threading
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.orm import Session
 
 from calsync import cli_ops
 from calsync.domain import Permission
 from calsync.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from calsync.store.unit import Tx
 
 app = typer.Typer(
     help="calsync connects booking-platform schedules to Google, Microsoft, iCloud and CalDAV "
@@ -56,11 +59,11 @@ def _settings() -> Settings:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create the schema or migrate it to the newest version (SQLite and PostgreSQL alike)."""
-    from calsync.store.db import make_engine, upgrade
+    from calsync.store import database
 
-    engine = make_engine(_settings().resolved_database_url())
-    upgrade(engine)
-    engine.dispose()
+    store = database.open_store(_settings().resolved_database_url())
+    database.upgrade(store)
+    database.close(store)
     typer.echo("database is up to date")
 
 
@@ -105,7 +108,7 @@ def serve(
     from calsync.api.processes import serve_processes
     from calsync.dashboard.signin import issue_signin_link
     from calsync.service.runtime import build_runtime
-    from calsync.store.db import upgrade
+    from calsync.store import database
 
     settings = _settings()
     logs.configure(settings.log_level)
@@ -133,7 +136,7 @@ def serve(
                 "CALSYNC_OAUTH_REDIRECT_ORIGINS is not set: OAuth may redirect to any origin"
             )
         if migrate or caldav:
-            upgrade(runtime.engine)
+            database.upgrade(runtime.store)
         if caldav:
             today = demo_mode.today()
             access = demo_mode.seed(runtime, caldav, today)
@@ -176,12 +179,12 @@ def worker_command() -> None:
     from calsync import logs
     from calsync.service.runtime import build_runtime
     from calsync.service.sync.worker import Worker
-    from calsync.store.db import upgrade
+    from calsync.store import database
 
     settings = _settings()
     logs.configure(settings.log_level)
     runtime = build_runtime(settings)
-    upgrade(runtime.engine)
+    database.upgrade(runtime.store)
     background = Worker(runtime)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -217,9 +220,9 @@ def keys_create(
     except ValueError as exc:
         valid = ", ".join(p.value for p in Permission)
         raise typer.BadParameter(f"unknown permission; valid: {valid}") from exc
-    with _session() as session:
+    with _transaction() as tx:
         created = api_keys.create_key(
-            session, tenant_id=tenant, user_id=user, permissions=perms or None, name=name
+            tx, tenant_id=tenant, user_id=user, permissions=perms or None, name=name
         )
     if as_json:
         info = created.info
@@ -248,8 +251,8 @@ def keys_list(
     """List keys (never the keys themselves: only ids and what they may do)."""
     from calsync.service.access import api_keys
 
-    with _session() as session:
-        found = api_keys.list_keys(session, tenant_id=tenant)
+    with _transaction() as tx:
+        found = api_keys.list_keys(tx, tenant_id=tenant)
     for k in found:
         row = {
             "id": k.id,
@@ -270,20 +273,26 @@ def keys_revoke(
     """Revoke a key: requests with it are refused from now on."""
     from calsync.service.access import api_keys
 
-    with _session() as session:
-        found = api_keys.revoke_key(session, key_id=key_id)
+    with _transaction() as tx:
+        found = api_keys.revoke_key(tx, key_id=key_id)
     if not found:
         typer.echo(f"no key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
 
 
-def _session() -> AbstractContextManager[Session]:
-    from calsync.store.db import make_engine, make_session_factory, transaction, upgrade
+@contextmanager
+def _transaction() -> Iterator[Tx]:
+    """A unit of work on the configured database, its schema brought up to date first."""
+    from calsync.store import database
 
-    engine = make_engine(_settings().resolved_database_url())
-    upgrade(engine)
-    return transaction(make_session_factory(engine))
+    store = database.open_store(_settings().resolved_database_url())
+    try:
+        database.upgrade(store)
+        with store.transaction() as tx:
+            yield tx
+    finally:
+        database.close(store)
 
 
 def main() -> None:

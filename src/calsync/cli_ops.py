@@ -48,10 +48,10 @@ def open_runtime() -> Runtime:
     """The runtime of the configured settings, with the schema up to date."""
     from calsync.service.runtime import build_runtime
     from calsync.settings import get_settings
-    from calsync.store.db import upgrade
+    from calsync.store import database
 
     runtime = build_runtime(get_settings())
-    upgrade(runtime.engine)
+    database.upgrade(runtime.store)
     return runtime
 
 

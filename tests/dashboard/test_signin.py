@@ -117,9 +117,9 @@ def test_revoking_the_key_ends_its_sessions(client: TestClient, runtime: Runtime
     key = new_key(runtime)
     assert sign_in_with_key(client, key).status_code == 303
     assert client.get("/dashboard", follow_redirects=False).status_code == 200
-    with transaction(runtime.db) as session:
-        for info in api_keys.list_keys(session, tenant_id=TENANT):
-            api_keys.revoke_key(session, key_id=info.id)
+    with runtime.store.transaction() as tx:
+        for info in api_keys.list_keys(tx, tenant_id=TENANT):
+            api_keys.revoke_key(tx, key_id=info.id)
     assert client.get("/dashboard", follow_redirects=False).status_code == 303
 
 

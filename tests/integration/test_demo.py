@@ -27,6 +27,7 @@ import pytest
 from calsync.demo.events import next_dst_change, week_start
 from calsync.service.access import api_keys
 from calsync.store.db import make_engine, make_session_factory
+from calsync.store.unit import Tx
 from tests.peers.tls import free_port
 
 # Two starts, two stops and the checks take ~10 s on an idle machine; the bound is for hangs.
@@ -210,7 +211,7 @@ def count_rows(data_dir: Path) -> dict[str, int]:
             from calsync.store.models import Connection, PlatformSession, Schedule
 
             return {
-                "keys": len(api_keys.list_keys(session, tenant_id="demo")),
+                "keys": len(api_keys.list_keys(Tx(session), tenant_id="demo")),
                 "schedules": session.scalar(select(func.count()).select_from(Schedule)) or 0,
                 "connections": session.scalar(select(func.count()).select_from(Connection)) or 0,
                 "sessions": session.scalar(select(func.count()).select_from(PlatformSession)) or 0,

@@ -22,15 +22,15 @@ def empty_cache() -> Iterator[None]:
 
 
 def _key_id(rt: Runtime, key: str) -> str:
-    with rt.db() as session:
-        return auth.authenticate(session, key, None).key_id or ""
+    with rt.store.reading() as tx:
+        return auth.authenticate(tx, key, None).key_id or ""
 
 
 def test_a_key_revoked_in_this_process_stops_working_at_once(api: Api, runtime: Runtime) -> None:
     key = new_key(runtime)
     assert api.get(f"{EXT}/providers", key=key).status_code == 200  # now cached
-    with transaction(runtime.db) as session:
-        assert api_keys.revoke_key(session, key_id=_key_id(runtime, key))
+    with runtime.store.transaction() as tx:
+        assert api_keys.revoke_key(tx, key_id=_key_id(runtime, key))
     assert api.get(f"{EXT}/providers", key=key).status_code == 401
 
 
@@ -55,8 +55,8 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_bound(
 
 def test_unknown_keys_are_not_cached_and_new_keys_work_at_once(api: Api, runtime: Runtime) -> None:
     assert api.get(f"{EXT}/providers", key="csk_not-yet").status_code == 401
-    with transaction(runtime.db) as session:
-        created = api_keys.create_key(session, tenant_id="other-site")
+    with runtime.store.transaction() as tx:
+        created = api_keys.create_key(tx, tenant_id="other-site")
     assert api.get(f"{EXT}/providers", key=created.key).status_code == 200
     assert api.get(f"{EXT}/providers", key="csk_not-yet").status_code == 401
 

@@ -25,6 +25,7 @@ from calsync.service import runtime as runtime_module
 from calsync.service.access import key_rotation
 from calsync.service.runtime import Runtime
 from calsync.settings import get_settings
+from calsync.store import secrets as stored_secrets
 from calsync.store.db import transaction
 from calsync.store.models import Base, Connection, OAuthAttempt, utcnow
 from tests.api.test_external_api import EMAIL, PASSWORD, account, connect, make_schedule
@@ -317,7 +318,7 @@ def test_secrets_no_key_can_read_are_reported_not_lost(
 
 
 def test_every_binary_column_is_rotated_or_known_not_to_be_a_secret() -> None:
-    rotated = {(s.class_.__tablename__, s.key) for _, s in key_rotation.ENCRYPTED_COLUMNS}
+    rotated = {(s.class_.__tablename__, s.key) for _, s in stored_secrets.ENCRYPTED_COLUMNS}
     binary = {
         (table.name, column.name)
         for table in Base.metadata.tables.values()

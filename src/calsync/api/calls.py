@@ -65,7 +65,7 @@ async def serve(
     authorization = request.headers.get("authorization")
     site_id = request.headers.get("wix-site-id")
     if quick is not None and rt.loop_engine is not None:
-        identity = cached_identity(rt.db, authorization, site_id)
+        identity = cached_identity(rt.store, authorization, site_id)
         if identity is not None:
             try:
                 answer = quick(Call(rt=rt, identity=identity, query=query, body=body))
@@ -79,7 +79,7 @@ async def serve(
                 return EncodedJSON(encode_json(answer))
 
     def run() -> bytes:
-        identity = authenticate_cached(rt.db, authorization, site_id)
+        identity = authenticate_cached(rt.store, authorization, site_id)
         return encode_json(work(Call(rt=rt, identity=identity, query=query, body=body)))
 
     return EncodedJSON(await run_in_threadpool(run))

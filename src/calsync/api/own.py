@@ -14,7 +14,7 @@ from calsync.errors import ViolationCollector
 from calsync.service.platform import schedules
 from calsync.service.runtime import Runtime
 from calsync.service.sync.report import sync_report
-from calsync.store.db import ping
+from calsync.store import database
 from calsync.tz import zone_exists
 
 router = APIRouter(prefix="/v1")
@@ -23,9 +23,9 @@ router = APIRouter(prefix="/v1")
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
-    database = await run_in_threadpool(ping, rt.engine)
-    body = {"status": "ok" if database else "degraded", "database": "ok" if database else "down"}
-    return JSONResponse(body, status_code=200 if database else 503)
+    up = await run_in_threadpool(database.ping, rt.store)
+    body = {"status": "ok" if up else "degraded", "database": "ok" if up else "down"}
+    return JSONResponse(body, status_code=200 if up else 503)
 
 
 @router.put("/schedules/{schedule_id}")

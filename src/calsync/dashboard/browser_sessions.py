@@ -6,15 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timedelta
-
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
+from datetime import UTC, datetime, timedelta
 
 from calsync.domain import Identity, IdentityType, Permission
 from calsync.service.runtime import Runtime
-from calsync.store.db import transaction
-from calsync.store.models import ApiKey, DashboardSession, DashboardSigninLink, utcnow
+from calsync.store import browser_sessions as signins
+from calsync.store import keys
+from calsync.store.browser_sessions import DashboardSignin
+from calsync.store.unit import Tx
 
 SESSION_TTL = timedelta(hours=12)
 
@@ -24,34 +23,33 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def forget_expired(session: Session, now: datetime) -> None:
+def forget_expired(tx: Tx, now: datetime) -> None:
     """Delete the sign-in links and sessions that expired before ``now``: they can never sign
     anybody in again. Called whenever a link or session is issued, so the tables stay small
     without a cleanup job."""
-    session.execute(delete(DashboardSigninLink).where(DashboardSigninLink.expires_at <= now))
-    session.execute(delete(DashboardSession).where(DashboardSession.expires_at <= now))
+    signins.forget_expired(tx, now)
 
 
-def start(session: Session, identity: Identity) -> str:
+def start(tx: Tx, identity: Identity) -> str:
     """A new session for ``identity``; returns the cookie token (shown only here). Expired
     links and sessions are deleted on the way."""
     token = secrets.token_urlsafe(32)
-    now = utcnow()
-    forget_expired(session, now)
-    session.add(
-        DashboardSession(
+    now = datetime.now(UTC)
+    forget_expired(tx, now)
+    signins.add_signin(
+        tx,
+        DashboardSignin(
             token_hash=token_hash(token),
             tenant_id=identity.tenant_id,
             identity_type=identity.type.value,
             user_id=identity.user_id,
             app_id=identity.app_id,
             key_id=identity.key_id,
-            permissions={"permissions": sorted(p.value for p in identity.permissions)},
+            permissions=tuple(sorted(p.value for p in identity.permissions)),
             created_at=now,
             expires_at=now + SESSION_TTL,
-        )
+        ),
     )
-    session.flush()
     return token
 
 
@@ -59,21 +57,21 @@ def identity_of(rt: Runtime, token: str | None) -> Identity | None:
     """The identity behind a cookie token, or None (unknown, expired, signed out, key revoked)."""
     if not token:
         return None
-    with transaction(rt.db) as session:
-        row = session.get(DashboardSession, token_hash(token))
-        if row is None or row.ended_at is not None or row.expires_at <= utcnow():
+    with rt.store.reading() as tx:
+        signin = signins.get_signin(tx, token_hash(token))
+        if signin is None or signin.ended_at is not None or signin.expires_at <= datetime.now(UTC):
             return None
-        if row.key_id is not None:
-            key = session.get(ApiKey, row.key_id)
-            if key is None or key.revoked_at is not None:
+        if signin.key_id is not None:
+            key = keys.get(tx, signin.key_id)
+            if key is None or key.revoked:
                 return None
         return Identity(
-            tenant_id=row.tenant_id,
-            type=IdentityType(row.identity_type),
-            permissions=frozenset(Permission(p) for p in row.permissions.get("permissions", [])),
-            user_id=row.user_id,
-            app_id=row.app_id,
-            key_id=row.key_id,
+            tenant_id=signin.tenant_id,
+            type=IdentityType(signin.identity_type),
+            permissions=frozenset(Permission(p) for p in signin.permissions),
+            user_id=signin.user_id,
+            app_id=signin.app_id,
+            key_id=signin.key_id,
         )
 
 
@@ -81,10 +79,8 @@ def end(rt: Runtime, token: str | None) -> None:
     """Sign out: the cookie token stops working at once."""
     if not token:
         return
-    with transaction(rt.db) as session:
-        row = session.get(DashboardSession, token_hash(token))
-        if row is not None and row.ended_at is None:
-            row.ended_at = utcnow()
+    with rt.store.transaction() as tx:
+        signins.end_signin(tx, token_hash(token), datetime.now(UTC))
 
 
 def csrf_token(rt: Runtime, token: str) -> str:

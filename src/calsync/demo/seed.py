@@ -21,7 +21,6 @@ from calsync.service.connections.connect import connect_by_credentials
 from calsync.service.platform import schedules
 from calsync.service.platform.sessions import CONFIRMED, SessionInput, put_session
 from calsync.service.runtime import Runtime
-from calsync.store.db import transaction
 
 DEMO_TENANT = "demo"
 DEMO_PROVIDER_ID = "d3e40c1a-5b7e-4c2a-9f1e-0a6b8c4d2e10"
@@ -98,15 +97,15 @@ def _demo_identity(rt: Runtime, caldav: DemoCalDav) -> tuple[Identity, str]:
     """The demo's app key (kept in demo.json, since only its hash is in the database)."""
     state = load_state(caldav.root)
     key = str(state.get("api_key", ""))
-    with transaction(rt.db) as session:
+    with rt.store.transaction() as tx:
         try:
-            return authenticate(session, key, None), key
+            return authenticate(tx, key, None), key
         except Unauthenticated:
-            key = api_keys.create_key(session, tenant_id=DEMO_TENANT, name="demo").key
+            key = api_keys.create_key(tx, tenant_id=DEMO_TENANT, name="demo").key
     state["api_key"] = key
     save_state(caldav.root, state)
-    with transaction(rt.db) as session:
-        return authenticate(session, key, None), key
+    with rt.store.transaction() as tx:
+        return authenticate(tx, key, None), key
 
 
 def demo_sessions(today: date) -> list[tuple[str, SessionInput]]:

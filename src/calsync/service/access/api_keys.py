@@ -5,15 +5,14 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from datetime import UTC, datetime
 
 from calsync.crypto import hash_api_key
 from calsync.domain import IdentityType, Permission
 from calsync.service.access.auth import key_cache
-from calsync.store.models import ApiKey, utcnow
+from calsync.store import keys
+from calsync.store.keys import ApiKeyRecord
+from calsync.store.unit import Tx
 
 KEY_PREFIX = "csk_"
 OWN_PERMISSIONS = (
@@ -44,7 +43,7 @@ class CreatedKey:
 
 
 def create_key(
-    session: Session,
+    tx: Tx,
     *,
     tenant_id: str,
     user_id: str | None = None,
@@ -58,53 +57,47 @@ def create_key(
     else:
         identity, granted, app_id = IdentityType.USER, permissions or list(OWN_PERMISSIONS), None
     plain = KEY_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(
-        id=secrets.token_hex(8),
+    stored = keys.add(
+        tx,
+        key_id=secrets.token_hex(8),
         tenant_id=tenant_id,
         key_hash=hash_api_key(plain),
         identity_type=identity.value,
         user_id=user_id.lower() if user_id else None,
         app_id=app_id,
-        permissions={"permissions": sorted({p.value for p in granted})},
+        permissions=sorted({p.value for p in granted}),
         name=name,
-        created_at=utcnow(),
+        created_at=datetime.now(UTC),
     )
-    session.add(row)
-    session.flush()
-    return CreatedKey(key=plain, info=_info(row))
+    return CreatedKey(key=plain, info=_info(stored))
 
 
-def list_keys(session: Session, *, tenant_id: str | None = None) -> list[ApiKeyInfo]:
-    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
-    if tenant_id is not None:
-        query = query.where(ApiKey.tenant_id == tenant_id)
-    return [_info(row) for row in session.scalars(query)]
+def list_keys(tx: Tx, *, tenant_id: str | None = None) -> list[ApiKeyInfo]:
+    return [_info(stored) for stored in keys.list_keys(tx, tenant_id=tenant_id)]
 
 
-def revoke_key(session: Session, *, key_id: str) -> bool:
-    """Revoke a key. This process stops accepting it at once (and again once the session
+def revoke_key(tx: Tx, *, key_id: str) -> bool:
+    """Revoke a key. This process stops accepting it at once (and again once ``tx``
     commits, in case a concurrent call cached it meanwhile); other processes within
     ``auth.KEY_CACHE_SECONDS``."""
-    row = session.get(ApiKey, key_id)
-    if row is None:
+    stored = keys.revoke(tx, key_id, datetime.now(UTC))
+    if stored is None:
         return False
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-    key_hash = row.key_hash
+    key_hash = stored.key_hash
     key_cache.forget(key_hash)
-    event.listen(session, "after_commit", lambda _session: key_cache.forget(key_hash), once=True)
+    keys.after_commit(tx, lambda: key_cache.forget(key_hash))
     return True
 
 
-def _info(row: ApiKey) -> ApiKeyInfo:
+def _info(stored: ApiKeyRecord) -> ApiKeyInfo:
     return ApiKeyInfo(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        identity_type=row.identity_type,
-        user_id=row.user_id,
-        app_id=row.app_id,
-        permissions=list(row.permissions.get("permissions", [])),
-        name=row.name,
-        created_at=row.created_at,
-        revoked=row.revoked_at is not None,
+        id=stored.id,
+        tenant_id=stored.tenant_id,
+        identity_type=stored.identity_type,
+        user_id=stored.user_id,
+        app_id=stored.app_id,
+        permissions=list(stored.permissions),
+        name=stored.name,
+        created_at=stored.created_at,
+        revoked=stored.revoked,
     )

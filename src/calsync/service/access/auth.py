@@ -13,51 +13,48 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
-
 from calsync.crypto import hash_api_key
 from calsync.domain import Identity, IdentityType, Permission
 from calsync.errors import PermissionDenied, Unauthenticated
-from calsync.store.models import ApiKey
+from calsync.store import keys
+from calsync.store.keys import ApiKeyRecord
+from calsync.store.unit import Store, Tx
 
 # The longest a revoked key keeps working in a process that did not revoke it.
 KEY_CACHE_SECONDS = 5.0
 KEY_CACHE_ENTRIES = 4096
 
 
-def authenticate(session: Session, authorization: str | None, site_id: str | None) -> Identity:
+def authenticate(tx: Tx, authorization: str | None, site_id: str | None) -> Identity:
     """The identity behind an ``Authorization`` header (raw key or ``Bearer <key>``), read from
     the database.
 
     Raises Unauthenticated for a missing/unknown/revoked key, PermissionDenied when
     ``wix-site-id`` names another tenant than the key's.
     """
-    identity = _lookup(session, hash_api_key(_token(authorization)))
+    identity = _lookup(tx, hash_api_key(_token(authorization)))
     _check_site(identity, site_id)
     return identity
 
 
-def authenticate_cached(
-    sessions: sessionmaker[Session], authorization: str | None, site_id: str | None
-) -> Identity:
+def authenticate_cached(store: Store, authorization: str | None, site_id: str | None) -> Identity:
     """``authenticate``, answered from the key cache when it can be (see the module doc)."""
-    identity = cached_identity(sessions, authorization, site_id)
+    identity = cached_identity(store, authorization, site_id)
     if identity is None:
         key_hash = hash_api_key(_token(authorization))
-        with sessions() as session:
-            identity = _lookup(session, key_hash)
-        key_cache.put(sessions.kw.get("bind"), key_hash, identity)
+        with store.reading() as tx:
+            identity = _lookup(tx, key_hash)
+        key_cache.put(store.engine, key_hash, identity)
         _check_site(identity, site_id)
     return identity
 
 
 def cached_identity(
-    sessions: sessionmaker[Session], authorization: str | None, site_id: str | None
+    store: Store, authorization: str | None, site_id: str | None
 ) -> Identity | None:
     """``authenticate_cached`` when the key cache can answer; None when the database must
     be read (a key not seen within ``KEY_CACHE_SECONDS``)."""
-    identity = key_cache.get(sessions.kw.get("bind"), hash_api_key(_token(authorization)))
+    identity = key_cache.get(store.engine, hash_api_key(_token(authorization)))
     if identity is not None:
         _check_site(identity, site_id)
     return identity
@@ -72,11 +69,11 @@ def _token(authorization: str | None) -> str:
     return token
 
 
-def _lookup(session: Session, key_hash: str) -> Identity:
-    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
-    if row is None or row.revoked_at is not None:
+def _lookup(tx: Tx, key_hash: str) -> Identity:
+    stored = keys.by_hash(tx, key_hash)
+    if stored is None or stored.revoked:
         raise Unauthenticated("the API key is not valid")
-    return identity_of(row)
+    return identity_of(stored)
 
 
 def _check_site(identity: Identity, site_id: str | None) -> None:
@@ -86,13 +83,16 @@ def _check_site(identity: Identity, site_id: str | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    engine: Engine | None
+    database: object
     identity: Identity
     expires: float
 
 
 class KeyCache:
-    """Valid keys by hash, per database (engine), for at most ``ttl`` seconds each."""
+    """Valid keys by hash, per database, for at most ``ttl`` seconds each.
+
+    ``database`` is any object that stands for one database (``Store.engine``: two runtimes
+    on the same engine share entries); entries are told apart by identity."""
 
     def __init__(self, ttl: float = KEY_CACHE_SECONDS, entries: int = KEY_CACHE_ENTRIES) -> None:
         self.ttl = ttl
@@ -100,13 +100,13 @@ class KeyCache:
         self._items: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def get(self, engine: Engine | None, key_hash: str) -> Identity | None:
+    def get(self, database: object, key_hash: str) -> Identity | None:
         entry = self._items.get(key_hash)
-        if entry is None or entry.engine is not engine or entry.expires <= time.monotonic():
+        if entry is None or entry.database is not database or entry.expires <= time.monotonic():
             return None
         return entry.identity
 
-    def put(self, engine: Engine | None, key_hash: str, identity: Identity) -> None:
+    def put(self, database: object, key_hash: str, identity: Identity) -> None:
         now = time.monotonic()
         with self._lock:
             if len(self._items) >= self.entries:
@@ -114,7 +114,7 @@ class KeyCache:
                     del self._items[stale]
                 while len(self._items) >= self.entries:
                     del self._items[next(iter(self._items))]
-            self._items[key_hash] = _Entry(engine, identity, now + self.ttl)
+            self._items[key_hash] = _Entry(database, identity, now + self.ttl)
 
     def forget(self, key_hash: str) -> None:
         with self._lock:
@@ -128,15 +128,14 @@ class KeyCache:
 key_cache = KeyCache()
 
 
-def identity_of(row: ApiKey) -> Identity:
-    perms = frozenset(Permission(p) for p in row.permissions.get("permissions", []))
+def identity_of(stored: ApiKeyRecord) -> Identity:
     return Identity(
-        tenant_id=row.tenant_id,
-        type=IdentityType(row.identity_type),
-        permissions=perms,
-        user_id=row.user_id,
-        app_id=row.app_id,
-        key_id=row.id,
+        tenant_id=stored.tenant_id,
+        type=IdentityType(stored.identity_type),
+        permissions=frozenset(Permission(p) for p in stored.permissions),
+        user_id=stored.user_id,
+        app_id=stored.app_id,
+        key_id=stored.id,
     )
 
 

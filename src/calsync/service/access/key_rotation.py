@@ -11,23 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy import ColumnElement, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from calsync.service.runtime import Runtime
-from calsync.store.db import transaction
-from calsync.store.models import Connection, OAuthAttempt, PendingRetirement
-
-# Every column that holds SecretBox output, with its table's primary key. A test checks that
-# each binary column of the schema is listed here or known not to be a secret.
-Column = InstrumentedAttribute[Any]
-ENCRYPTED_COLUMNS: tuple[tuple[Column, Column], ...] = (
-    (Connection.id, Connection.secret),
-    (OAuthAttempt.state_hash, OAuthAttempt.code_verifier),
-    (PendingRetirement.connection_id, PendingRetirement.secret),
-)
+from calsync.store import secrets
+from calsync.store.secrets import SealedSecret
+from calsync.store.unit import Tx
 
 
 @dataclass
@@ -68,58 +56,35 @@ def rotate_secrets(
     reports). Secrets no configured key can read are counted as unreadable and left alone.
     """
     report = RotationReport()
-    for key_column, secret_column in ENCRYPTED_COLUMNS:
-        name = f"{secret_column.class_.__tablename__}.{secret_column.key}"
+    for name in secrets.COLUMNS:
         column = ColumnReport(column=name)
         report.columns.append(column)
         last: str | None = None
         while True:
-            query = select(key_column, secret_column).where(secret_column.is_not(None))
-            if last is not None:
-                query = query.where(key_column > last)
-            with transaction(rt.db) as session:
-                rows = session.execute(query.order_by(key_column).limit(batch_size)).all()
-                for key, secret in rows:
-                    _rotate_one(
-                        rt, session, key_column, secret_column, key, secret, column, dry_run
-                    )
-            if not rows:
+            with rt.store.transaction() as tx:
+                found = secrets.batch(tx, name, after=last, limit=batch_size)
+                for secret in found:
+                    _rotate_one(rt, tx, secret, column, dry_run)
+            if not found:
                 break
-            last = rows[-1][0]
+            last = found[-1].key
             if after_batch is not None:
                 after_batch(column)
     return report
 
 
 def _rotate_one(
-    rt: Runtime,
-    session: Session,
-    key_column: Column,
-    secret_column: Column,
-    key: str,
-    secret: bytes,
-    column: ColumnReport,
-    dry_run: bool,
+    rt: Runtime, tx: Tx, secret: SealedSecret, column: ColumnReport, dry_run: bool
 ) -> None:
-    if rt.secrets.is_current(secret):
+    if rt.secrets.is_current(secret.sealed):
         column.current += 1
         return
     try:
-        fresh = rt.secrets.rotate(secret)
+        fresh = rt.secrets.rotate(secret.sealed)
     except ValueError:
         column.unreadable += 1
         return
-    if dry_run:
-        column.rotated += 1
-        return
-    unchanged: ColumnElement[bool] = secret_column == secret
-    result = session.execute(
-        update(secret_column.class_)
-        .where(key_column == key, unchanged)
-        .values({secret_column.key: fresh})
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    if dry_run or secrets.replace(tx, column.column, secret, fresh):  # a dry run writes nothing
         column.rotated += 1
     else:
         column.changed_meanwhile += 1
