@@ -97,6 +97,11 @@ class ConnectionAlreadyDisconnected(FailedPrecondition):
     code = "CONNECTION_ALREADY_DISCONNECTED"
 
 
+class PayloadTooLarge(CalsyncError):
+    http_status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
 class RateLimited(CalsyncError):
     http_status = 429
     code = "RESOURCE_EXHAUSTED"

@@ -15,7 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from calsync import __version__, logs
 from calsync.api import errors, external, oauth_callback, own, push_routes, sessions_routes
 from calsync.api import metrics as http_metrics
+from calsync.api.guard import Guard
 from calsync.api.openapi import router as openapi_router
+from calsync.api.ratelimit import RateLimits
 from calsync.dashboard import router as dashboard_router
 from calsync.service.runtime import Runtime
 from calsync.service.sync.worker import Worker
@@ -118,6 +120,12 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
     app.include_router(http_metrics.router)
     app.include_router(openapi_router)
     errors.install(app)
+    limits = RateLimits(
+        auth_failures_per_minute=runtime.settings.auth_failures_per_minute,
+        tenant_requests_per_second=runtime.settings.tenant_requests_per_second,
+    )
+    app.state.rate_limits = limits
+    app.add_middleware(Guard, limits=limits)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(http_metrics.HttpMetricsMiddleware, runtime=runtime)
     return app
