@@ -207,3 +207,30 @@ def test_limits_are_per_address_and_key_prefix() -> None:
     assert limits.blocked_for(scope("10.0.0.2", "csk_aaaaaaaaaaaa9"), "/v1/x") is not None
     assert limits.blocked_for(scope("10.0.0.3", "csk_bbb"), "/v1/x") is None
     assert limits.tenant_call("t") is None  # 0: no tenant limit
+
+
+GOOGLE_TOML = """
+[[providers]]
+id = "6f1c1f8e-3c1a-4a40-9a49-0f2b2a6f1b01"
+kind = "google"
+client_id = "client"
+client_secret = "secret"
+authorize_url = "https://accounts.example.test:8443/o/oauth2/auth"
+"""
+
+
+def test_html_pages_name_only_the_oauth_servers_as_form_targets(
+    make_runtime, fake_provider
+) -> None:  # type: ignore[no-untyped-def]
+    rt: Runtime = make_runtime(adapter_factory=lambda _c: fake_provider, extra_toml=GOOGLE_TOML)
+    with TestClient(create_app(rt)) as client:
+        pages = [client.get("/dashboard/signin"), client.get("/oauth/callback?state=nope")]
+        for page in pages:
+            assert page.headers["content-type"].startswith("text/html"), page.text
+            policy = page.headers["content-security-policy"]
+            assert "form-action 'self' https://accounts.example.test:8443;" in policy
+            assert "frame-ancestors 'none'" in policy
+            assert page.headers["x-frame-options"] == "DENY"
+            assert page.headers["x-content-type-options"] == "nosniff"
+        api_answer = client.get("/v1/health")
+        assert "content-security-policy" not in api_answer.headers  # JSON is not a page

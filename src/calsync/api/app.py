@@ -15,10 +15,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from calsync import __version__, logs
 from calsync.api import errors, external, oauth_callback, own, push_routes, sessions_routes
 from calsync.api import metrics as http_metrics
-from calsync.api.guard import Guard
+from calsync.api.guard import Guard, origin_of
 from calsync.api.openapi import router as openapi_router
 from calsync.api.ratelimit import RateLimits
 from calsync.dashboard import router as dashboard_router
+from calsync.domain import ConnectMethod
 from calsync.service.runtime import Runtime
 from calsync.service.sync.worker import Worker
 
@@ -87,6 +88,17 @@ class RequestIdMiddleware:
             logs.unbind_request_id(bound)
 
 
+def _oauth_origins(runtime: Runtime) -> list[str]:
+    """Where a connect form may send the browser: the OAuth providers' authorization servers."""
+    origins = []
+    for provider in runtime.providers.listed():
+        if ConnectMethod.OAUTH in provider.features.connect_methods:
+            origin = origin_of(runtime.providers.oauth_client(provider).authorize_url)
+            if origin is not None:
+                origins.append(origin)
+    return origins
+
+
 def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
     """The application; with ``worker`` it also runs a sync worker while it serves."""
 
@@ -125,7 +137,7 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
         tenant_requests_per_second=runtime.settings.tenant_requests_per_second,
     )
     app.state.rate_limits = limits
-    app.add_middleware(Guard, limits=limits)
+    app.add_middleware(Guard, limits=limits, form_origins=_oauth_origins(runtime))
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(http_metrics.HttpMetricsMiddleware, runtime=runtime)
     return app

@@ -7,12 +7,17 @@
   before its body is read.
 - **Rate limits** (``api.ratelimit``): failed authentication per client address and per key
   prefix, dashboard sign-ins and sign-in link lookups per address; 429 with ``Retry-After``.
-- **Headers** every response carries: ``X-Content-Type-Options: nosniff``.
+- **Headers** every response carries: ``X-Content-Type-Options: nosniff``; every HTML page
+  (the dashboard, the OAuth callback's pages) also a Content-Security-Policy whose
+  ``form-action`` names only this service and the configured OAuth authorization servers
+  (a connect form's answer redirects the browser there), no framing, no cross-site referrer.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -60,12 +65,41 @@ def _declared_length(scope: Scope) -> int | None:
         return None
 
 
+def page_headers(form_origins: Iterable[str]) -> list[tuple[bytes, bytes]]:
+    """The headers of an HTML page. Inline styles only: the week view positions its blocks
+    with style attributes."""
+    forms = " ".join(["'self'", *sorted(set(form_origins))])
+    policy = (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+        f"img-src 'self' data:; form-action {forms}; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return [
+        (b"content-security-policy", policy.encode()),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+
+
+def origin_of(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _is_html(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+
+
 class Guard:
     """ASGI middleware; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, limits: RateLimits) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limits: RateLimits, form_origins: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.page_headers = page_headers(form_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,7 +115,10 @@ class Guard:
         async def send_guarded(message: Message) -> None:
             if message["type"] == "http.response.start":
                 sent["status"] = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), NOSNIFF]}
+                headers = [*message.get("headers", []), NOSNIFF]
+                if _is_html(headers):
+                    headers.extend(self.page_headers)
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, _capped(receive, body_cap(path)), send_guarded)
