@@ -234,3 +234,14 @@ def test_html_pages_name_only_the_oauth_servers_as_form_targets(
             assert page.headers["x-content-type-options"] == "nosniff"
         api_answer = client.get("/v1/health")
         assert "content-security-policy" not in api_answer.headers  # JSON is not a page
+
+
+def test_an_overlong_url_is_a_414_and_huge_headers_a_431(api: Api) -> None:
+    long_url = api.get(f"{EXT}/events", params={"from": "x" * 20_000})
+    assert_envelope(long_url, 414, "URI_TOO_LONG")
+    many = {f"x-filler-{i}": "a" * 100 for i in range(400)}
+    huge = api.client.get("/v1/health", headers=many)
+    assert_envelope(huge, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE")
+    ids = "&".join(f"scheduleIds={random_guid()}" for _ in range(100))
+    allowed = api.get(f"{EXT}/events?{ids}")  # the longest URL a client needs still passes
+    assert allowed.status_code != 414

@@ -23,7 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calsync.api.errors import WWW_AUTHENTICATE, envelope
 from calsync.api.ratelimit import RateLimits
-from calsync.errors import CalsyncError, PayloadTooLarge, RateLimited, Unauthenticated
+from calsync.errors import (
+    CalsyncError,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+    UriTooLong,
+)
 
 KIB = 1024
 # (path prefix, cap): the first match wins.
@@ -32,6 +39,10 @@ BODY_CAPS: tuple[tuple[str, int], ...] = (
     ("/dashboard", 16 * KIB),  # url-encoded forms
     ("/", 256 * KIB),  # JSON API bodies
 )
+# Past these, 414 and 431 in the envelope. (Past uvicorn's 64 KiB for a request head, it
+# answers a plain 400 itself and closes the connection.)
+MAX_TARGET_BYTES = 16 * KIB  # 100 scheduleIds fit
+MAX_HEADER_BYTES = 32 * KIB
 API_PREFIXES = ("/v1/", "/bookings/", "/v2/")
 OPEN_API_PATHS = frozenset({"/v1/health"})
 NOSNIFF = (b"x-content-type-options", b"nosniff")
@@ -131,6 +142,12 @@ class Guard:
                 "too many failed attempts from this client; try again later",
                 data={"retryAfterSeconds": wait},
             )
+        target = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b""))
+        if target > MAX_TARGET_BYTES:
+            return UriTooLong(f"the URL is longer than {MAX_TARGET_BYTES} bytes")
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", []))
+        if header_bytes > MAX_HEADER_BYTES:
+            return HeadersTooLarge(f"the request headers are larger than {MAX_HEADER_BYTES} bytes")
         declared = _declared_length(scope)
         if declared is not None and declared > body_cap(path):
             return PayloadTooLarge(f"the body is larger than {body_cap(path)} bytes")
