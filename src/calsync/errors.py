@@ -13,6 +13,9 @@ renders them (``api/errors.py``) and nothing else decides a status code.
     │   ├── NotSupportedByProvider    (NOT_SUPPORTED_BY_PROVIDER)
     │   ├── ConnectionNotConnected    (CONNECTION_NOT_CONNECTED)
     │   └── ConnectionAlreadyDisconnected (CONNECTION_ALREADY_DISCONNECTED)
+    ├── PayloadTooLarge               (413 PAYLOAD_TOO_LARGE)
+    ├── UriTooLong                    (414 URI_TOO_LONG)
+    ├── HeadersTooLarge               (431 REQUEST_HEADER_FIELDS_TOO_LARGE)
     ├── RateLimited                   (429 RESOURCE_EXHAUSTED)
     ├── Unimplemented                 (501 UNIMPLEMENTED)
     └── ProviderUnavailable           (503 EXTERNAL_PROVIDER_UNAVAILABLE)
@@ -95,6 +98,21 @@ class ConnectionNotConnected(FailedPrecondition):
 
 class ConnectionAlreadyDisconnected(FailedPrecondition):
     code = "CONNECTION_ALREADY_DISCONNECTED"
+
+
+class PayloadTooLarge(CalsyncError):
+    http_status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UriTooLong(CalsyncError):
+    http_status = 414
+    code = "URI_TOO_LONG"
+
+
+class HeadersTooLarge(CalsyncError):
+    http_status = 431
+    code = "REQUEST_HEADER_FIELDS_TOO_LARGE"
 
 
 class RateLimited(CalsyncError):

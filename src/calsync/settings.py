@@ -99,6 +99,16 @@ class Settings(BaseSettings):
         description="When set, GET /metrics requires the header "
         "'Authorization: Bearer <token>'. Default: /metrics is open (restrict it at a proxy).",
     )
+    auth_failures_per_minute: int = Field(
+        default=30,
+        description="Failed authentications (API keys, dashboard sign-ins, sign-in links) one "
+        "client address or key prefix may make per minute before it gets 429 (0: no limit).",
+    )
+    tenant_requests_per_second: float = Field(
+        default=1000.0,
+        description="API calls one tenant may make per second and server process, twice that "
+        "in a burst, before it gets 429 (0: no limit).",
+    )
     admin_tenant: str | None = Field(
         default=None,
         description="Tenant whose admin gets a one-time dashboard sign-in link printed when "

@@ -15,8 +15,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from calsync import __version__, logs
 from calsync.api import errors, external, oauth_callback, own, push_routes, sessions_routes
 from calsync.api import metrics as http_metrics
+from calsync.api.guard import Guard, origin_of
 from calsync.api.openapi import router as openapi_router
+from calsync.api.ratelimit import RateLimits
 from calsync.dashboard import router as dashboard_router
+from calsync.domain import ConnectMethod
 from calsync.service.runtime import Runtime
 from calsync.service.sync.worker import Worker
 
@@ -85,6 +88,17 @@ class RequestIdMiddleware:
             logs.unbind_request_id(bound)
 
 
+def _oauth_origins(runtime: Runtime) -> list[str]:
+    """Where a connect form may send the browser: the OAuth providers' authorization servers."""
+    origins = []
+    for provider in runtime.providers.listed():
+        if ConnectMethod.OAUTH in provider.features.connect_methods:
+            origin = origin_of(runtime.providers.oauth_client(provider).authorize_url)
+            if origin is not None:
+                origins.append(origin)
+    return origins
+
+
 def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
     """The application; with ``worker`` it also runs a sync worker while it serves."""
 
@@ -118,6 +132,12 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
     app.include_router(http_metrics.router)
     app.include_router(openapi_router)
     errors.install(app)
+    limits = RateLimits(
+        auth_failures_per_minute=runtime.settings.auth_failures_per_minute,
+        tenant_requests_per_second=runtime.settings.tenant_requests_per_second,
+    )
+    app.state.rate_limits = limits
+    app.add_middleware(Guard, limits=limits, form_origins=_oauth_origins(runtime))
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(http_metrics.HttpMetricsMiddleware, runtime=runtime)
     return app

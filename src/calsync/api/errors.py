@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from calsync.errors import CalsyncError, FieldViolation, InvalidArgument
 
+WWW_AUTHENTICATE = 'Bearer realm="calsync"'
 _STATUS_CODES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -58,6 +59,8 @@ def error_response(error: CalsyncError) -> JSONResponse:
     retry = error.data.get("retryAfterSeconds")
     if isinstance(retry, int | float):
         headers["Retry-After"] = str(max(1, int(retry)))
+    if error.http_status == 401:
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     return JSONResponse(envelope(error), status_code=error.http_status, headers=headers)
 
 
@@ -75,7 +78,8 @@ def install(app: FastAPI) -> None:
                 "applicationError": {"code": code, "description": str(exc.detail), "data": {}}
             },
         }
-        return JSONResponse(body, status_code=exc.status_code)
+        # 405 keeps Starlette's Allow header (the methods the path has).
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from calsync.errors import FieldViolation, InvalidArgument, ViolationCollector
@@ -19,6 +19,13 @@ RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
 )
 MAX_LIST = 100
+MAX_JSON_DEPTH = 32
+SURROGATE = re.compile("[\ud800-\udfff]")
+# Date-times outside these years are refused: nothing is booked there, and recurrence
+# arithmetic near year 1 or 9999 overflows.
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+EARLIEST = datetime(FIRST_YEAR, 1, 1, tzinfo=UTC)
+LATEST = datetime(LAST_YEAR, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def json_body(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -29,13 +36,65 @@ def json_body(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
         raise InvalidArgument(
             [FieldViolation("", "a JSON object body is required", "REQUIRED_FIELD")]
         )
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument([FieldViolation("", "the body is not valid JSON", "FORMAT")]) from exc
+    value = json_value(raw)
     if not isinstance(value, dict):
         raise InvalidArgument([FieldViolation("", "the body must be a JSON object", "FORMAT")])
     return value
+
+
+def json_value(raw: bytes) -> Any:
+    """Any JSON value, nested at most ``MAX_JSON_DEPTH`` deep and with no lone surrogate in a
+    string (which no database can store); InvalidArgument otherwise."""
+    if _nesting(raw) > MAX_JSON_DEPTH:
+        raise InvalidArgument(
+            [FieldViolation("", f"JSON may nest at most {MAX_JSON_DEPTH} levels", "MAX")]
+        )
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidArgument([FieldViolation("", "the body is not valid JSON", "FORMAT")]) from exc
+    if _has_lone_surrogate(value):
+        raise InvalidArgument(
+            [FieldViolation("", "the body holds an invalid character (a lone surrogate)", "FORMAT")]
+        )
+    return value
+
+
+def _nesting(raw: bytes) -> int:
+    """How deep brackets nest outside strings: a linear scan, before any recursive parse."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def guid(v: ViolationCollector, field: str, value: object, *, required: bool = True) -> str | None:
@@ -92,10 +151,18 @@ def rfc3339(v: ViolationCollector, field: str, value: str | None) -> datetime | 
         v.add(field, "must be an RFC 3339 date-time with seconds and a zone", "FORMAT")
         return None
     try:
-        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         v.add(field, "is not a valid date-time", "FORMAT")
         return None
+    try:
+        in_range = EARLIEST <= moment <= LATEST
+    except OverflowError:  # a zone offset past year 1 or 9999
+        in_range = False
+    if not in_range:
+        v.add(field, f"must lie between the years {FIRST_YEAR} and {LAST_YEAR}", "OTHER")
+        return None
+    return moment
 
 
 def boolean(v: ViolationCollector, field: str, value: object) -> bool | None:

@@ -29,7 +29,7 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CURSOR_MS = re.compile(r"-?\d{1,15}")  # epoch ms of session starts (years 1900-2200)
 MAX_SPAN = timedelta(days=366)
-FIRST_YEAR, LAST_YEAR = 1900, 2200
+FIRST_YEAR, LAST_YEAR = parse.FIRST_YEAR, parse.LAST_YEAR
 
 
 def _ids(v: ViolationCollector, schedule_id: str, session_id: str | None) -> str:

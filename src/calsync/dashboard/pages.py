@@ -34,16 +34,9 @@ _env.filters["when"] = when
 
 
 def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """The template ``name`` as an HTML response; pages are never cached (they show state)."""
+    """The template ``name`` as an HTML response; pages are never cached (they show state).
+    ``api.guard`` adds the security headers of every HTML page (CSP, frames, referrer)."""
     html = _env.get_template(name).render(**context)
     response = HTMLResponse(html, status_code=status_code)
     response.headers["cache-control"] = "no-store"
-    response.headers["x-frame-options"] = "DENY"
-    response.headers["referrer-policy"] = "same-origin"
-    # Inline styles only: the week view positions its blocks with style attributes.
-    response.headers["content-security-policy"] = (
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; "
-        "img-src 'self' data:; form-action 'self' https: http:; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    )
     return response

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from fastapi import APIRouter, Request, Response
 
+from calsync.api.parse import FIRST_YEAR, LAST_YEAR
 from calsync.dashboard.connection_cards import ConnectionCard, schedule_cards
 from calsync.dashboard.errors import DashboardRoute
 from calsync.dashboard.pages import render
@@ -23,9 +24,11 @@ def _requested_day(value: str | None, time_zone: str) -> date:
     """The ``start`` parameter (YYYY-MM-DD), or today in the schedule's zone."""
     if value:
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
-            pass
+            day = None
+        if day is not None and FIRST_YEAR <= day.year <= LAST_YEAR:
+            return day
     return datetime.now(zone(time_zone)).date()
 
 

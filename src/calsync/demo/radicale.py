@@ -86,7 +86,7 @@ def start_radicale(root: Path) -> DemoCalDav:
         raise DemoUnavailable(
             "the demo needs Radicale: pip install 'calsync[demo]' (make run does this)"
         )
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     state = load_state(root)
     password = str(state.get("password") or secrets.token_urlsafe(16))
     state["password"] = password

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +22,22 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = _sqlite_file(url)
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(path))
         return _sqlite_engine(url, lock_wait_seconds=30)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file (and its folder) readable by this user only: it holds event
+    titles and e-mail addresses. A file of an older version that others could read is
+    tightened. SQLite gives its -wal and -shm files the database file's mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+        path.chmod(0o600)
 
 
 def _sqlite_file(url: str) -> str:
