@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -67,6 +68,13 @@ def db_upgrade() -> None:
     typer.echo("database is up to date")
 
 
+def _open_redirects_in_production(settings: Settings) -> bool:
+    """An https public URL off this machine is production: OAuth redirects must be listed."""
+    url = urlsplit(settings.public_url)
+    loopback = url.hostname in ("localhost", "127.0.0.1", "::1")
+    return url.scheme == "https" and not loopback and settings.redirect_origins() is None
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -120,6 +128,15 @@ def serve(
         address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         scheme = "https" if ssl_certfile else "http"
         settings = settings.model_copy(update={"public_url": f"{scheme}://{address}:{port}"})
+    if _open_redirects_in_production(settings):
+        typer.echo(
+            f"calsync serve: CALSYNC_PUBLIC_URL is {settings.public_url}, a public https "
+            "address, but CALSYNC_OAUTH_REDIRECT_ORIGINS is not set, so the OAuth flow could "
+            "send a user's browser to any site. Name the origins your platform redirects to, "
+            """e.g. CALSYNC_OAUTH_REDIRECT_ORIGINS='{"*": ["https://app.example.com"]}'""",
+            err=True,
+        )
+        raise typer.Exit(2)
     with ExitStack() as stack:
         caldav = None
         if demo:

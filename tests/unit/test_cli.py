@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,37 @@ def test_readme_settings_table_is_generated_from_the_settings_module() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert settings_table() in readme
+
+
+@pytest.mark.parametrize(
+    ("public_url", "origins", "refused"),
+    [
+        ("https://calsync.example.com", None, True),
+        ("https://calsync.example.com", '{"*": ["https://app.example.com"]}', False),
+        ("https://127.0.0.1:8443", None, False),  # TLS on this machine: a test or a try-out
+    ],
+)
+def test_production_without_redirect_origins_refuses_to_start(
+    tmp_path: Path, public_url: str, origins: str | None, refused: bool
+) -> None:
+    env = {**os.environ, "CALSYNC_DATA_DIR": str(tmp_path), "CALSYNC_PUBLIC_URL": public_url}
+    env.pop("CALSYNC_OAUTH_REDIRECT_ORIGINS", None)
+    if origins is not None:
+        env["CALSYNC_OAUTH_REDIRECT_ORIGINS"] = origins
+    # A busy port makes an allowed start fail fast after the check, without serving.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "calsync.cli", "serve", "--port", port, "--no-worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    said = "a public https address" in done.stderr
+    assert said is refused, done.stderr
+    if refused:
+        assert done.returncode == 2
+        assert "CALSYNC_OAUTH_REDIRECT_ORIGINS='" in done.stderr  # says what to do
