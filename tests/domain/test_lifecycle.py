@@ -193,3 +193,18 @@ def test_due_export_due_and_notified() -> None:
     assert export.sync_requested_at == before.sync_requested_at  # not a reason to re-import
     notified = lc.notified(before, at(1))
     assert (notified.sync_requested_at, notified.failure_count) == (at(1), 2)
+
+
+def test_freshness_advances_with_syncs_and_checks_and_never_goes_back() -> None:
+    synced = lc.sync_succeeded(
+        state(), lc.SyncSuccess(started=at(0), exported=True), now=at(1), poll=POLL
+    )
+    assert synced.fresh_as_of == at(0)  # the run's start: changes after it may be missing
+    checked = lc.unchanged(synced, at(5))
+    assert checked.fresh_as_of == at(5)
+    assert checked.next_sync_at == synced.next_sync_at  # a check changes nothing else
+    assert lc.unchanged(checked, at(2)).fresh_as_of == at(5)  # a late answer: not back
+    slow_run = lc.sync_succeeded(
+        checked, lc.SyncSuccess(started=at(3), exported=True), now=at(6), poll=POLL
+    )
+    assert slow_run.fresh_as_of == at(5)

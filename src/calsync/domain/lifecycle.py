@@ -41,6 +41,8 @@ class Lifecycle:
     last_synced_at: datetime | None
     last_sync_attempt_at: datetime | None
     last_error: str | None
+    # Up to when the store is known to match the provider (see ``fresh_until``).
+    fresh_as_of: datetime | None = None
 
     @property
     def disconnected(self) -> bool:
@@ -176,9 +178,24 @@ def sync_succeeded(
         state,
         export_requested_at=requested,
         last_synced_at=run.started,
+        fresh_as_of=fresh_until(state, run.started),
         failure_count=0,
         next_sync_at=next_sync_at,
     )
+
+
+def fresh_until(state: Lifecycle, moment: datetime) -> datetime:
+    """``fresh_as_of`` after learning the store matched the provider at ``moment`` (a sync
+    that started then, a change check or a healthy push channel then): it never goes back."""
+    if state.fresh_as_of is not None and state.fresh_as_of > moment:
+        return state.fresh_as_of
+    return moment
+
+
+def unchanged(state: Lifecycle, checked_at: datetime) -> Lifecycle:
+    """A change check (or a healthy push channel) found nothing new at ``checked_at``: the
+    store is fresh up to then; nothing else changes."""
+    return replace(state, fresh_as_of=fresh_until(state, checked_at))
 
 
 def sync_failed(

@@ -126,6 +126,11 @@ class Connection(Base):
     # No stored instance of the connection lasts longer (raised as instances are written; None:
     # unknown). List Events starts its index range at ``from - max_instance_ms``.
     max_instance_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # Up to when the store is known to match the provider (migration 0011): a successful
+    # sync's start, or a later change check or healthy push channel that found nothing new.
+    fresh_as_of: Mapped[datetime | None] = mapped_column()
+    # When the cheap change check is due (None: the connection has none).
+    next_check_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class ConnectionCalendar(Base):
