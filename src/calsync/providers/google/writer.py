@@ -203,20 +203,14 @@ def _calendar_marked(api: GoogleApi, marker: str) -> ExternalCalendar | None:
     """The calendar of the account whose description carries ``marker``, if any."""
     what = "calendarList.list"
     params = {"maxResults": "250"}
-    for _ in range(100):  # pages
-        response = api.request("GET", ["users", "me", "calendarList"], what=what, params=params)
-        if response.status_code != 200:
-            raise error_for(response, what, False, True)
-        page = json_object(response, what)
+    for page in api.pages(
+        ["users", "me", "calendarList"], params, what=what, listing_calendars=True
+    ):
         for item in list_items(page):
             calendar_id = item.get("id")
             if marker in str(item.get("description") or "") and isinstance(calendar_id, str):
                 name = item.get("summaryOverride") or item.get("summary") or calendar_id
                 return ExternalCalendar(calendar_id, str(name))
-        token = page.get("nextPageToken")
-        if not isinstance(token, str) or not token:
-            return None
-        params = {"maxResults": "250", "pageToken": token}
     return None
 
 

@@ -112,15 +112,9 @@ class GraphWriteHttp(GraphHttp):
         if call.if_match is None:
             return self.send(call.method, url, call.what, body=call.body)
         self.check_link(url, call.what)
-        where = self.where(url, call.what)
-        try:
-            return self._client.request(
-                call.method, url, json=call.body, headers={"If-Match": call.if_match}
-            )
-        except httpx.TimeoutException:
-            raise ProviderUnreachable(f"{where}: Microsoft Graph timed out") from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(f"{where}: {type(exc).__name__}") from None
+        return self.request(
+            call.method, url, call.what, json=call.body, headers={"If-Match": call.if_match}
+        )
 
     def batch(self, calls: Sequence[GraphCall]) -> list[httpx.Response | ProviderError]:
         """One ``POST /$batch`` of at most MAX_BATCH calls: their answers, in call order. A
