@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -272,3 +273,27 @@ def test_channels_are_renewed_before_they_expire(
     [new_graph] = channels(calsync.rt, graph_id)
     assert new_graph.channel_id == old_graph.channel_id
     assert new_graph.expires_at > datetime.now(UTC) + timedelta(days=1)
+
+
+def test_one_push_route_answers_for_every_kind(calsync: Calsync) -> None:
+    """``/push/{kind}``: a kind without push, an unknown kind or stream is 404; an unreadable
+    Graph body 400; Graph's subscription check is echoed on both of its streams; a Google
+    notification of no channel of ours is refused, a Graph one acknowledged (and ignored)."""
+
+    def post(path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(f"{calsync.url}{path}", verify=False, **kwargs)
+
+    for path in ("/push/caldav", "/push/nope", "/push/google/lifecycle", "/push/microsoft/x"):
+        assert post(path, content=b"{}").status_code == 404, path
+    assert post("/push/microsoft", content=b"{").status_code == 400
+    for path in ("/push/microsoft", "/push/microsoft/lifecycle"):
+        check = post(path, params={"validationToken": "Validation: abc"})
+        assert (check.status_code, check.text) == (200, "Validation: abc")
+        assert check.headers["content-type"].startswith("text/plain")
+    unknown = {"X-Goog-Channel-ID": "no-such-channel", "X-Goog-Channel-Token": "t"}
+    assert post("/push/google", headers=unknown).status_code == 403
+    assert post("/push/google").status_code == 403
+    body = {"value": [{"subscriptionId": "no-such", "clientState": "x"}]}
+    assert post("/push/microsoft", json=body).status_code == 202
+    assert post("/push/microsoft/lifecycle", json=body).status_code == 202
+    assert post("/push/microsoft", json=["not", "an", "object"]).status_code == 202

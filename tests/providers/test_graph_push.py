@@ -1,5 +1,6 @@
 """Graph change notifications: GraphCalendarProvider.push against the Graph fake, with a tiny
-https receiver on 127.0.0.1 (http.server + ssl, a self-signed certificate made here)."""
+https receiver on 127.0.0.1 (http.server + ssl, a self-signed certificate made here). What only
+Graph does: what every provider must do is the push contract, ``test_push_contract.py``."""
 
 from __future__ import annotations
 
@@ -18,12 +19,8 @@ import pytest
 
 from calsync.providers.base import (
     AccountRef,
-    AuthRejected,
-    CalendarGone,
     ProviderError,
-    ProviderUnreachable,
     PushChannel,
-    RateLimitedByProvider,
 )
 from calsync.providers.microsoft import MAX_LIFETIME, GraphCalendarProvider
 from tests.peers.graph_fake import GraphFake, start_graph_fake
@@ -246,76 +243,6 @@ def test_a_failed_lifecycle_handshake_leaves_no_subscription(
     assert fake.subscriptions == []
 
 
-def test_an_http_notification_url_is_refused(
-    fake: GraphFake, provider: GraphCalendarProvider, account: AccountRef, receiver: Receiver
-) -> None:
-    address = f"http://127.0.0.1:{receiver.port}/hook"
-    with pytest.raises(ProviderError) as caught:
-        _push(provider).watch(
-            account,
-            fake.default_calendar(ADA).id,
-            address=address,
-            secret=SECRET,
-            lifecycle_address=None,
-            expires_at=datetime.now(UTC) + timedelta(days=1),
-        )
-    assert type(caught.value) is ProviderError
-    assert "400 InvalidRequest" in str(caught.value)
-    assert address not in str(caught.value) and SECRET not in str(caught.value)
-    assert fake.subscriptions == [] and fake.validations == [] and receiver.handshakes == []
-
-
-def test_watch_with_a_refused_token_is_auth_rejected(
-    fake: GraphFake, provider: GraphCalendarProvider, receiver: Receiver
-) -> None:
-    stale = AccountRef(email=ADA, access_token="expired-token")
-    with pytest.raises(AuthRejected) as caught:
-        _watch(provider, stale, fake.default_calendar(ADA).id, receiver)
-    assert "expired-token" not in str(caught.value)
-    with pytest.raises(AuthRejected):
-        _watch(provider, AccountRef(email=ADA), fake.default_calendar(ADA).id, receiver)
-    assert fake.subscriptions == [] and receiver.handshakes == []
-
-
-def test_watch_of_an_unknown_calendar_is_calendar_gone(
-    provider: GraphCalendarProvider, account: AccountRef, receiver: Receiver
-) -> None:
-    with pytest.raises(CalendarGone):
-        _watch(provider, account, "AAMkcalnosuchcalendar", receiver)
-
-
-@pytest.mark.parametrize("operation", ["watch", "renew", "unwatch"])
-def test_throttling_and_outages_map_to_provider_errors(
-    fake: GraphFake,
-    provider: GraphCalendarProvider,
-    account: AccountRef,
-    receiver: Receiver,
-    operation: str,
-) -> None:
-    calendar_id = fake.default_calendar(ADA).id
-    channel = _watch(provider, account, calendar_id, receiver)
-    push = _push(provider)
-
-    def run() -> object:
-        later = datetime.now(UTC) + timedelta(days=1)
-        if operation == "watch":
-            return _watch(provider, account, calendar_id, receiver)
-        if operation == "renew":
-            return push.renew(account, channel, expires_at=later)
-        return push.unwatch(account, channel)
-
-    fake.fail_next(429, retry_after=7, path_contains="/subscriptions")
-    with pytest.raises(RateLimitedByProvider) as throttled:
-        run()
-    assert throttled.value.retry_after == 7
-    fake.fail_next(503, path_contains="/subscriptions")
-    with pytest.raises(ProviderUnreachable):
-        run()
-    fake.fail_next(401, path_contains="/subscriptions")
-    with pytest.raises(AuthRejected):
-        run()
-
-
 def test_an_overlong_secret_is_refused_before_asking(
     fake: GraphFake, provider: GraphCalendarProvider, account: AccountRef, receiver: Receiver
 ) -> None:
@@ -453,28 +380,6 @@ def test_renew_extends_up_to_the_cap(
     assert before + CAP - timedelta(seconds=1) <= capped.expires_at <= after + CAP
     assert [set(b) for b in _bodies(fake, "PATCH")] == [{"expirationDateTime"}] * 2
     assert receiver.handshakes == [("/hook", receiver.handshakes[0][1])]  # no new handshake
-
-
-def test_renew_of_a_deleted_subscription_is_none(
-    fake: GraphFake, provider: GraphCalendarProvider, account: AccountRef, receiver: Receiver
-) -> None:
-    channel = _watch(provider, account, fake.default_calendar(ADA).id, receiver)
-    fake.remove_subscription(channel.id)
-    assert _push(provider).renew(account, channel, expires_at=channel.expires_at) is None
-
-
-def test_unwatch_stops_notifications(
-    fake: GraphFake, provider: GraphCalendarProvider, account: AccountRef, receiver: Receiver
-) -> None:
-    calendar_id = fake.default_calendar(ADA).id
-    channel = _watch(provider, account, calendar_id, receiver)
-    push = _push(provider)
-    push.unwatch(account, channel)
-    assert fake.subscriptions == []
-    _event(fake, calendar_id)
-    assert fake.wait_idle() == [] and receiver.notifications == []
-    push.unwatch(account, channel)  # gone already: fine
-    assert push.renew(account, channel, expires_at=channel.expires_at) is None
 
 
 # --- lifecycle ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from calsync.providers.base import (
     ProviderUnreachable,
     UnsupportedAccount,
 )
+from calsync.providers.http import new_client, transport_errors
 
 
 def new_code_verifier() -> str:
@@ -58,7 +59,7 @@ class OAuthClient:
         self.revoke_url = revoke_url
         self.scopes = list(scopes)
         self.authorize_params = dict(authorize_params or {})
-        self._http = httpx.Client(transport=transport, timeout=timeout)
+        self._http = new_client(transport=transport, timeout=timeout, headers={})
 
     def close(self) -> None:
         self._http.close()
@@ -114,14 +115,10 @@ class OAuthClient:
     def account_email(self, tokens: OAuthTokens) -> str:
         """The account's e-mail from the userinfo endpoint (OIDC ``email``, Graph ``mail`` or
         ``userPrincipalName``). UnsupportedAccount when the account has none."""
-        try:
+        with transport_errors("userinfo", "the userinfo endpoint"):
             response = self._http.get(
                 self.userinfo_url, headers={"Authorization": f"Bearer {tokens.access_token}"}
             )
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(
-                f"userinfo endpoint unreachable: {type(exc).__name__}"
-            ) from exc
         if response.status_code >= 500:
             raise ProviderUnreachable(f"userinfo endpoint answered {response.status_code}")
         if response.status_code != 200:
@@ -135,12 +132,10 @@ class OAuthClient:
 
     def _token_request(self, form: dict[str, str], previous_refresh: str | None) -> OAuthTokens:
         body = {**form, "client_id": self.client_id, "client_secret": self._client_secret}
-        try:
+        with transport_errors("token request", "the token endpoint"):
             response = self._http.post(
                 self.token_url, data=body, headers={"Accept": "application/json"}
             )
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(f"token endpoint unreachable: {type(exc).__name__}") from exc
         data = _json(response)
         if response.status_code >= 500:
             raise ProviderUnreachable(f"token endpoint answered {response.status_code}")

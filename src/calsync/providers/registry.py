@@ -1,5 +1,7 @@
 """The providers a deployment offers: built-ins plus the ``[[providers]]`` of the TOML file.
 
+The kinds of provider are a table (``KINDS``) of the kind specs the provider packages export.
+
 Provider definitions are configuration, not data: they are read once at start-up and identified
 by stable GUIDs, so connections keep pointing at the same provider across restarts.
 """
@@ -8,21 +10,36 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from calsync.domain import (
     CalendarType,
-    ConnectMethod,
     ListEventFromCalendars,
     ProviderFeatures,
     ProviderKind,
     SyncToCalendar,
 )
+from calsync.providers import caldav, google, microsoft
 from calsync.providers.base import CalendarProvider
+from calsync.providers.kinds import ProviderConfig, ProviderKindSpec, PushReceiver
 from calsync.providers.oauth2 import OAuthClient
+
+__all__ = [
+    "CALDAV_FEATURES",
+    "GOOGLE_PROVIDER_ID",
+    "ICLOUD_PROVIDER_ID",
+    "KINDS",
+    "MICROSOFT_PROVIDER_ID",
+    "ProviderConfig",
+    "ProviderConfigError",
+    "ProviderRegistry",
+    "kind_spec",
+    "load_providers",
+    "push_receiver",
+]
 
 ICLOUD_PROVIDER_ID = "9f084ae8-b3a6-4eb6-a29d-bc682c04b5fc"
 GOOGLE_PROVIDER_ID = "6f1c1f8e-3c1a-4a40-9a49-0f2b2a6f1b01"
@@ -30,83 +47,29 @@ MICROSOFT_PROVIDER_ID = "6f1c1f8e-3c1a-4a40-9a49-0f2b2a6f1b02"
 ICLOUD_URL = "https://caldav.icloud.com/"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
-CALDAV_FEATURES = ProviderFeatures(
-    connect_methods=(ConnectMethod.CREDENTIALS,),
-    update_sync_config=True,
-    list_event_from_calendars=ListEventFromCalendars.SPECIFIC_CALENDARS,
-    sync_to_calendar=SyncToCalendar.DEDICATED_CALENDAR,
-)
-
-# calsync lets Google users pick calendars too (the vendor's seed says primary only; a provider
-# entry can restore that with list_event_from_calendars = "PRIMARY_CALENDAR_ONLY").
-GOOGLE_FEATURES = ProviderFeatures(
-    connect_methods=(ConnectMethod.OAUTH,),
-    update_sync_config=True,
-    list_event_from_calendars=ListEventFromCalendars.SPECIFIC_CALENDARS,
-    sync_to_calendar=SyncToCalendar.PRIMARY_CALENDAR_ONLY,
-)
-MICROSOFT_FEATURES = ProviderFeatures(
-    connect_methods=(ConnectMethod.OAUTH,),
-    update_sync_config=True,
-    list_event_from_calendars=ListEventFromCalendars.SPECIFIC_CALENDARS,
-    sync_to_calendar=SyncToCalendar.PRIMARY_CALENDAR_ONLY,
-)
-GOOGLE_DEFAULTS: dict[str, Any] = {
-    "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
-    "token_url": "https://oauth2.googleapis.com/token",
-    "revoke_url": "https://oauth2.googleapis.com/revoke",
-    "userinfo_url": "https://openidconnect.googleapis.com/v1/userinfo",
-    "api_url": "https://www.googleapis.com/calendar/v3",
-    "scopes": [
-        "openid",
-        "email",
-        "https://www.googleapis.com/auth/calendar.readonly",
-        "https://www.googleapis.com/auth/calendar.events",
-    ],
-    "authorize_params": {"access_type": "offline", "prompt": "consent"},
+# The provider kinds, one spec per provider package.
+KINDS: dict[ProviderKind, ProviderKindSpec] = {
+    spec.kind: spec for spec in (google.KIND_SPEC, microsoft.KIND_SPEC, caldav.KIND_SPEC)
 }
-MICROSOFT_DEFAULTS: dict[str, Any] = {
-    "tenant": "common",
-    "authorize_url": "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
-    "token_url": "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
-    "revoke_url": "",
-    "api_url": "https://graph.microsoft.com/v1.0",
-    "userinfo_url": "https://graph.microsoft.com/v1.0/me",
-    "scopes": ["openid", "email", "offline_access", "User.Read", "Calendars.ReadWrite"],
-    "authorize_params": {},
-}
-KIND_DEFAULTS = {
-    ProviderKind.GOOGLE: (GOOGLE_FEATURES, GOOGLE_DEFAULTS, CalendarType.GOOGLE, "Google"),
-    ProviderKind.MICROSOFT: (
-        MICROSOFT_FEATURES,
-        MICROSOFT_DEFAULTS,
-        CalendarType.MICROSOFT,
-        "Microsoft",
-    ),
-    ProviderKind.CALDAV: (CALDAV_FEATURES, {}, CalendarType.OTHER, "CalDAV"),
-}
+CALDAV_FEATURES = caldav.KIND_SPEC.features
 
 
 class ProviderConfigError(ValueError):
     """The providers file is invalid; the message names the entry and the field."""
 
 
-@dataclass(frozen=True)
-class ProviderConfig:
-    id: str
-    name: str
-    kind: ProviderKind
-    calendar_type: CalendarType
-    features: ProviderFeatures
-    url: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
+def kind_spec(kind: ProviderKind) -> ProviderKindSpec:
+    """The spec of a provider kind (every ``ProviderKind`` has one)."""
+    return KINDS[kind]
 
-    @property
-    def listed(self) -> bool:
-        """OAuth providers without a client ID cannot be used, so they are not offered."""
-        if ConnectMethod.OAUTH in self.features.connect_methods:
-            return bool(self.options.get("client_id"))
-        return True
+
+def push_receiver(kind: str) -> PushReceiver | None:
+    """How the provider kind named ``kind`` (as in ``/push/{kind}``) delivers notifications;
+    None for an unknown kind or one without push."""
+    try:
+        return KINDS[ProviderKind(kind)].push
+    except ValueError:
+        return None
 
 
 AdapterFactory = Callable[[ProviderConfig], CalendarProvider]
@@ -145,18 +108,10 @@ class ProviderRegistry:
         """The OAuth 2.0 client of an OAuth provider, built from its options."""
         key = provider.id.lower()
         if key not in self._oauth:
-            o = provider.options
-            self._oauth[key] = OAuthClient(
-                client_id=str(o.get("client_id", "")),
-                client_secret=str(o.get("client_secret", "")),
-                authorize_url=str(o["authorize_url"]),
-                token_url=str(o["token_url"]),
-                revoke_url=str(o.get("revoke_url", "")),
-                userinfo_url=str(o["userinfo_url"]),
-                scopes=[str(s) for s in o.get("scopes", [])],
-                authorize_params={str(k): str(v) for k, v in o.get("authorize_params", {}).items()},
-                timeout=self._timeout,
-            )
+            build = kind_spec(provider.kind).oauth_client
+            if build is None:
+                raise ValueError(f"provider {provider.name!r} does not connect by OAuth")
+            self._oauth[key] = build(provider, self._timeout)
         return self._oauth[key]
 
     def close(self) -> None:
@@ -173,16 +128,16 @@ def builtin_providers() -> list[ProviderConfig]:
             name="Google",
             kind=ProviderKind.GOOGLE,
             calendar_type=CalendarType.GOOGLE,
-            features=GOOGLE_FEATURES,
-            options=_oauth_options(GOOGLE_DEFAULTS, {}),
+            features=google.KIND_SPEC.features,
+            options=_oauth_options(google.KIND_SPEC.defaults, {}),
         ),
         ProviderConfig(
             id=MICROSOFT_PROVIDER_ID,
             name="Microsoft",
             kind=ProviderKind.MICROSOFT,
             calendar_type=CalendarType.MICROSOFT,
-            features=MICROSOFT_FEATURES,
-            options=_oauth_options(MICROSOFT_DEFAULTS, {}),
+            features=microsoft.KIND_SPEC.features,
+            options=_oauth_options(microsoft.KIND_SPEC.defaults, {}),
         ),
         ProviderConfig(
             id=ICLOUD_PROVIDER_ID,
@@ -195,7 +150,7 @@ def builtin_providers() -> list[ProviderConfig]:
     ]
 
 
-def _oauth_options(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+def _oauth_options(defaults: Mapping[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """Every endpoint has the provider's real default; ``{tenant}`` is filled in."""
     options = {**defaults, **given}
     tenant = str(options.get("tenant", ""))
@@ -229,24 +184,26 @@ def _parse_entry(index: int, entry: dict[str, Any]) -> ProviderConfig:
         kind = ProviderKind(entry.get("kind", ""))
     except ValueError as exc:
         raise ProviderConfigError(f"{where}.kind must be google, microsoft or caldav") from exc
-    features, defaults, default_type, default_name = KIND_DEFAULTS[kind]
+    spec = kind_spec(kind)
     try:
-        calendar_type = CalendarType(entry.get("calendar_type", default_type.value))
+        calendar_type = CalendarType(entry.get("calendar_type", spec.calendar_type.value))
     except ValueError as exc:
         raise ProviderConfigError(f"{where}.calendar_type is not a CalendarType") from exc
     url = str(entry.get("url", ""))
-    if kind is ProviderKind.CALDAV and not re.match(r"^https?://[^/\s]+", url):
-        raise ProviderConfigError(f"{where}.url must be an http(s) URL for a CalDAV provider")
+    if spec.needs_url and not re.match(r"^https?://[^/\s]+", url):
+        raise ProviderConfigError(
+            f"{where}.url must be an http(s) URL for a {spec.default_name} provider"
+        )
     known = {"id", "name", "kind", "calendar_type", "url", *_FEATURE_KEYS}
     given = {k: v for k, v in entry.items() if k not in known}
     return ProviderConfig(
         id=provider_id,
-        name=str(entry.get("name") or default_name),
+        name=str(entry.get("name") or spec.default_name),
         kind=kind,
         calendar_type=calendar_type,
-        features=_features(where, features, entry),
+        features=_features(where, spec.features, entry),
         url=url,
-        options=_oauth_options(defaults, given) if defaults else given,
+        options=_oauth_options(spec.defaults, given) if spec.defaults else given,
     )
 
 

@@ -14,10 +14,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.crypto import SecretBox, load_keys
-from calsync.domain import ProviderKind
 from calsync.metrics import Metrics
 from calsync.providers.base import CalendarProvider, ExternalCalendar
-from calsync.providers.registry import ProviderConfig, ProviderRegistry, load_providers
+from calsync.providers.kinds import AdapterSettings
+from calsync.providers.registry import (
+    ProviderConfig,
+    ProviderRegistry,
+    kind_spec,
+    load_providers,
+)
 from calsync.settings import Settings
 from calsync.store.db import make_engine, make_loop_engine, make_session_factory
 from calsync.store.unit import Store
@@ -64,25 +69,15 @@ class Runtime:
 
 
 def default_adapter_factory(settings: Settings) -> Callable[[ProviderConfig], CalendarProvider]:
+    """Adapters as each provider's kind spec builds them, with the deployment's settings."""
+    adapter_settings = AdapterSettings(
+        timeout=settings.provider_timeout_seconds,
+        horizon_past_days=settings.horizon_past_days,
+        horizon_future_days=settings.horizon_future_days,
+    )
+
     def factory(provider: ProviderConfig) -> CalendarProvider:
-        timeout = settings.provider_timeout_seconds
-        if provider.kind is ProviderKind.CALDAV:
-            from calsync.providers.caldav.adapter import CalDavProvider
-
-            return CalDavProvider(provider.url, timeout=timeout)
-        api_url = str(provider.options["api_url"])
-        past, future = settings.horizon_past_days, settings.horizon_future_days
-        if provider.kind is ProviderKind.GOOGLE:
-            from calsync.providers.google.adapter import GoogleCalendarProvider
-
-            return GoogleCalendarProvider(
-                api_url, timeout=timeout, horizon_past_days=past, horizon_future_days=future
-            )
-        from calsync.providers.microsoft.adapter import GraphCalendarProvider
-
-        return GraphCalendarProvider(
-            api_url, timeout=timeout, horizon_past_days=past, horizon_future_days=future
-        )
+        return kind_spec(provider.kind).build_adapter(provider, adapter_settings)
 
     return factory
 

@@ -3,23 +3,19 @@
 Incremental reads use RFC 6578 sync-collection when the collection offers a sync-token, and
 otherwise the CalendarServer ``getctag`` plus an etag diff. The cursor says which one it is:
 ``sync:<token>`` or ``ctag:<ctag>``. An unchanged calendar costs one small request either way.
-Export (``writer``) lives in ``writer.py``, on this adapter's sessions and calendar URLs.
+Sessions, discovery and calendar URLs live in ``account.py`` (shared with ``writer.py``).
 """
 
 from __future__ import annotations
 
-import functools
-import ssl
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import unquote
 
 import httpx
 
 from calsync.providers.base import (
     AccountRef,
-    AuthRejected,
     CalendarChanges,
     CalendarGone,
     CalendarWriter,
@@ -27,17 +23,15 @@ from calsync.providers.base import (
     CursorExpired,
     EventResource,
     ExternalCalendar,
-    ProviderUnreachable,
     PushChannels,
 )
 from calsync.providers.caldav import dav
+from calsync.providers.caldav.account import CalDavServer
 from calsync.providers.caldav.dav import DavClient, DavResponse, canonical_path
 from calsync.providers.caldav.writer import EXPORT_CALENDAR_PREFIX, CalDavWriter
-from calsync.providers.http import borrowed
 
 SYNC_PREFIX = "sync:"
 CTAG_PREFIX = "ctag:"
-_MAX_REDIRECTS = 5
 _MAX_SYNC_PAGES = 100
 _MULTIGET_BATCH = 100
 _WRITE_PRIVILEGES = (dav.dav("all"), dav.dav("write"), dav.dav("write-content"))
@@ -56,115 +50,22 @@ class CalDavProvider:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 10.0,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("base_url must be an absolute http(s) URL")
-        self.base_url = base_url if parts.path.endswith("/") else base_url + "/"
-        self._transport = transport
-        self._timeout = timeout
-        self.writer = CalDavWriter(self)
-
-    @contextmanager
-    def _session(self, credentials: Credentials | None) -> Iterator[DavClient]:
-        if credentials is None:
-            raise AuthRejected("a CalDAV account needs a login and password")
-        transport = borrowed(self._transport)
-        with httpx.Client(
-            auth=httpx.BasicAuth(credentials.username, credentials.password),
-            transport=transport,
-            verify=_tls_context(),
-            timeout=self._timeout,
-            follow_redirects=True,
-            max_redirects=_MAX_REDIRECTS,
-            headers={"User-Agent": "calsync-caldav"},
-        ) as client:
-            yield DavClient(client)
+        self.server = CalDavServer(base_url, transport=transport, timeout=timeout)
+        self.base_url = self.server.base_url
+        self.writer = CalDavWriter(self.server)
 
     # --- discovery -----------------------------------------------------------------------------
 
     def verify(self, credentials: Credentials) -> AccountRef:
-        with self._session(credentials) as client:
-            state = self._discover(client)
+        with self.server.session(credentials) as client:
+            state = self.server.discover(client)
         return AccountRef(email=credentials.username, credentials=credentials, state=state)
-
-    def _discover(self, client: DavClient) -> dict[str, str]:
-        principal = self._well_known_principal(client)
-        if principal is None:
-            principal = self._base_principal(client)
-        if principal is None:
-            raise ProviderUnreachable(
-                f"{dav.safe_url(self.base_url)} is not a CalDAV server (no current-user-principal)"
-            )
-        props = [dav.CALENDAR_HOME_SET, dav.SCHEDULE_INBOX_URL, dav.SCHEDULE_DEFAULT_CALENDAR_URL]
-        found = client.propfind(principal, props, depth="0", what="principal")
-        home = dav.first_href(found.responses, dav.CALENDAR_HOME_SET, principal)
-        if home is None:
-            raise ProviderUnreachable(
-                f"{dav.safe_url(principal)} is not a CalDAV principal (no calendar-home-set)"
-            )
-        state = {"principal_url": principal, "calendar_home_url": home}
-        default = dav.first_href(found.responses, dav.SCHEDULE_DEFAULT_CALENDAR_URL, principal)
-        inbox = dav.first_href(found.responses, dav.SCHEDULE_INBOX_URL, principal)
-        if default is None and inbox is not None:
-            default = self._inbox_default_calendar(client, inbox)
-        if default is not None:
-            state["schedule_default_calendar_url"] = default
-        return state
-
-    def _well_known_principal(self, client: DavClient) -> str | None:
-        """RFC 6764 section 5: PROPFIND on /.well-known/caldav, following a few redirects."""
-        url = urljoin(self.base_url, "/.well-known/caldav")
-        body = dav.propfind_body([dav.CURRENT_USER_PRINCIPAL])
-        for _ in range(_MAX_REDIRECTS + 1):
-            response = client.request("PROPFIND", url, body=body, depth="0", follow_redirects=False)
-            location = response.headers.get("Location")
-            if not (response.is_redirect and location):
-                break
-            target = urljoin(url, location)
-            if not dav.redirect_allowed(url, target):
-                return None
-            url = target
-        else:
-            return None
-        if response.status_code == 401:
-            dav.raise_for_status(response, "discovery")
-        if response.status_code not in (200, 207):
-            return None  # no well-known support: fall back to base_url
-        try:
-            found = dav.parse_multistatus(response.content)
-        except ValueError:
-            return None
-        return dav.first_href(found.responses, dav.CURRENT_USER_PRINCIPAL, str(response.url))
-
-    def _base_principal(self, client: DavClient) -> str | None:
-        body = dav.propfind_body([dav.CURRENT_USER_PRINCIPAL])
-        response = client.request("PROPFIND", self.base_url, body=body, depth="0")
-        if response.status_code in (401, 403, 429) or response.status_code >= 500:
-            dav.raise_for_status(response, "discovery")
-        try:  # a CalDAV server answers PROPFIND with a multistatus; anything else is not one
-            found = dav.parse_multistatus(response.content)
-        except ValueError:
-            return None
-        return dav.first_href(found.responses, dav.CURRENT_USER_PRINCIPAL, str(response.url))
-
-    def _inbox_default_calendar(self, client: DavClient, inbox: str) -> str | None:
-        try:
-            found = client.scoped(on_forbidden=ProviderUnreachable).propfind(
-                inbox, [dav.SCHEDULE_DEFAULT_CALENDAR_URL], depth="0", what="schedule inbox"
-            )
-        except ProviderUnreachable:
-            return None  # optional (RFC 6638) and best effort
-        return dav.first_href(found.responses, dav.SCHEDULE_DEFAULT_CALENDAR_URL, inbox)
-
-    def _home(self, client: DavClient, account: AccountRef) -> str:
-        home = account.state.get("calendar_home_url")
-        return home if home else self._discover(client)["calendar_home_url"]
 
     # --- calendars -----------------------------------------------------------------------------
 
     def list_calendars(self, account: AccountRef) -> list[ExternalCalendar]:
-        with self._session(account.credentials) as client:
-            home = self._home(client, account)
+        with self.server.session(account.credentials) as client:
+            home = self.server.home(client, account)
             props = [
                 dav.RESOURCETYPE,
                 dav.DISPLAYNAME,
@@ -189,9 +90,6 @@ class CalDavProvider:
         default_path = canonical_path(home, default).rstrip("/") if default else None
         return _order_calendars(calendars, default_path)
 
-    def _calendar_url(self, client: DavClient, account: AccountRef, calendar_id: str) -> str:
-        return urljoin(self._home(client, account), quote(calendar_id, safe="") + "/")
-
     # --- reading -------------------------------------------------------------------------------
 
     def read_window(
@@ -210,8 +108,8 @@ class CalDavProvider:
     ) -> CalendarChanges:
         if cursor is not None and not cursor.startswith((SYNC_PREFIX, CTAG_PREFIX)):
             raise CursorExpired("unrecognised CalDAV cursor: a full read is needed")
-        with self._session(account.credentials) as session:
-            url = self._calendar_url(session, account, calendar_id)
+        with self.server.session(account.credentials) as session:
+            url = self.server.calendar_url(session, account, calendar_id)
             # 403 / 404 / 410 on the calendar itself: we lost it (deleted, or access revoked)
             client = session.scoped(on_missing=CalendarGone, on_forbidden=CalendarGone)
             if cursor is None:
@@ -220,20 +118,9 @@ class CalDavProvider:
                 return self._sync_read(client, url, cursor[len(SYNC_PREFIX) :], known_etags)
             return self._ctag_read(client, url, cursor[len(CTAG_PREFIX) :], known_etags)
 
-    def _collection_props(self, client: DavClient, url: str, props: list[str]) -> DavResponse:
-        found = client.propfind(url, props, depth="0", what="calendar")
-        path = canonical_path(url, url).rstrip("/")
-        matches = [r for r in found.responses if canonical_path(url, r.href).rstrip("/") == path]
-        if not matches and len(found.responses) != 1:
-            raise ProviderUnreachable(f"PROPFIND {dav.safe_url(url)}: the collection is not listed")
-        response = matches[0] if matches else found.responses[0]
-        if response.status in (404, 410):  # Xandikos: 207 whose only response says 404
-            raise CalendarGone(f"PROPFIND {dav.safe_url(url)}: the calendar does not exist")
-        return response
-
     def _full_read(self, client: DavClient, url: str) -> CalendarChanges:
         props = [dav.RESOURCETYPE, dav.SYNC_TOKEN, dav.GETCTAG, dav.SUPPORTED_REPORT_SET]
-        collection = self._collection_props(client, url, props)
+        collection = self.server.collection_props(client, url, props)
         if dav.RESOURCETYPE in collection.props and not collection.has_child(
             dav.RESOURCETYPE, dav.CALENDAR
         ):
@@ -304,7 +191,7 @@ class CalDavProvider:
     def _ctag_read(
         self, client: DavClient, url: str, ctag: str, known_etags: dict[str, str]
     ) -> CalendarChanges:
-        current = self._collection_props(client, url, [dav.GETCTAG]).text(dav.GETCTAG)
+        current = self.server.collection_props(client, url, [dav.GETCTAG]).text(dav.GETCTAG)
         if current is None:
             raise CursorExpired(f"{dav.safe_url(url)} no longer offers a ctag")
         if current == ctag:
@@ -353,13 +240,6 @@ class CalDavProvider:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context for every session: httpx would build one per Client, loading the CA
-    bundle each time (about 30 ms of CPU per sync)."""
-    return httpx.create_ssl_context()
 
 
 def _is_event(ical: str) -> bool:

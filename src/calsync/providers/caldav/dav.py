@@ -22,9 +22,10 @@ from calsync.providers.base import (
     AuthRejected,
     ProviderError,
     ProviderUnreachable,
-    RateLimitedByProvider,
 )
-from calsync.providers.http import retry_after_seconds
+from calsync.providers.http import shared_status_error, transport_errors
+
+SERVICE = "the CalDAV server"
 
 DAV_NS = "DAV:"
 CALDAV_NS = "urn:ietf:params:xml:ns:caldav"
@@ -215,16 +216,16 @@ def raise_for_status(
     on_missing: type[ProviderError] = ProviderUnreachable,
     on_forbidden: type[ProviderError] = AuthRejected,
 ) -> None:
-    """Map a non-2xx answer to the adapter error tree (404/410 -> ``on_missing``, ...)."""
+    """Map a non-2xx answer to the adapter error tree: the shared statuses (``providers.http``;
+    403 and 503 with Retry-After are throttling), then 403 -> ``on_forbidden``, 404 / 410 ->
+    ``on_missing``, anything else -> ProviderUnreachable."""
     code = response.status_code
     if 200 <= code < 300:
         return
     where = f"{what}: {response.request.method} {safe_url(response.request.url)} -> HTTP {code}"
-    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-    if code == 429 or (code in (403, 503) and retry_after is not None):
-        raise RateLimitedByProvider(f"{where} (rate limited)", retry_after=retry_after)
-    if code == 401:
-        raise AuthRejected(f"{where} (credentials rejected)")
+    shared = shared_status_error(response, where, SERVICE, throttled_with_retry_after=(403, 503))
+    if shared is not None:
+        raise shared
     if code == 403:
         raise on_forbidden(f"{where} (access forbidden)")
     if code in (404, 410):
@@ -278,18 +279,10 @@ class DavClient:
             headers["Depth"] = depth
         if body is not None:
             headers.setdefault("Content-Type", 'application/xml; charset="utf-8"')
-        try:
+        with transport_errors(f"{method} {safe_url(url)}", SERVICE):
             return self.client.request(
                 method, url, content=body, headers=headers, follow_redirects=follow_redirects
             )
-        except httpx.TimeoutException:
-            raise ProviderUnreachable(f"{method} {safe_url(url)} timed out") from None
-        except httpx.TooManyRedirects:
-            raise ProviderUnreachable(f"{method} {safe_url(url)}: too many redirects") from None
-        except (httpx.RequestError, httpx.InvalidURL) as exc:
-            raise ProviderUnreachable(
-                f"{method} {safe_url(url)} failed: {type(exc).__name__}"
-            ) from None
 
     def check(self, response: httpx.Response, what: str) -> None:
         raise_for_status(response, what, on_missing=self.on_missing, on_forbidden=self.on_forbidden)

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,12 +38,10 @@ from calsync.providers.base import (
     WrittenEvent,
 )
 from calsync.providers.caldav import dav
+from calsync.providers.caldav.account import CalDavServer
 from calsync.providers.caldav.dav import DavClient, canonical_path, safe_url
 
 EXPORT_CALENDAR_PREFIX = "calsync-"  # id prefix of the calendars calsync creates for export
-
-if TYPE_CHECKING:
-    from calsync.providers.caldav.adapter import CalDavProvider
 
 PRODID = "-//calsync//calsync//EN"
 _ICALENDAR = "text/calendar; charset=utf-8"
@@ -53,15 +50,15 @@ _NO_UID_CONFLICT = dav.caldav("no-uid-conflict")
 
 
 class CalDavWriter:
-    """``CalendarWriter`` on top of a ``CalDavProvider``'s sessions, discovery and calendar URLs.
+    """``CalendarWriter`` on a ``CalDavServer``'s sessions, discovery and calendar URLs.
 
     403 / 404 / 410 on the calendar itself mean CalendarGone, as they do for reads.
     """
 
     max_batch: int = 50
 
-    def __init__(self, provider: CalDavProvider) -> None:
-        self._provider = provider
+    def __init__(self, server: CalDavServer) -> None:
+        self._server = server
 
     # --- calendars -----------------------------------------------------------------------------
 
@@ -76,8 +73,8 @@ class CalDavWriter:
         if key is not None and not key.isalnum():
             raise ValueError("the calendar key must be letters and digits")
         calendar_id = EXPORT_CALENDAR_PREFIX + (key or uuid.uuid4().hex)
-        with self._provider._session(account.credentials) as client:
-            url = urljoin(self._provider._home(client, account), calendar_id + "/")
+        with self._server.session(account.credentials) as client:
+            url = urljoin(self._server.home(client, account), calendar_id + "/")
             body = dav.mkcalendar_body(name, ["VEVENT"])
             response = client.request("MKCALENDAR", url, body=body)
             code = response.status_code
@@ -93,13 +90,13 @@ class CalDavWriter:
 
     def _is_calendar(self, client: DavClient, url: str) -> bool:
         try:
-            found = self._provider._collection_props(client, url, [dav.RESOURCETYPE])
+            found = self._server.collection_props(client, url, [dav.RESOURCETYPE])
         except CalendarGone:
             return False
         return found.has_child(dav.RESOURCETYPE, dav.CALENDAR)
 
     def delete_calendar(self, account: AccountRef, calendar_id: str) -> None:
-        with self._provider._session(account.credentials) as session:
+        with self._server.session(account.credentials) as session:
             url = self._calendar_url(session, account, calendar_id)
             response = session.request("DELETE", url)
             if response.status_code not in (404, 410):
@@ -111,7 +108,7 @@ class CalDavWriter:
         self, account: AccountRef, calendar_id: str, writes: Sequence[EventWrite]
     ) -> list[WrittenEvent | ProviderError]:
         stamp = datetime.now(UTC)
-        with self._provider._session(account.credentials) as session:
+        with self._server.session(account.credentials) as session:
             url = self._calendar_url(session, account, calendar_id)
             client = session.scoped(on_missing=CalendarGone, on_forbidden=CalendarGone)
             return [self._put(client, url, write, stamp) for write in writes]
@@ -119,13 +116,13 @@ class CalDavWriter:
     def delete_events(
         self, account: AccountRef, calendar_id: str, deletes: Sequence[EventDelete]
     ) -> list[ProviderError | None]:
-        with self._provider._session(account.credentials) as session:
+        with self._server.session(account.credentials) as session:
             url = self._calendar_url(session, account, calendar_id)
             client = session.scoped(on_missing=CalendarGone, on_forbidden=CalendarGone)
             return [self._delete(client, url, delete) for delete in deletes]
 
     def find_event(self, account: AccountRef, calendar_id: str, uid: str) -> WrittenEvent | None:
-        with self._provider._session(account.credentials) as session:
+        with self._server.session(account.credentials) as session:
             url = self._calendar_url(session, account, calendar_id)
             client = session.scoped(on_missing=CalendarGone, on_forbidden=CalendarGone)
             href = _event_url(url, uid)
@@ -189,7 +186,7 @@ class CalDavWriter:
             client.check(response, what)  # AuthRejected, RateLimited, ProviderUnreachable
         conditions = dav.error_conditions(response.content)
         if code in (403, 404, 409, 410, 412):
-            self._provider._collection_props(client, calendar_url, [dav.RESOURCETYPE])
+            self._server.collection_props(client, calendar_url, [dav.RESOURCETYPE])
             if code == 412 and _NO_UID_CONFLICT not in conditions:
                 return StaleEvent(f"{where}: the event changed since the version we hold")
         names = ", ".join(sorted(c.rpartition("}")[2] for c in conditions))
@@ -199,7 +196,7 @@ class CalDavWriter:
         # "." and ".." would name the calendar home or its parent
         if calendar_id in ("", ".", ".."):
             raise CalendarGone(f"{calendar_id!r} is not a calendar id")
-        return self._provider._calendar_url(client, account, calendar_id)
+        return self._server.calendar_url(client, account, calendar_id)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ exports sessions as events with calsync's tag (see ``writer.py``).
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -47,7 +46,7 @@ from calsync.providers.google.api import GoogleApi, list_items
 from calsync.providers.google.events import GoogleEventError, event_span, event_to_ical
 from calsync.providers.google.push import GooglePushChannels
 from calsync.providers.google.writer import GoogleWriter
-from calsync.providers.http import borrowed
+from calsync.providers.http import new_client
 
 SYNC_PREFIX = "gsync:"
 _EVENTS_PAGE = 2500  # the largest page events.list serves
@@ -79,7 +78,6 @@ class GoogleCalendarProvider:
         self.api_url = api_url.rstrip("/")
         self._transport = transport
         self._timeout = timeout
-        self._ssl: ssl.SSLContext | None = None  # built once: loading CA files is slow
         self._past = timedelta(days=horizon_past_days)
         self._future = timedelta(days=horizon_future_days)
         self.push = GooglePushChannels(self._session)
@@ -93,14 +91,9 @@ class GoogleCalendarProvider:
         token = account.access_token
         if not token:
             raise AuthRejected("the Google account has no access token: reconnect it")
-        transport = borrowed(self._transport)
-        if transport is None and self._ssl is None:
-            self._ssl = httpx.create_ssl_context()
-        with httpx.Client(
-            transport=transport,
-            verify=self._ssl if self._ssl is not None else True,
+        with new_client(
+            transport=self._transport,
             timeout=self._timeout,
-            follow_redirects=False,
             headers={
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",

@@ -23,9 +23,14 @@ from calsync.providers.base import (
     RateLimitedByProvider,
     UnsupportedAccount,
 )
-from calsync.providers.http import retry_after_seconds
+from calsync.providers.http import (
+    follow_pages,
+    retry_after_seconds,
+    shared_status_error,
+    transport_errors,
+)
 
-MAX_PAGES = 1000
+SERVICE = "Google Calendar"
 _RATE_REASONS = frozenset(
     {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
 )
@@ -66,16 +71,10 @@ class GoogleApi:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One request to ``url``; transport failures become ``ProviderUnreachable``."""
-        try:
+        with transport_errors(what, SERVICE):
             return self.client.request(
                 http_method, url, params=params, json=json, content=content, headers=headers
             )
-        except httpx.TimeoutException:
-            raise ProviderUnreachable(f"{what}: Google Calendar timed out") from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(
-                f"{what}: Google Calendar is unreachable ({type(exc).__name__})"
-            ) from None
 
     def get(
         self,
@@ -101,25 +100,25 @@ class GoogleApi:
         listing_calendars: bool = False,
     ) -> Iterator[Mapping[str, Any]]:
         """Every page of a list call, following ``nextPageToken``."""
-        seen: set[str] = set()
-        query = dict(params)
-        for _ in range(MAX_PAGES):
-            body = self.get(
+
+        def fetch(token: str | None) -> Mapping[str, Any]:
+            query = params if token is None else {**params, "pageToken": token}
+            return self.get(
                 path,
                 query,
                 what=what,
                 incremental=incremental,
                 listing_calendars=listing_calendars,
             )
-            yield body
-            next_page = body.get("nextPageToken")
-            if not isinstance(next_page, str) or not next_page:
-                return
-            if next_page in seen:
-                raise ProviderUnreachable(f"{what}: Google repeated a page token")
-            seen.add(next_page)
-            query = {**params, "pageToken": next_page}
-        raise ProviderUnreachable(f"{what}: more than {MAX_PAGES} pages")
+
+        return follow_pages(
+            fetch, _next_page_token, what=what, repeated="Google repeated a page token"
+        )
+
+
+def _next_page_token(body: Mapping[str, Any]) -> str | None:
+    token = body.get("nextPageToken")
+    return token if isinstance(token, str) and token else None
 
 
 def json_object(response: httpx.Response, what: str) -> Mapping[str, Any]:
@@ -173,11 +172,12 @@ def error_for(
     code = response.status_code
     reasons, location = error_details(response)
     where = f"{what}: HTTP {code}" + (f" ({', '.join(sorted(reasons))})" if reasons else "")
-    if code == 401:
-        return AuthRejected(f"{where}: the access token was refused")
-    if code == 429 or (code == 403 and reasons & _RATE_REASONS):
+    if code == 403 and reasons & _RATE_REASONS:  # Google's 403 that means 429
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         return RateLimitedByProvider(f"{where}: rate limited", retry_after=retry_after)
+    shared = shared_status_error(response, where, SERVICE, unreachable=(408,))
+    if shared is not None:
+        return shared
     if reasons & _NO_SERVICE_REASONS:
         return UnsupportedAccount(f"{where}: the account has no Google Calendar")
     if code == 403 and reasons & _SCOPE_REASONS:
@@ -185,15 +185,18 @@ def error_for(
     if listing_calendars and code in (403, 404):
         return UnsupportedAccount(f"{where}: the account has no calendar list")
     if code == 410:
-        if incremental:
-            return CursorExpired(f"{where}: the sync token expired: a full read is needed")
-        if "fullSyncRequired" in reasons:
-            return ProviderUnreachable(f"{where}: Google asks to start the read again")
-        return CalendarGone(f"{where}: the calendar is gone")
+        return _gone(where, reasons, incremental)
     if code in (403, 404):
         return CalendarGone(f"{where}: the calendar is gone or no longer shared")
     if code == 400 and incremental and location == "syncToken":
         return CursorExpired(f"{where}: the sync token was refused: a full read is needed")
-    if code >= 500 or code == 408:
-        return ProviderUnreachable(f"{where}: Google Calendar failed")
     return ProviderError(f"{where}: unexpected answer")
+
+
+def _gone(where: str, reasons: set[str], incremental: bool) -> ProviderError:
+    """What a 410 means: the sync token expired, a read to start over, or the calendar gone."""
+    if incremental:
+        return CursorExpired(f"{where}: the sync token expired: a full read is needed")
+    if "fullSyncRequired" in reasons:
+        return ProviderUnreachable(f"{where}: Google asks to start the read again")
+    return CalendarGone(f"{where}: the calendar is gone")

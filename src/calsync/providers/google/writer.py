@@ -48,6 +48,7 @@ from calsync.providers.base import (
 from calsync.providers.google.api import GoogleApi, error_for, json_object, list_items
 from calsync.providers.google.events import EXPORT_PROPERTY
 from calsync.providers.google.push import Session
+from calsync.providers.write_rounds import Next, run_rounds, send_in_batches
 
 MAX_BATCH = 50  # calls per batch request (the Calendar batch guide's limit)
 _SERVICE_PATH = "/calendar/v3"
@@ -137,18 +138,17 @@ class GoogleWriter:
             except ValueError as exc:
                 results[index] = ProviderError(f"session {write.event.uid!r}: {exc}")
                 del steps[index]
+        settled: dict[int, WrittenEvent | ProviderError]
         with self._session(account) as api:
-            for _ in range(_ROUNDS):
-                if not steps:
-                    break
-                pending = sorted(steps)
-                calls = [_put_call(calendar_id, writes[i], steps[i], bodies[i]) for i in pending]
-                for index, call, answer in zip(pending, calls, self._send(api, calls), strict=True):
-                    outcome = _put_outcome(steps.pop(index), answer, call.what)
-                    if isinstance(outcome, str):
-                        steps[index] = outcome
-                    else:
-                        results[index] = outcome
+            settled, steps = run_rounds(
+                steps,
+                call_for=lambda i, step: _put_call(calendar_id, writes[i], step, bodies[i]),
+                send=lambda calls: self._send(api, calls),
+                outcome=lambda step, call, answer: _put_outcome(step, answer, call.what),
+                rounds=_ROUNDS,
+            )
+        for index, outcome in settled.items():
+            results[index] = outcome
         for index in steps:
             uid = writes[index].event.uid
             results[index] = ProviderError(f"event {uid!r}: Google said it exists, then not")
@@ -184,16 +184,12 @@ class GoogleWriter:
 
     def _send(self, api: GoogleApi, calls: Sequence[_Call]) -> list[Answer]:
         """One answer per call: a direct request for a lone call, else batch requests."""
-        answers: list[Answer] = []
-        for start in range(0, len(calls), self.max_batch):
-            chunk = calls[start : start + self.max_batch]
-            if len(chunk) == 1:
-                call = chunk[0]
-                url = api.root + "/" + _quoted(call.path)
-                answers.append(_exchange(api, call.http_method, url, call.what, *_encoded(call)))
-            else:
-                answers.extend(_batch(api, chunk))
-        return answers
+
+        def single(call: _Call) -> Answer:
+            url = api.root + "/" + _quoted(call.path)
+            return _exchange(api, call.http_method, url, call.what, *_encoded(call))
+
+        return send_in_batches(calls, self.max_batch, single, lambda chunk: _batch(api, chunk))
 
 
 _KEY_MARKER = "calsync-key:"
@@ -203,20 +199,14 @@ def _calendar_marked(api: GoogleApi, marker: str) -> ExternalCalendar | None:
     """The calendar of the account whose description carries ``marker``, if any."""
     what = "calendarList.list"
     params = {"maxResults": "250"}
-    for _ in range(100):  # pages
-        response = api.request("GET", ["users", "me", "calendarList"], what=what, params=params)
-        if response.status_code != 200:
-            raise error_for(response, what, False, True)
-        page = json_object(response, what)
+    for page in api.pages(
+        ["users", "me", "calendarList"], params, what=what, listing_calendars=True
+    ):
         for item in list_items(page):
             calendar_id = item.get("id")
             if marker in str(item.get("description") or "") and isinstance(calendar_id, str):
                 name = item.get("summaryOverride") or item.get("summary") or calendar_id
                 return ExternalCalendar(calendar_id, str(name))
-        token = page.get("nextPageToken")
-        if not isinstance(token, str) or not token:
-            return None
-        params = {"maxResults": "250", "pageToken": token}
     return None
 
 
@@ -266,7 +256,7 @@ def _put_call(calendar_id: str, write: EventWrite, step: str, body: dict[str, An
     return _Call("PUT", path, f"events.update of event {event_id!r}", body, if_match)
 
 
-def _put_outcome(step: str, answer: Answer, what: str) -> WrittenEvent | ProviderError | str:
+def _put_outcome(step: str, answer: Answer, what: str) -> WrittenEvent | ProviderError | Next[str]:
     """The written event, the item's error, or the next step to take."""
     if isinstance(answer, ProviderError):
         return answer
@@ -277,9 +267,9 @@ def _put_outcome(step: str, answer: Answer, what: str) -> WrittenEvent | Provide
         except ProviderError as exc:  # an unreadable answer fails its item only
             return exc
     if step == _INSERT and code == 409:
-        return _REPLACE  # written before (maybe deleted since): replace / restore it
+        return Next(_REPLACE)  # written before (maybe deleted since): replace / restore it
     if step == _UPDATE and code in _GONE:
-        return _INSERT  # the event is gone: create it (an insert's 404 is the calendar's)
+        return Next(_INSERT)  # the event is gone: create it (an insert's 404 is the calendar's)
     error = _call_error(answer, what)
     if step == _REPLACE and isinstance(error, CalendarGone):  # the 409 proved it exists
         return ProviderError(f"{what}: HTTP {code}: Google refused to replace the event")

@@ -58,7 +58,7 @@ from calsync.providers.base import (
     PushChannels,
     UnsupportedAccount,
 )
-from calsync.providers.http import borrowed
+from calsync.providers.http import new_client
 from calsync.providers.microsoft.convert import (
     EXPORT_PROPERTY_ID,
     GraphEventError,
@@ -141,11 +141,9 @@ class GraphCalendarProvider:
     def _session(self, account: AccountRef) -> Iterator[GraphWriteHttp]:
         if not account.access_token:
             raise AuthRejected("a Microsoft account needs an OAuth access token")
-        transport = borrowed(self._transport)
-        with httpx.Client(
-            transport=transport,
+        with new_client(
+            transport=self._transport,
             timeout=self._timeout,
-            follow_redirects=False,
             headers={
                 "Authorization": f"Bearer {account.access_token}",
                 "Accept": "application/json",

@@ -1,11 +1,12 @@
 """The HTTP side of the Graph adapter: one short-lived client, paging, and error mapping.
 
-Status mapping (``Errors`` says what a 404 / 403 means where it happens): 401 -> AuthRejected;
-429, and 503 with Retry-After -> RateLimitedByProvider(retry_after); 503 without Retry-After,
-other 5xx -> ProviderUnreachable; 410, or a 400 about the sync state while resuming ->
-CursorExpired; 404 MailboxNotEnabledForRESTAPI / MailboxNotHostedInExchangeOnline ->
-UnsupportedAccount; other 404 and 403 -> the context's error; anything else ->
-ProviderUnreachable. Only URLs with ``api_url``'s scheme, host and port are requested.
+Status mapping (``Errors`` says what a 404 / 403 means where it happens), the shared part
+from ``providers.http``: 401 -> AuthRejected; 429, and 503 with Retry-After ->
+RateLimitedByProvider(retry_after); 503 without Retry-After, other 5xx -> ProviderUnreachable;
+then 410, or a 400 about the sync state while resuming -> CursorExpired; 404
+MailboxNotEnabledForRESTAPI / MailboxNotHostedInExchangeOnline -> UnsupportedAccount; other 404
+and 403 -> the context's error; anything else -> ProviderUnreachable. Only URLs with
+``api_url``'s scheme, host and port are requested.
 Messages name the status, Graph's error code and the URL path, never tokens or query strings.
 """
 
@@ -18,17 +19,15 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from calsync.providers.base import (
-    AuthRejected,
     CalendarGone,
     CursorExpired,
     ProviderError,
     ProviderUnreachable,
-    RateLimitedByProvider,
     UnsupportedAccount,
 )
-from calsync.providers.http import retry_after_seconds
+from calsync.providers.http import follow_pages, shared_status_error, transport_errors
 
-MAX_PAGES = 1000
+SERVICE = "Microsoft Graph"
 _MAILBOX_CODES = {"mailboxnotenabledforrestapi", "mailboxnothostedinexchangeonline"}
 
 
@@ -80,18 +79,29 @@ class GraphHttp:
     ) -> httpx.Response:
         """One request with a JSON body (or none); network failures -> ProviderUnreachable."""
         self.check_link(url, what)
-        where = self.where(url, what)
-        try:
+        return self.request(method, url, what, json=body, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        json: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """One request as given; network failures -> ProviderUnreachable."""
+        with transport_errors(self.where(url, what), SERVICE):
             return self._client.request(
                 method,
                 url,
-                json=body,
+                json=json,
+                headers=headers,
+                params=params,
                 timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
-        except httpx.TimeoutException:
-            raise ProviderUnreachable(f"{where}: Microsoft Graph timed out") from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(f"{where}: {type(exc).__name__}") from None
 
     def check_link(self, link: str, what: str) -> None:
         if origin(link) != self._origin:
@@ -106,21 +116,24 @@ class GraphHttp:
         page_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The pages of a collection, following ``@odata.nextLink`` (same origin only)."""
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            page = self.get(url, params, what, errors, page_size)
-            if page is None:  # only for contexts where 404 is an answer
-                return
-            yield page
+
+        def fetch(link: str | None) -> dict[str, Any] | None:
+            if link is None:
+                return self.get(url, params, what, errors, page_size)
+            return self.get(link, None, what, errors, page_size)
+
+        def next_link(page: dict[str, Any]) -> str | None:
             link = page.get("@odata.nextLink")
             if link is None or link == "":
-                return
-            if not isinstance(link, str) or link in seen:
+                return None
+            if not isinstance(link, str):
                 raise ProviderUnreachable(f"{what}: Graph sent a bad or repeated nextLink")
             self.check_link(link, what)
-            seen.add(link)
-            url, params = link, None
-        raise ProviderUnreachable(f"{what}: more than {MAX_PAGES} pages")
+            return link
+
+        return follow_pages(
+            fetch, next_link, what=what, repeated="Graph sent a bad or repeated nextLink"
+        )
 
     def get(
         self,
@@ -136,12 +149,7 @@ class GraphHttp:
         prefer = 'outlook.timezone="UTC"'
         if page_size is not None:
             prefer += f", odata.maxpagesize={page_size}"
-        try:
-            response = self._client.get(url, params=params, headers={"Prefer": prefer})
-        except httpx.TimeoutException:
-            raise ProviderUnreachable(f"{where}: Microsoft Graph timed out") from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(f"{where}: {type(exc).__name__}") from None
+        response = self.request("GET", url, what, params=params, headers={"Prefer": prefer})
         if response.status_code == 200:
             return json_object(response, where)
         if response.status_code == 404 and errors.missing is None:
@@ -170,13 +178,11 @@ def _error(response: httpx.Response, where: str, errors: Errors) -> ProviderErro
     code = _error_code(response)
     said = f"{status} {code}" if code else str(status)
     folded = code.casefold()
-    if status == 401:
-        return AuthRejected(f"{where}: Microsoft Graph refused the access token ({said})")
-    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-    if status == 429 or (status == 503 and retry_after is not None):
-        return RateLimitedByProvider(f"{where}: throttled by Microsoft Graph ({said})", retry_after)
-    if status >= 500:
-        return ProviderUnreachable(f"{where}: Microsoft Graph answered {said}")
+    shared = shared_status_error(
+        response, f"{where} ({said})", SERVICE, throttled_with_retry_after=(503,)
+    )
+    if shared is not None:
+        return shared
     if status == 410 or (status == 400 and errors.resuming and "syncstate" in folded):
         return CursorExpired(f"{where}: the delta token is no longer valid ({said})")
     if status == 404 and folded in _MAILBOX_CODES:

@@ -72,6 +72,7 @@ from calsync.providers.microsoft.graphhttp import (
     values,
 )
 from calsync.providers.microsoft.zones import GRAPH_IANA_ZONES
+from calsync.providers.write_rounds import Next, run_rounds, send_in_batches
 
 __all__ = [
     "EXPORT_UID_PROPERTY_ID",
@@ -90,6 +91,7 @@ MAX_BATCH = 20  # requests per JSON batch
 
 _GONE = (200, 202, 204, 404)  # answers to a DELETE that leave the thing gone
 _WALL = "%Y-%m-%dT%H:%M:%S"
+_PUT, _RECREATE = "put", "recreate"  # the steps of a write (see run_rounds)
 
 
 @dataclass(frozen=True)
@@ -112,15 +114,9 @@ class GraphWriteHttp(GraphHttp):
         if call.if_match is None:
             return self.send(call.method, url, call.what, body=call.body)
         self.check_link(url, call.what)
-        where = self.where(url, call.what)
-        try:
-            return self._client.request(
-                call.method, url, json=call.body, headers={"If-Match": call.if_match}
-            )
-        except httpx.TimeoutException:
-            raise ProviderUnreachable(f"{where}: Microsoft Graph timed out") from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnreachable(f"{where}: {type(exc).__name__}") from None
+        return self.request(
+            call.method, url, call.what, json=call.body, headers={"If-Match": call.if_match}
+        )
 
     def batch(self, calls: Sequence[GraphCall]) -> list[httpx.Response | ProviderError]:
         """One ``POST /$batch`` of at most MAX_BATCH calls: their answers, in call order. A
@@ -196,19 +192,29 @@ class GraphWriter:
         if not writes:
             return []
         with self._session(account) as graph:
-            calls = [_put_call(calendar_id, write) for write in writes]
-            outcomes = [
-                _put_outcome(call, answer, _where(graph, call))
-                for call, answer in zip(calls, self._run(graph, calls), strict=True)
-            ]
-            missing = [n for n, outcome in enumerate(outcomes) if outcome is None]
-            creates = [self._recreate_call(account, calendar_id, writes[n]) for n in missing]
-            answers = self._run(graph, creates) if creates else []
-            for n, call, answer in zip(missing, creates, answers, strict=True):
-                outcomes[n] = _put_outcome(call, answer, _where(graph, call))
+
+            def call_for(index: int, step: str) -> GraphCall:
+                if step == _PUT:
+                    return _put_call(calendar_id, writes[index])
+                return self._recreate_call(account, calendar_id, writes[index])
+
+            def outcome(
+                step: str, call: GraphCall, answer: httpx.Response | ProviderError
+            ) -> WrittenEvent | ProviderError | Next[str]:
+                settled = _put_outcome(call, answer, _where(graph, call))
+                return Next(_RECREATE) if settled is None else settled
+
+            settled: dict[int, WrittenEvent | ProviderError]
+            settled, _ = run_rounds(
+                dict.fromkeys(range(len(writes)), _PUT),
+                call_for=call_for,
+                send=lambda calls: self._run(graph, calls),
+                outcome=outcome,
+                rounds=2,  # the write, then a re-creation of what was deleted externally
+            )
         return [
-            o if o is not None else ProviderUnreachable("the event was not written")
-            for o in outcomes
+            settled.get(n) or ProviderUnreachable("the event was not written")
+            for n in range(len(writes))
         ]
 
     def delete_events(
@@ -259,12 +265,7 @@ class GraphWriter:
         self, graph: GraphWriteHttp, calls: Sequence[GraphCall]
     ) -> list[httpx.Response | ProviderError]:
         """One request alone; several in batches of ``max_batch``."""
-        if len(calls) == 1:
-            return [graph.call(calls[0])]
-        answers: list[httpx.Response | ProviderError] = []
-        for start in range(0, len(calls), self.max_batch):
-            answers += graph.batch(calls[start : start + self.max_batch])
-        return answers
+        return send_in_batches(calls, self.max_batch, graph.call, graph.batch)
 
 
 # --- the event as Graph JSON -------------------------------------------------------------------

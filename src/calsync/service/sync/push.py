@@ -11,11 +11,10 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from calsync.domain import ProviderKind
+from calsync.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from calsync.providers.base import (
     AccountRef,
     CalendarProvider,
@@ -23,16 +22,33 @@ from calsync.providers.base import (
     PushChannel,
     PushChannels,
 )
-from calsync.providers.registry import ProviderConfig
+from calsync.providers.kinds import (
+    MalformedNotification,
+    Notification,
+    PushRequest,
+    Signal,
+    UnknownPushStream,
+)
+from calsync.providers.registry import ProviderConfig, push_receiver
 from calsync.service.connections.accounts import account_for, with_account
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ConnectionCalendar, PushChannelRow, utcnow
 
+__all__ = [
+    "PUSH_PATH",
+    "Addresses",
+    "PushReceipt",
+    "PushRequest",
+    "addresses",
+    "ensure_channels",
+    "receive",
+    "request_sync",
+    "stop_channels_later",
+]
+
 log = logging.getLogger(__name__)
-GOOGLE_PATH = "/push/google"
-GRAPH_PATH = "/push/microsoft"
-GRAPH_LIFECYCLE_PATH = "/push/microsoft/lifecycle"
+PUSH_PATH = "/push/{kind}"  # where a kind's notifications arrive; streams below it
 
 
 @dataclass(frozen=True)
@@ -42,10 +58,11 @@ class Addresses:
 
 
 def addresses(rt: Runtime, provider: ProviderConfig) -> Addresses:
-    base = rt.settings.public_url.rstrip("/")
-    if provider.kind is ProviderKind.GOOGLE:
-        return Addresses(base + GOOGLE_PATH, None)
-    return Addresses(base + GRAPH_PATH, base + GRAPH_LIFECYCLE_PATH)
+    """Where the provider's channels deliver: ``/push/{kind}``, and its lifecycle stream."""
+    notifications = rt.settings.public_url.rstrip("/") + PUSH_PATH.format(kind=provider.kind.value)
+    receiver = push_receiver(provider.kind.value)
+    stream = receiver.lifecycle_stream if receiver is not None else None
+    return Addresses(notifications, f"{notifications}/{stream}" if stream else None)
 
 
 def ensure_channels(rt: Runtime, connection_id: str) -> None:
@@ -188,51 +205,57 @@ def stop_channels_later(rt: Runtime, row: Connection) -> None:
     rt.submit(stop_all)
 
 
-def on_google(rt: Runtime, headers: dict[str, str]) -> int:
-    """A Google notification; the answer's status. Only a channel we created, carrying its
-    token, makes the connection due."""
-    channel_id = headers.get("x-goog-channel-id", "")
-    token = headers.get("x-goog-channel-token", "")
-    state = headers.get("x-goog-resource-state", "")
-    connection_id = _verified(rt, channel_id, token)
-    if connection_id is None:
-        return 403
-    if state in ("exists", "not_exists"):
-        request_sync(rt, connection_id)
-    return 200
+@dataclass(frozen=True)
+class PushReceipt:
+    """How to answer a delivery: echo ``handshake`` as text when set, else acknowledge with
+    the provider's ``acknowledge_status``."""
+
+    handshake: str | None
+    acknowledge_status: int
 
 
-def on_graph(rt: Runtime, body: dict[str, Any]) -> None:
-    """Graph change notifications (a batch); unverifiable ones are ignored."""
-    for item in _items(body):
-        connection_id = _verified(
-            rt, str(item.get("subscriptionId", "")), str(item.get("clientState", ""))
-        )
+def receive(rt: Runtime, kind: str, request: PushRequest) -> PushReceipt:
+    """A delivery to ``/push/{kind}``. Only a channel we created, carrying its secret, makes
+    its connection due. NotFound: no such kind or stream; InvalidArgument: unreadable;
+    PermissionDenied: a provider that wants forged notifications refused sent one."""
+    receiver = push_receiver(kind)
+    if receiver is None:
+        raise NotFound(f"no push notifications for {kind!r}")
+    try:
+        delivery = receiver.parse(request)
+    except UnknownPushStream as exc:
+        raise NotFound(str(exc)) from None
+    except MalformedNotification as exc:
+        raise InvalidArgument([FieldViolation("body", str(exc), "FORMAT")]) from None
+    receipt = PushReceipt(delivery.handshake, receiver.acknowledge_status)
+    if delivery.handshake is not None:
+        return receipt
+    for notification in delivery.notifications:
+        connection_id = _verified(rt, notification.channel_id, notification.secret)
         if connection_id is not None:
-            request_sync(rt, connection_id)
+            _act_on(rt, notification, connection_id)
+        elif delivery.strict:
+            raise PermissionDenied("the notification is not from a channel calsync created")
+    return receipt
 
 
-def on_graph_lifecycle(rt: Runtime, body: dict[str, Any]) -> None:
-    """reauthorizationRequired: renew soon; subscriptionRemoved: forget it (the next sync
-    subscribes again); missed: notifications were lost, so sync."""
-    for item in _items(body):
-        channel_id = str(item.get("subscriptionId", ""))
-        connection_id = _verified(rt, channel_id, str(item.get("clientState", "")))
-        if connection_id is None:
-            continue
-        event = item.get("lifecycleEvent")
+def _act_on(rt: Runtime, notification: Notification, connection_id: str) -> None:
+    """Removed: forget the channel (the next sync subscribes again); reauthorize: renew it at
+    the next sync; either way, and on a change, sync."""
+    channel_id = notification.channel_id
+    if notification.signal is Signal.HELLO:
+        return
+    if notification.signal is Signal.REMOVED:
         with transaction(rt.db) as session:
-            if event == "subscriptionRemoved":
-                session.execute(
-                    delete(PushChannelRow).where(PushChannelRow.channel_id == channel_id)
-                )
-            elif event == "reauthorizationRequired":
-                session.execute(
-                    update(PushChannelRow)
-                    .where(PushChannelRow.channel_id == channel_id)
-                    .values(expires_at=utcnow())
-                )
-        request_sync(rt, connection_id)
+            session.execute(delete(PushChannelRow).where(PushChannelRow.channel_id == channel_id))
+    elif notification.signal is Signal.REAUTHORIZE:
+        with transaction(rt.db) as session:
+            session.execute(
+                update(PushChannelRow)
+                .where(PushChannelRow.channel_id == channel_id)
+                .values(expires_at=utcnow())
+            )
+    request_sync(rt, connection_id)
 
 
 def request_sync(rt: Runtime, connection_id: str) -> None:
@@ -255,11 +278,6 @@ def _verified(rt: Runtime, channel_id: str, secret: str) -> str | None:
         if channel is None or not hmac.compare_digest(channel.secret_hash, _hash(secret)):
             return None
         return channel.connection_id
-
-
-def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    value = body.get("value")
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _hash(secret: str) -> str:
