@@ -245,3 +245,9 @@ def test_an_overlong_url_is_a_414_and_huge_headers_a_431(api: Api) -> None:
     ids = "&".join(f"scheduleIds={random_guid()}" for _ in range(100))
     allowed = api.get(f"{EXT}/events?{ids}")  # the longest URL a client needs still passes
     assert allowed.status_code != 414
+
+
+def test_a_deeply_nested_push_body_is_a_400_without_a_key(api: Api) -> None:
+    raw = b"[" * 100_000 + b"]" * 100_000
+    response = api.client.post("/push/microsoft", content=raw)
+    assert response.status_code == 400, response.text

@@ -43,7 +43,7 @@ class GraphNotifications:
             return PushDelivery(handshake=token)
         try:
             body = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             raise MalformedNotification("the notification body is not JSON") from None
         lifecycle = request.stream == LIFECYCLE_STREAM
         return PushDelivery(tuple(_notification(item, lifecycle) for item in _items(body)))
