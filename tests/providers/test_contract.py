@@ -270,3 +270,33 @@ def test_read_window_reaches_beyond_the_horizon(contract: Contract) -> None:
         ):
             titles.add((instance.title, instance.start))
     assert titles == {("Far away", far)}
+
+
+def test_the_change_check_sees_what_moved_in_one_request(contract: Contract) -> None:
+    check = contract.adapter.change_check
+    if check is None:
+        pytest.skip("kept fresh by push notifications or incremental polls, not a change check")
+    quiet, busy_one = contract.add_calendar("Quiet"), contract.add_calendar("Busy")
+    for calendar_id in (quiet, busy_one):
+        contract.put(calendar_id, "a", "A", START)
+    cursors: dict[str, str | None] = {
+        cid: contract.adapter.read_changes(contract.account, cid, None, {}).cursor
+        for cid in (quiet, busy_one)
+    }
+    contract.transport.count = 0
+    assert check.changed_calendars(contract.account, cursors) == set()
+    assert contract.transport.count == 1  # one request for all calendars of the account
+
+    contract.put(busy_one, "b", "B", START + timedelta(hours=2))
+    assert check.changed_calendars(contract.account, cursors) == {busy_one}
+    cursors[busy_one] = contract.adapter.read_changes(
+        contract.account, busy_one, cursors[busy_one], {}
+    ).cursor
+    assert check.changed_calendars(contract.account, cursors) == set()
+
+    contract.delete(quiet, "a")
+    assert check.changed_calendars(contract.account, cursors) == {quiet}
+    gone = contract.add_calendar("Gone")
+    contract.remove_calendar(gone)
+    never_read = {gone: "sync:whatever", busy_one: None}
+    assert check.changed_calendars(contract.account, never_read) == {gone, busy_one}

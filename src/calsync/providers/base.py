@@ -18,7 +18,7 @@ travels in ``AccountRef`` and in opaque per-calendar cursors that the sync step 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
@@ -238,6 +238,17 @@ class EventDelete:
     etag: str | None = None
 
 
+class ChangeCheck(Protocol):
+    """A cheap question "did anything change?" for providers without push (CalDAV, iCloud):
+    one request answers it for all of an account's calendars."""
+
+    def changed_calendars(self, account: AccountRef, cursors: Mapping[str, str | None]) -> set[str]:
+        """Of the calendars in ``cursors`` (calendar id -> the cursor of its last read), those
+        whose contents may differ from what that read saw. A calendar the check cannot vouch
+        for (no cursor, gone from the account, no comparable tag) counts as changed."""
+        ...
+
+
 class CalendarWriter(Protocol):
     """Export: writing calsync's sessions into the external account.
 
@@ -285,10 +296,12 @@ class CalendarProvider(Protocol):
     """One adapter per provider kind. Every method may raise a ``ProviderError``.
 
     ``push`` is the provider's change-notification capability, or None (polling only);
+    ``change_check`` its cheap change check, or None (push or polling keep it fresh);
     ``writer`` its export capability, or None (export not supported).
     """
 
     push: PushChannels | None
+    change_check: ChangeCheck | None
     writer: CalendarWriter | None
 
     def verify(self, credentials: Credentials) -> AccountRef:

@@ -19,6 +19,7 @@ from calsync.providers.base import (
     CalendarChanges,
     CalendarGone,
     CalendarWriter,
+    ChangeCheck,
     Credentials,
     CursorExpired,
     EventResource,
@@ -27,11 +28,10 @@ from calsync.providers.base import (
 )
 from calsync.providers.caldav import dav
 from calsync.providers.caldav.account import CalDavServer
+from calsync.providers.caldav.changes import CTAG_PREFIX, SYNC_PREFIX, CalDavChangeCheck
 from calsync.providers.caldav.dav import DavClient, DavResponse, canonical_path
 from calsync.providers.caldav.writer import EXPORT_CALENDAR_PREFIX, CalDavWriter
 
-SYNC_PREFIX = "sync:"
-CTAG_PREFIX = "ctag:"
 _MAX_SYNC_PAGES = 100
 _MULTIGET_BATCH = 100
 _WRITE_PRIVILEGES = (dav.dav("all"), dav.dav("write"), dav.dav("write-content"))
@@ -41,6 +41,7 @@ class CalDavProvider:
     """``CalendarProvider`` for any CalDAV server reachable from ``base_url``."""
 
     push: PushChannels | None = None  # CalDAV has no change notifications
+    change_check: ChangeCheck | None  # one PROPFIND of the home answers for every calendar
     writer: CalendarWriter | None
 
     def __init__(
@@ -53,6 +54,7 @@ class CalDavProvider:
         self.server = CalDavServer(base_url, transport=transport, timeout=timeout)
         self.base_url = self.server.base_url
         self.writer = CalDavWriter(self.server)
+        self.change_check = CalDavChangeCheck(self.server)
 
     # --- discovery -----------------------------------------------------------------------------
 

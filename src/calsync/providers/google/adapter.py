@@ -35,6 +35,7 @@ from calsync.providers.base import (
     AuthRejected,
     CalendarChanges,
     CalendarWriter,
+    ChangeCheck,
     Credentials,
     CursorExpired,
     EventResource,
@@ -61,6 +62,7 @@ class GoogleCalendarProvider:
     """``CalendarProvider`` for Google Calendar (API v3 at ``api_url``)."""
 
     push: PushChannels | None
+    change_check: ChangeCheck | None = None  # push notifications, else incremental polls
     writer: CalendarWriter | None
 
     def __init__(

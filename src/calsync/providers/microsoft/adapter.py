@@ -51,6 +51,7 @@ from calsync.providers.base import (
     AuthRejected,
     CalendarChanges,
     CalendarWriter,
+    ChangeCheck,
     Credentials,
     CursorExpired,
     EventResource,
@@ -110,6 +111,7 @@ class GraphCalendarProvider:
     """``CalendarProvider`` for Microsoft 365 / Outlook.com mailboxes over Microsoft Graph."""
 
     push: PushChannels | None  # webhook subscriptions (see ``push``), set in __init__
+    change_check: ChangeCheck | None = None  # push notifications, else incremental polls
     writer: CalendarWriter | None  # export (see ``writer``), set in __init__
 
     def __init__(
