@@ -56,7 +56,8 @@ async def serve(
     ``quick`` is the same call's answer when a few reads of ``Call.rt.loop_engine`` give it,
     or None when it needs ``work``. Where there is a loop engine (SQLite, see
     ``store.db.make_loop_engine``) and the key is in the cache, ``quick`` runs on the event
-    loop, without a thread."""
+    loop, without a thread; if its reads fail (``store.instances.page.ReadFailed``), ``work``
+    does the call in a thread."""
     rt: Runtime = request.app.state.runtime
     body = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
     if len(body) > MAX_BODY_BYTES:
