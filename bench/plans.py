@@ -16,9 +16,9 @@ import gen
 from sqlalchemy import Engine
 
 from calsync.service.events import cursor as cursors
-from calsync.service.events import list_events as events
 from calsync.service.runtime import Runtime
 from calsync.store import raw_rows
+from calsync.store.instances import page
 
 DAY_MS = 86_400_000
 WINDOWS = {"near": (0, 28), "far": (280, 308)}  # week start: days from today, uniform
@@ -46,21 +46,22 @@ def week_queries(
 
 def _page_sql(rt: Runtime, query: cursors.EventQuery) -> tuple[str, Any]:
     """The page SQL and parameters List Events sends (on the DBAPI cursor, so no engine
-    event sees it: ``events.fetch_tuples`` is wrapped while the page is read)."""
+    event sees it: ``page.fetch_tuples`` is wrapped while the page is read)."""
     seen: list[tuple[str, Any]] = []
-    real = events.fetch_tuples
+    real = page.fetch_tuples
 
     def recording(db: Any, statement: Any, params: dict[str, Any]) -> list[Any]:
         seen.append(raw_rows.expand(db.dialect, statement, params))
         return real(db, statement, params)
 
-    with rt.engine.connect() as db:
-        connections = events._contributing(db, gen.TENANT, query)
-        events.fetch_tuples = recording  # type: ignore[assignment]
+    with page.reading(rt.engine) as reads:
+        connections = page.contributors(reads, gen.TENANT, query.schedule_ids, query.user_ids)
+        page.fetch_tuples = recording  # type: ignore[assignment]
         try:
-            events._page(db, connections, query, 100)
+            ids = [c.id for c in connections]
+            page.page_rows(reads, ids, from_ms=query.from_ms, to_ms=query.to_ms, count=101)
         finally:
-            events.fetch_tuples = real  # type: ignore[assignment]
+            page.fetch_tuples = real  # type: ignore[assignment]
     return seen[-1]
 
 

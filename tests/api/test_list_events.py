@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import create_engine
 
 from calsync.service.access.auth import key_cache
-from calsync.service.events import list_events as events
 from calsync.service.runtime import Runtime
+from calsync.store.instances import page
 from tests.api.test_external_api import (
     EMAIL,
     PASSWORD,
@@ -258,7 +258,7 @@ def _where_the_store_is_read(
     monkeypatch.setattr(key_cache, "ttl", 3600.0)
     key_cache.clear()
     seen: list[tuple[str, bool]] = []
-    real = events.reading
+    real = page.reading
 
     def spy(engine: Any) -> Any:
         try:
@@ -270,7 +270,7 @@ def _where_the_store_is_read(
             seen.append((where, engine is runtime.loop_engine))
         return real(engine)
 
-    monkeypatch.setattr(events, "reading", spy)
+    monkeypatch.setattr(page, "reading", spy)
     return seen
 
 

@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from calsync.domain import Identity
 from calsync.errors import FieldViolation, InvalidArgument
 from calsync.service.access.auth import authenticate_cached, cached_identity
 from calsync.service.runtime import Runtime
+from calsync.store.instances.page import ReadFailed
 
 MAX_BODY_BYTES = 256 * 1024
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ async def serve(
     ``quick`` is the same call's answer when a few reads of ``Call.rt.loop_engine`` give it,
     or None when it needs ``work``. Where there is a loop engine (SQLite, see
     ``store.db.make_loop_engine``) and the key is in the cache, ``quick`` runs on the event
-    loop, without a thread."""
+    loop, without a thread; if its reads fail (``store.instances.page.ReadFailed``), ``work``
+    does the call in a thread."""
     rt: Runtime = request.app.state.runtime
     body = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
     if len(body) > MAX_BODY_BYTES:
@@ -69,10 +70,10 @@ async def serve(
         if identity is not None:
             try:
                 answer = quick(Call(rt=rt, identity=identity, query=query, body=body))
-            except OperationalError as exc:  # e.g. locked for longer than the loop waits
+            except ReadFailed as exc:  # e.g. locked for longer than the loop waits
                 log.info(
                     "read on the event loop failed; a thread does the call",
-                    extra={"reason": str(exc.orig)[:200]},
+                    extra={"reason": exc.reason[:200]},
                 )
                 answer = None
             if answer is not None:

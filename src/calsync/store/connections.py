@@ -131,3 +131,35 @@ def mark_notified(tx: Tx, connection_id: str, now: datetime) -> None:
         .where(Connection.id == connection_id)
         .values(sync_requested_at=now, next_sync_at=now)
     )
+
+
+# --- events ---
+# Imported here, not above, so that this block merges apart from the rest of the module.
+from sqlalchemy import select  # noqa: E402
+
+from calsync.store.models import ConnectionCalendar  # noqa: E402
+
+
+def rows_of(tx: Tx, connection_ids: list[str]) -> list[Connection]:
+    """The ORM rows of ``connection_ids`` that exist, in that order. A bridge for the
+    transition period (as ``lifecycle_of``): List Events' live read hands them to
+    ``accounts.with_account`` and ``sync.instances.expansion_context``, which still take a
+    row; once they take a ``ConnectionRecord`` this returns records."""
+    if not connection_ids:
+        return []
+    rows = {
+        r.id: r
+        for r in tx.session.scalars(select(Connection).where(Connection.id.in_(connection_ids)))
+    }
+    return [rows[cid] for cid in connection_ids if cid in rows]
+
+
+def calendar_ids(tx: Tx, connection_id: str) -> list[str]:
+    """The ids of the calendars the connection imports."""
+    return list(
+        tx.session.scalars(
+            select(ConnectionCalendar.calendar_id).where(
+                ConnectionCalendar.connection_id == connection_id
+            )
+        )
+    )

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 
 from calsync.crypto import sign, unsign
 from calsync.errors import FieldViolation, InvalidArgument
+from calsync.store.instances.page import SortKey
 
-SortKey = tuple[int, int, str, str, str, str]
+__all__ = ["CURSOR_FIELD", "EventQuery", "SortKey", "continue_after", "decode", "encode"]
 CURSOR_FIELD = "cursorPaging.cursor"
 
 

@@ -12,15 +12,19 @@ import logging
 import time
 from datetime import UTC, datetime
 from functools import partial
-
-from sqlalchemy import select
+from typing import cast
 
 from calsync.providers.base import AccountRef, EventResource, ProviderError
 from calsync.service.connections.accounts import with_account
 from calsync.service.events.cursor import EventQuery, SortKey
 from calsync.service.runtime import Runtime
 from calsync.service.sync.instances import expansion_context, horizon, instance_rows
-from calsync.store.models import Connection, ConnectionCalendar, EventInstance
+from calsync.store import connections as stored_connections
+from calsync.store.instances.page import PageRow
+
+# An ORM row only until accounts.with_account and sync.instances.expansion_context take a
+# ConnectionRecord (see store.connections.rows_of).
+from calsync.store.models import Connection
 from calsync.tz import epoch_ms
 
 log = logging.getLogger(__name__)
@@ -33,12 +37,12 @@ def outside_horizon(rt: Runtime, query: EventQuery) -> bool:
 
 def live_rows(
     rt: Runtime, connections: list[Connection], query: EventQuery, limit: int
-) -> tuple[list[EventInstance], dict[str, str]]:
-    """Up to ``limit + 1`` instances after ``query.after`` in sort order, and the connections
-    (id -> provider id) that could not be read in time."""
+) -> tuple[list[PageRow], dict[str, str]]:
+    """Up to ``limit + 1`` instances after ``query.after`` in sort order, as the store's page
+    rows, and the connections (id -> provider id) that could not be read in time."""
     deadline = time.monotonic() + rt.settings.sync_time_budget_seconds
     futures = {rt.submit(partial(_read, rt, c, query)): c for c in connections}
-    rows: list[EventInstance] = []
+    rows: list[PageRow] = []
     failed: dict[str, str] = {}
     for future, connection in futures.items():
         try:
@@ -54,42 +58,50 @@ def live_rows(
     return rows[: limit + 1], failed
 
 
-def sort_key(row: EventInstance) -> SortKey:
-    return (
-        row.start_ms,
-        row.end_ms,
-        row.schedule_id,
-        row.connection_id,
-        row.calendar_id,
-        row.instance_key,
-    )
+def sort_key(row: PageRow) -> SortKey:
+    return row[:6]
 
 
-def _selected(row: EventInstance, query: EventQuery) -> bool:
-    overlaps = row.start_ms < query.to_ms and (
-        row.end_ms > query.from_ms or (row.start_ms == row.end_ms >= query.from_ms)
+def _selected(row: PageRow, query: EventQuery) -> bool:
+    start_ms, end_ms, all_day = row[0], row[1], row[6]
+    overlaps = start_ms < query.to_ms and (
+        end_ms > query.from_ms or (start_ms == end_ms >= query.from_ms)
     )
-    if not overlaps or (query.all_day is not None and row.all_day != query.all_day):
+    if not overlaps or (query.all_day is not None and all_day != query.all_day):
         return False
     return query.after is None or sort_key(row) > query.after
 
 
-def _read(rt: Runtime, connection: Connection, query: EventQuery) -> list[EventInstance]:
+def _page_row(values: dict[str, object]) -> PageRow:
+    """An expanded instance (``instance_rows``) as the row the store's page would hold."""
+    return cast(
+        PageRow,
+        (
+            values["start_ms"],
+            values["end_ms"],
+            values["schedule_id"],
+            values["connection_id"],
+            values["calendar_id"],
+            values["instance_key"],
+            values["all_day"],
+            values["start_date"],
+            values["end_date"],
+            values["title"],
+        ),
+    )
+
+
+def _read(rt: Runtime, connection: Connection, query: EventQuery) -> list[PageRow]:
     provider = rt.providers.get(connection.provider_id)
     if provider is None:
         raise ProviderError("provider no longer configured")
     adapter = rt.providers.adapter(provider)
     window = (_dt(query.from_ms), _dt(query.to_ms))
-    with rt.db() as session:
-        calendars = list(
-            session.scalars(
-                select(ConnectionCalendar.calendar_id).where(
-                    ConnectionCalendar.connection_id == connection.id
-                )
-            )
-        )
-        ctx = expansion_context(rt, session, connection, window)
-    rows: list[EventInstance] = []
+    with rt.store.reading() as tx:
+        calendars = stored_connections.calendar_ids(tx, connection.id)
+        # tx.session until expansion_context takes the unit of work.
+        ctx = expansion_context(rt, tx.session, connection, window)
+    rows: list[PageRow] = []
     for calendar_id in calendars:
 
         def read(account: AccountRef, calendar_id: str = calendar_id) -> list[EventResource]:
@@ -97,7 +109,7 @@ def _read(rt: Runtime, connection: Connection, query: EventQuery) -> list[EventI
 
         for resource in with_account(rt, connection, read):
             rows.extend(
-                EventInstance(**values)
+                _page_row(values)
                 for values in instance_rows(ctx, calendar_id, resource.key, resource.ical)
             )
     return rows
