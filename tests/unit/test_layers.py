@@ -29,7 +29,6 @@ BANNED = (
 # delete the list once it is empty.
 EXPECTED_TO_BE_CONVERTED = frozenset(
     {
-        "calsync/api/calls.py",  # sqlalchemy.exc.OperationalError of the loop-engine read
         "calsync/dashboard/connection_cards.py",
         "calsync/service/connections/accounts.py",
         "calsync/service/connections/connect.py",
@@ -38,7 +37,6 @@ EXPECTED_TO_BE_CONVERTED = frozenset(
         "calsync/service/connections/operations.py",
         "calsync/service/connections/retire.py",
         "calsync/service/connections/view.py",
-        "calsync/service/events/list_events.py",
         "calsync/service/events/live.py",
         "calsync/service/export/edits.py",
         "calsync/service/export/event.py",
