@@ -13,7 +13,7 @@ from calsync.api.app import create_app
 from calsync.api.guard import body_cap
 from calsync.api.ratelimit import Buckets, RateLimits
 from calsync.service.runtime import Runtime
-from tests.conftest import EXT, Api, random_guid
+from tests.conftest import EXT, Api, new_key, random_guid
 
 MIB = 1024 * 1024
 
@@ -182,6 +182,28 @@ def test_guessed_signin_links_are_limited(make_runtime, fake_provider) -> None: 
     with TestClient(create_app(rt)) as client:
         statuses = [client.get(f"/dashboard/signin/guess{i}").status_code for i in range(5)]
     assert statuses == [410, 410, 410, 429, 429]
+
+
+def test_a_tenant_over_its_request_rate_gets_429_and_others_do_not(
+    make_runtime, fake_provider
+) -> None:  # type: ignore[no-untyped-def]
+    rt: Runtime = make_runtime(
+        adapter_factory=lambda _c: fake_provider, tenant_requests_per_second=2
+    )
+    busy, calm = new_key(rt, "busy-site"), new_key(rt, "calm-site")
+    with TestClient(create_app(rt)) as client:
+        statuses = [
+            client.get(f"{EXT}/providers", headers={"Authorization": busy}).status_code
+            for _ in range(6)
+        ]
+        limited = client.get(f"{EXT}/providers", headers={"Authorization": busy})
+        other = client.get(f"{EXT}/providers", headers={"Authorization": calm})
+    assert statuses[:4] == [200] * 4  # a burst of twice the rate
+    assert 429 in statuses[4:]
+    assert_envelope(limited, 429, "RESOURCE_EXHAUSTED")
+    assert "CALSYNC_TENANT_REQUESTS_PER_SECOND" in limited.json()["message"]
+    assert int(limited.headers["retry-after"]) >= 1
+    assert other.status_code == 200
 
 
 def test_buckets_refill_and_stay_bounded() -> None:

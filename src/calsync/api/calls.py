@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from calsync.domain import Identity
-from calsync.errors import FieldViolation, InvalidArgument
+from calsync.errors import FieldViolation, InvalidArgument, RateLimited
 from calsync.service.access.auth import authenticate_cached, cached_identity
 from calsync.service.runtime import Runtime
 from calsync.store.instances.page import ReadFailed
@@ -43,6 +43,18 @@ class EncodedJSON(JSONResponse):
         return content if isinstance(content, bytes) else encode_json(content)
 
 
+def _take_tenant_token(request: Request, identity: Identity) -> None:
+    """One of the tenant's request tokens (``api.ratelimit``), or 429 with Retry-After."""
+    limits = getattr(request.app.state, "rate_limits", None)
+    wait = limits.tenant_call(identity.tenant_id) if limits is not None else None
+    if wait is not None:
+        raise RateLimited(
+            "this tenant makes more API calls per second than the server allows "
+            "(CALSYNC_TENANT_REQUESTS_PER_SECOND); wait and retry",
+            data={"retryAfterSeconds": max(1, round(wait + 0.5))},
+        )
+
+
 async def serve(
     request: Request,
     work: Callable[[Call], dict[str, Any]],
@@ -68,6 +80,7 @@ async def serve(
     if quick is not None and rt.loop_engine is not None:
         identity = cached_identity(rt.store, authorization, site_id)
         if identity is not None:
+            _take_tenant_token(request, identity)
             try:
                 answer = quick(Call(rt=rt, identity=identity, query=query, body=body))
             except ReadFailed as exc:  # e.g. locked for longer than the loop waits
@@ -81,6 +94,7 @@ async def serve(
 
     def run() -> bytes:
         identity = authenticate_cached(rt.store, authorization, site_id)
+        _take_tenant_token(request, identity)
         return encode_json(work(Call(rt=rt, identity=identity, query=query, body=body)))
 
     return EncodedJSON(await run_in_threadpool(run))
