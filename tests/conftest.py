@@ -162,3 +162,16 @@ def random_guid() -> str:
 
 def random_password() -> str:
     return secrets.token_urlsafe(12)
+
+
+def settle(rt: Runtime, timeout: float = 30.0) -> int:
+    """Wait for the background refreshes that reads started (``service.sync.refresh``);
+    returns how many there were."""
+    import concurrent.futures
+
+    from calsync.service.sync.refresh import in_flight
+
+    futures = in_flight(rt)
+    concurrent.futures.wait(futures, timeout=timeout)
+    assert all(f.done() for f in futures), "a background refresh did not finish"
+    return len(futures)

@@ -19,6 +19,9 @@ or tenant ever becomes a label.
     calsync_connections{status}                                   set at scrape
     calsync_database_up                                           set at scrape
     calsync_provider_info{provider, name, kind}                   1 per configured provider
+    calsync_background_refreshes_total                            stale data re-read off the read
+    calsync_data_age_at_read_seconds                              histogram: List Events' data age
+    calsync_change_checks_total{provider, outcome}                outcome: CHECK_OUTCOMES
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ INTERNAL_ERROR = "internal_error"
 SYNC_OUTCOMES = (SUCCESS, REVOKED, RATE_LIMITED, TRANSIENT_FAILURE, INTERNAL_ERROR)
 EXPORT_ACTIONS = ("written", "deleted", "restored", "failed")
 UNMATCHED_ROUTE = "unmatched"
+CHECK_OUTCOMES = ("unchanged", "changed", "failed")
+# Age of the stored data a read answered from: a change check's interval to a day.
+AGE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 86400.0)
 # Latencies from a cached List Events page (ms) to a sync-first call bounded by its time budget.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -130,6 +136,24 @@ class Metrics:
             ["provider", "name", "kind"],
             registry=r,
             multiprocess_mode=GAUGE_MODE,
+        )
+
+        self.background_refreshes = Counter(
+            "calsync_background_refreshes",
+            "Refreshes of stale connections that reads started in the background.",
+            registry=r,
+        )
+        self.data_age = Histogram(
+            "calsync_data_age_at_read_seconds",
+            "Age of the oldest stored data (now minus freshAsOf) a List Events answer used.",
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+        self.change_checks = Counter(
+            "calsync_change_checks",
+            "Change checks (is anything new on the server?) by provider ID and outcome.",
+            ["provider", "outcome"],
+            registry=r,
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

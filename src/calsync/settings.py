@@ -40,10 +40,19 @@ class Settings(BaseSettings):
         description="Key that signs List Events cursors. Default: derived from the encryption key.",
     )
     freshness_seconds: float = Field(
-        default=60.0, description="List Events syncs a connection first when its data is older."
+        default=60.0,
+        description="Data older than this is stale: a read still answers from the store and "
+        "refreshes the connection in the background.",
+    )
+    check_interval_seconds: float = Field(
+        default=30.0,
+        description="How often a CalDAV or iCloud connection is asked whether anything changed "
+        "(one cheap request per account; 0 turns change checks off).",
     )
     sync_time_budget_seconds: float = Field(
-        default=8.0, description="How long List Events waits for such a sync before failing it."
+        default=8.0,
+        description="How long List Events waits for a connection's first sync (or the sync of "
+        "a new calendar selection) before failing it.",
     )
     horizon_past_days: int = Field(default=90, description="Imported instances kept back in time.")
     horizon_future_days: int = Field(default=400, description="Imported instances kept ahead.")

@@ -192,7 +192,23 @@ def test_due_export_due_and_notified() -> None:
     assert (export.export_requested_at, export.next_sync_at) == (at(1), at(1))
     assert export.sync_requested_at == before.sync_requested_at  # not a reason to re-import
     notified = lc.notified(before, at(1))
-    assert (notified.sync_requested_at, notified.failure_count) == (at(1), 2)
+    assert (notified.next_sync_at, notified.failure_count) == (at(1), 2)
+    # Not a new configuration: reads keep answering from the store meanwhile.
+    assert notified.sync_requested_at == before.sync_requested_at
+
+
+def test_a_notification_during_a_run_leaves_the_connection_due() -> None:
+    """The run may have read the calendar before the change it announced: run again."""
+    running = state(next_sync_at=at(0))
+    notified = lc.notified(running, at(2))
+    after = lc.sync_succeeded(
+        notified, lc.SyncSuccess(started=at(1), exported=True), now=at(3), poll=POLL
+    )
+    assert after.next_sync_at == at(3)
+    quiet = lc.sync_succeeded(
+        running, lc.SyncSuccess(started=at(1), exported=True), now=at(3), poll=POLL
+    )
+    assert quiet.next_sync_at == at(3) + POLL
 
 
 def test_freshness_advances_with_syncs_and_checks_and_never_goes_back() -> None:

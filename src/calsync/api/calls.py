@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -28,6 +28,8 @@ class Call:
     identity: Identity
     query: list[tuple[str, str]]
     body: bytes
+    # Response headers the work adds (List Events: X-Calsync-Fresh-As-Of).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def encode_json(content: Any) -> bytes:
@@ -81,8 +83,9 @@ async def serve(
         identity = cached_identity(rt.store, authorization, site_id)
         if identity is not None:
             _take_tenant_token(request, identity)
+            call = Call(rt=rt, identity=identity, query=query, body=body)
             try:
-                answer = quick(Call(rt=rt, identity=identity, query=query, body=body))
+                answer = quick(call)
             except ReadFailed as exc:  # e.g. locked for longer than the loop waits
                 log.info(
                     "read on the event loop failed; a thread does the call",
@@ -90,11 +93,14 @@ async def serve(
                 )
                 answer = None
             if answer is not None:
-                return EncodedJSON(encode_json(answer))
+                return EncodedJSON(encode_json(answer), headers=call.headers)
+
+    headers: dict[str, str] = {}
 
     def run() -> bytes:
         identity = authenticate_cached(rt.store, authorization, site_id)
         _take_tenant_token(request, identity)
-        return encode_json(work(Call(rt=rt, identity=identity, query=query, body=body)))
+        call = Call(rt=rt, identity=identity, query=query, body=body, headers=headers)
+        return encode_json(work(call))
 
-    return EncodedJSON(await run_in_threadpool(run))
+    return EncodedJSON(await run_in_threadpool(run), headers=headers)

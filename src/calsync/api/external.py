@@ -17,6 +17,7 @@ from calsync.service.connections import connect, oauth
 from calsync.service.connections import manage as connections
 from calsync.service.events import cursor
 from calsync.service.events import list_events as events
+from calsync.service.views import EventsPage
 from calsync.tz import epoch_ms
 
 router = APIRouter()
@@ -159,6 +160,7 @@ async def list_events(request: Request) -> JSONResponse:
     def work(call: Call) -> dict[str, Any]:
         query, limit = _event_query(call)
         page = events.list_events(call.rt, identity=call.identity, query=query, limit=limit)
+        _fresh_as_of_header(call, page)
         return wire.events_page(page)
 
     def quick(call: Call) -> dict[str, Any] | None:
@@ -167,9 +169,21 @@ async def list_events(request: Request) -> JSONResponse:
         page = events.stored_events(
             call.rt, call.rt.loop_engine, identity=call.identity, query=query, limit=limit
         )
-        return wire.events_page(page) if page is not None else None
+        if page is None:
+            return None
+        _fresh_as_of_header(call, page)
+        return wire.events_page(page)
 
     return await serve(request, work, quick=quick)
+
+
+FRESH_AS_OF_HEADER = "X-Calsync-Fresh-As-Of"
+
+
+def _fresh_as_of_header(call: Call, page: EventsPage) -> None:
+    """Up to when the answer is known to match every calendar it used (RFC 3339, UTC)."""
+    if page.fresh_as_of is not None:
+        call.headers[FRESH_AS_OF_HEADER] = wire.timestamp(page.fresh_as_of)
 
 
 def _event_query(call: Call) -> tuple[cursor.EventQuery, int]:

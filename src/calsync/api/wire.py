@@ -114,7 +114,12 @@ def schedule(s: ScheduleView) -> dict[str, Any]:
 
 
 def _time(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
+    return timestamp(value) if value else None
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as every time on the wire."""
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sync_report(r: SyncReport) -> dict[str, Any]:

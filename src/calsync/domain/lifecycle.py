@@ -104,8 +104,10 @@ def export_due(state: Lifecycle, now: datetime) -> Lifecycle:
 
 def notified(state: Lifecycle, now: datetime) -> Lifecycle:
     """The provider says the account changed (a push notification): due now. Unlike ``due``
-    the failure count stays, so a failing connection keeps its backoff's count."""
-    return replace(state, sync_requested_at=now, next_sync_at=now)
+    the failure count stays, so a failing connection keeps its backoff's count, and
+    ``sync_requested_at`` stays: the stored data still answers reads (List Events waits only
+    for a sync of a new configuration). A run going on now runs again (``sync_succeeded``)."""
+    return replace(state, next_sync_at=now)
 
 
 def repaired(state: Lifecycle, now: datetime) -> Lifecycle:
@@ -169,6 +171,9 @@ def sync_succeeded(
     if run.exported and requested is not None and requested <= run.started:
         requested = None
     again = requested is not None and (not run.exported or requested > run.started)
+    # Made due while the run went on (a notification, ``notified``): what it announced may
+    # have come after the run read the calendar.
+    again = again or run.started < state.next_sync_at <= now
     state = _status_after_success(state, run, blocked=not config_changed_meanwhile)
     backing_off = state.failure_count > 0 and state.next_sync_at > now
     next_sync_at = state.next_sync_at

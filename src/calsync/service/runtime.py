@@ -49,6 +49,14 @@ class Runtime:
     work_available: threading.Event = field(default_factory=threading.Event)
     calendar_cache: dict[str, tuple[float, list[ExternalCalendar]]] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
+    # Background refreshes of stale connections (service.sync.refresh): their own threads, so
+    # that a slow provider's refresh never holds up a first sync that a read waits for.
+    refresh_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="calsync-refresh"
+        )
+    )
+    refreshing: dict[str, Future[None]] = field(default_factory=dict)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,6 +69,7 @@ class Runtime:
         return self.background.submit(fn)
 
     def close(self) -> None:
+        self.refresh_pool.shutdown(wait=True, cancel_futures=True)
         self.background.shutdown(wait=True, cancel_futures=True)
         self.providers.close()
         self.engine.dispose()

@@ -59,6 +59,8 @@ class EventsPage:
     events: list[EventView]
     next_cursor: str | None
     failed_provider_ids: list[str]
+    # The oldest freshAsOf of the connections the page used (X-Calsync-Fresh-As-Of).
+    fresh_as_of: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -127,9 +127,7 @@ def mark_schedule_export_due(tx: Tx, tenant_id: str, schedule_id: str, now: date
 def mark_notified(tx: Tx, connection_id: str, now: datetime) -> None:
     """``lifecycle.notified`` as one UPDATE (no read of the row first)."""
     tx.session.execute(
-        sql_update(Connection)
-        .where(Connection.id == connection_id)
-        .values(sync_requested_at=now, next_sync_at=now)
+        sql_update(Connection).where(Connection.id == connection_id).values(next_sync_at=now)
     )
 
 

@@ -1,4 +1,4 @@
-"""List Events: busy blocks of the selected connections, from the store, freshened on demand.
+"""List Events: busy blocks of the selected connections, from the store, refreshed behind it.
 
 The common call (every connection fresh, the window inside the stored horizon) is two reads on
 one pooled connection (``store.instances.page``, the hottest path of the service; bench/README.md
@@ -20,6 +20,7 @@ from calsync.service.access.auth import owns, require_any
 from calsync.service.events import cursor as cursors
 from calsync.service.events.live import live_rows, outside_horizon
 from calsync.service.runtime import Runtime
+from calsync.service.sync.refresh import refresh_in_background
 from calsync.service.sync.run import SyncFailed, sync_connection
 from calsync.service.views import EventsPage, EventView
 from calsync.store import connections as stored_connections
@@ -35,6 +36,11 @@ def list_events(
 ) -> EventsPage:
     """One page of events overlapping [from, to), sorted by (start, end, schedule, key).
 
+    Answers from the store whatever the data's age: connections older than the freshness
+    bound are refreshed in the background (``service.sync.refresh``). Only a connection that
+    has not completed a sync of its current configuration (just connected, reconnected, or its
+    calendar selection changed) is synced first, within the time budget.
+
     Raises ProviderUnavailable when a contributing connection cannot be read and partial
     results were not allowed (or when every connection failed).
     """
@@ -42,17 +48,19 @@ def list_events(
     live = outside_horizon(rt, query)
     with stored.reading(rt.engine) as reads:
         connections = _contributing(reads, identity.tenant_id, query)
-        failed, stale = _classify(rt, connections)
-        if not stale and not live:
-            return _stored_page(rt, reads, identity, query, limit, connections, failed)
-    if stale:
-        failed.update(_freshen(rt, stale))
+        failed, waiting, stale = _classify(rt, connections)
+        if not waiting and not live:
+            page = _stored_page(rt, reads, identity, query, limit, connections, failed)
+            _refresh_stale(rt, stale)
+            return page
+    if waiting:
+        failed.update(_freshen(rt, waiting))
     failed_ids = _raise_if_failed(connections, failed, query)
     readable = [c for c in connections if c.id not in failed]
     rows: Sequence[PageRow] = []
-    if stale or not live:
+    if waiting or not live:
         with stored.reading(rt.engine) as reads:
-            if stale:  # a sync may have added calendars or changed the schedule
+            if waiting:  # a sync may have added calendars or changed the schedule
                 _refresh(connections, _contributing(reads, identity.tenant_id, query))
             if not live:
                 rows = _page(reads, readable, query, limit)
@@ -64,16 +72,17 @@ def list_events(
             failed.update(live_failed)
             failed_ids = _raise_if_failed(connections, failed, query)
             readable = [c for c in readable if c.id not in failed]
+    _refresh_stale(rt, stale)
     return _finish(rt, rt.engine, identity, query, limit, readable, rows, failed_ids)
 
 
 def stored_events(
     rt: Runtime, engine: Database, *, identity: Identity, query: cursors.EventQuery, limit: int
 ) -> EventsPage | None:
-    """``list_events`` when it needs nothing but the store (every selected connection fresh
-    or failed for good, the window inside the stored horizon), read through ``engine``; None
+    """``list_events`` when it needs nothing but the store (no selected connection waiting
+    for its first sync, the window inside the stored horizon), read through ``engine``; None
     when a connection must be synced first or the window read live, which only
-    ``list_events`` does.
+    ``list_events`` does. Stale connections are refreshed in the background, as there.
 
     A few reads and no waiting on a provider: on SQLite, ``api.calls`` runs this on the
     event loop itself, with ``rt.loop_engine`` (see ``store.db.make_loop_engine``)."""
@@ -82,10 +91,17 @@ def stored_events(
         return None
     with stored.reading(engine) as reads:
         connections = _contributing(reads, identity.tenant_id, query)
-        failed, stale = _classify(rt, connections)
-        if stale:
+        failed, waiting, stale = _classify(rt, connections)
+        if waiting:
             return None
-        return _stored_page(rt, reads, identity, query, limit, connections, failed)
+        page = _stored_page(rt, reads, identity, query, limit, connections, failed)
+    _refresh_stale(rt, stale)
+    return page
+
+
+def _refresh_stale(rt: Runtime, stale: list[Contributor]) -> None:
+    if stale:
+        refresh_in_background(rt, [c.id for c in stale])
 
 
 def _stored_page(
@@ -116,6 +132,9 @@ def _finish(
 ) -> EventsPage:
     """The page of ``rows`` (up to ``limit + 1`` in sort order): events and the next cursor."""
     events = _render(rt, engine, identity, readable, rows[:limit], query.own_pi)
+    oldest = fresh_as_of(readable)
+    if oldest is not None:
+        rt.metrics.data_age.observe(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -125,15 +144,20 @@ def _finish(
             cursors.continue_after(query, (last[0], last[1], last[2], last[3], last[4], last[5])),
             rt.settings.cursor_ttl_seconds,
         )
-    return EventsPage(events=events, next_cursor=next_cursor, failed_provider_ids=failed_ids)
+    return EventsPage(
+        events=events, next_cursor=next_cursor, failed_provider_ids=failed_ids, fresh_as_of=oldest
+    )
 
 
 def _refresh(connections: list[Contributor], reread: list[Contributor]) -> None:
-    """Take the calendar names and schedules as they are after a sync (it may add calendars)."""
+    """Take the calendar names, schedules and freshness as they are after a sync (it may add
+    calendars)."""
     fresh = {c.id: c for c in reread}
     for c in connections:
         if c.id in fresh:
-            c.calendar_names, c.schedule = fresh[c.id].calendar_names, fresh[c.id].schedule
+            after = fresh[c.id]
+            c.calendar_names, c.schedule = after.calendar_names, after.schedule
+            c.last_synced_at, c.fresh_as_of = after.last_synced_at, after.fresh_as_of
 
 
 def _raise_if_failed(
@@ -161,9 +185,11 @@ def _contributing(reads: Reads, tenant_id: str, query: cursors.EventQuery) -> li
 
 def _classify(
     rt: Runtime, connections: list[Contributor]
-) -> tuple[dict[str, str], list[Contributor]]:
-    """(connection id -> provider id of those that cannot be read, the stale ones to sync)."""
+) -> tuple[dict[str, str], list[Contributor], list[Contributor]]:
+    """(connection id -> provider id of those that cannot be read, those to sync before
+    answering, the stale ones to refresh in the background)."""
     failed: dict[str, str] = {}
+    waiting = []
     stale = []
     horizon = datetime.now(UTC) - timedelta(seconds=rt.settings.freshness_seconds)
     for c in connections:
@@ -171,13 +197,18 @@ def _classify(
             c.error_reason == ErrorReason.TOKEN_REVOKED.value
         ):
             failed[c.id] = c.provider_id
-        elif (
-            c.last_synced_at is None
-            or c.last_synced_at < horizon
-            or c.last_synced_at < c.sync_requested_at
-        ):
+        elif c.last_synced_at is None or c.last_synced_at < c.sync_requested_at:
+            waiting.append(c)
+        elif (c.fresh_as_of or c.last_synced_at) < horizon:
             stale.append(c)
-    return failed, stale
+    return failed, waiting, stale
+
+
+def fresh_as_of(connections: Iterable[Contributor]) -> datetime | None:
+    """The oldest ``freshAsOf`` among ``connections`` (None when there are none)."""
+    moments = [c.fresh_as_of or c.last_synced_at for c in connections]
+    known = [m for m in moments if m is not None]
+    return min(known) if known else None
 
 
 def _freshen(rt: Runtime, stale: list[Contributor]) -> dict[str, str]:

@@ -32,6 +32,7 @@ from calsync.providers.kinds import (
 from calsync.providers.registry import ProviderConfig, push_receiver
 from calsync.service.connections.accounts import account_for, with_account
 from calsync.service.runtime import Runtime
+from calsync.store.connections import mark_notified
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ConnectionCalendar, PushChannelRow, utcnow
 
@@ -259,14 +260,9 @@ def _act_on(rt: Runtime, notification: Notification, connection_id: str) -> None
 
 
 def request_sync(rt: Runtime, connection_id: str) -> None:
-    """Make a connection due now (the worker, here or elsewhere, picks it up at once)."""
-    now = utcnow()
-    with transaction(rt.db) as session:
-        session.execute(
-            update(Connection)
-            .where(Connection.id == connection_id)
-            .values(sync_requested_at=now, next_sync_at=now)
-        )
+    """``lifecycle.notified``: due now (the worker, here or elsewhere, picks it up at once)."""
+    with rt.store.transaction() as tx:
+        mark_notified(tx, connection_id, utcnow())
     rt.work_available.set()
 
 

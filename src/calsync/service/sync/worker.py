@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from calsync.service.connections.retire import retire_due
 from calsync.service.runtime import Runtime
 from calsync.service.sync import leases
+from calsync.service.sync.checks import ChangeChecker
 from calsync.service.sync.push import ensure_channels
 from calsync.service.sync.run import sync_connection_quietly
 from calsync.store.db import transaction
@@ -34,6 +35,7 @@ class Worker:
         self._guard = threading.Lock()
         self._per_provider: dict[str, threading.BoundedSemaphore] = {}
         self._thread: threading.Thread | None = None
+        self.checker = ChangeChecker(rt)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="calsync-worker", daemon=True)
@@ -46,6 +48,8 @@ class Worker:
             self._thread.join(timeout)
         # Claimed work still runs (and releases its lease) rather than being dropped.
         self._pool.shutdown(wait=True)
+        with contextlib.suppress(SQLAlchemyError):
+            self.checker.stop()
 
     def run_once(self) -> int:
         """Claim what is due (as many as there are free threads) and start syncing it."""
@@ -65,9 +69,12 @@ class Worker:
             self.rt.work_available.clear()
             try:
                 self.run_once()
+                self.checker.run_once()
                 retire_due(self.rt)  # disconnect clean-ups left by a crash or waiting to retry
             except SQLAlchemyError as exc:  # database restarting: wait and try again
                 log.warning("worker cannot reach the database", extra={"reason": str(exc)[:200]})
+            except Exception:  # a bug must not stop the worker: say so, go on next tick
+                log.exception("worker tick failed")
             self.rt.work_available.wait(tick)
 
     def _sync(self, connection_id: str) -> None:

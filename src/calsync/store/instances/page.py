@@ -129,6 +129,8 @@ class Contributor:
     sync_requested_at: datetime
     created_at: datetime
     schedule: ScheduleInfo | None
+    # Up to when the store is known to match the provider (``lifecycle.fresh_until``).
+    fresh_as_of: datetime | None = None
     calendar_names: dict[str, str] = field(default_factory=dict)
 
 
@@ -147,6 +149,7 @@ def _contributing_statement(by_schedule: bool, by_user: bool) -> Select[*tuple[A
             Connection.last_synced_at,
             Connection.sync_requested_at,
             Connection.created_at,
+            Connection.fresh_as_of,
             Schedule.id.label("known_schedule"),
             Schedule.owner_user_id,
             Schedule.owner_name,
@@ -200,6 +203,7 @@ def contributors(
         last_synced_at,
         sync_requested_at,
         created_at,
+        fresh_as_of,
         known_schedule,
         owner_user_id,
         owner_name,
@@ -226,6 +230,7 @@ def contributors(
                 utc_datetime(sync_requested_at),
                 utc_datetime(created_at),
                 schedule,
+                utc_datetime(fresh_as_of),
             )
         if calendar_id is not None:
             c.calendar_names[calendar_id] = calendar_name
