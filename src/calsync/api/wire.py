@@ -13,6 +13,7 @@ from calsync.service.views import (
     EventsPage,
     EventView,
     ExportSyncView,
+    FreshnessView,
     ScheduleView,
     SyncReport,
 )
@@ -143,6 +144,21 @@ def sync_report(r: SyncReport) -> dict[str, Any]:
             for c in r.calendars
         ],
         "export": _export(r.export) if r.export is not None else None,
+        "freshAsOf": _time(r.fresh_as_of),
+        "keptFresh": _freshness(r.freshness) if r.freshness is not None else None,
+    }
+
+
+def _freshness(f: FreshnessView) -> dict[str, Any]:
+    return {
+        "method": f.method,
+        "intervalSeconds": f.interval_seconds,
+        "nextCheck": _time(f.next_check_at),
+        "pushChannels": {
+            "live": f.live_push_channels,
+            "total": f.push_channels,
+            "nextExpiry": _time(f.next_channel_expiry),
+        },
     }
 
 

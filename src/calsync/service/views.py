@@ -79,6 +79,19 @@ class CalendarSyncView:
 
 
 @dataclass(frozen=True)
+class FreshnessView:
+    """How the connection's stored busy times are kept current."""
+
+    # PUSH (the provider notifies us), CHANGE_CHECK (asked every interval), POLL (re-read).
+    method: str
+    interval_seconds: float
+    next_check_at: datetime | None
+    live_push_channels: int
+    push_channels: int
+    next_channel_expiry: datetime | None
+
+
+@dataclass(frozen=True)
 class ExportSyncView:
     """Where a connection exports to and how it went."""
 
@@ -107,3 +120,5 @@ class SyncReport:
     last_error: str | None
     calendars: list[CalendarSyncView]
     export: ExportSyncView | None = None
+    fresh_as_of: datetime | None = None
+    freshness: FreshnessView | None = None

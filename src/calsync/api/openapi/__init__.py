@@ -23,6 +23,7 @@ from calsync.api.openapi.external import TAG as EXTERNAL_TAG
 from calsync.api.openapi.external import external_paths
 from calsync.api.openapi.own import own_paths
 from calsync.api.openapi.schemas import SCHEMAS
+from calsync.api.openapi.sync_report import SYNC_REPORT
 
 OPENAPI_PATH = "/openapi.json"
 router = APIRouter()
@@ -88,7 +89,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         "security": SECURITY,
         "paths": paths,
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": copy.deepcopy({**SCHEMAS, "SyncReport": SYNC_REPORT}),
             "securitySchemes": {
                 "apiKey": {
                     "type": "apiKey",

@@ -273,7 +273,10 @@ def _list_events() -> dict[str, Any]:
         "List Events",
         "Busy events of the tenant's connections that overlap [from, to), by start time. "
         "Filters combine with AND. Next pages: send only cursorPaging.cursor. Needs "
-        "CALENDAR.READ_EXTERNAL_CALENDAR_EVENTS.",
+        "CALENDAR.READ_EXTERNAL_CALENDAR_EVENTS. Answered from calsync's store whatever the "
+        "data's age (stale connections are refreshed in the background); only a connection "
+        "whose first sync (or the sync of a new calendar selection) has not completed is read "
+        "first, within the time budget.",
         tag=TAG,
         parameters=[
             query("from", {"type": "string", "format": "date-time"}, "Window start (RFC 3339)."),
@@ -299,25 +302,40 @@ def _list_events() -> dict[str, Any]:
             query("includePi", {"type": "boolean"}, "Deprecated: OWN_PI.", deprecated=True),
         ],
         responses={
-            **ok(
-                wrap(
-                    "events",
-                    {"type": "array", "items": ref("Event")},
-                    "pagingMetadata",
-                    "failedProviderIds",
-                    pagingMetadata=ref("CursorPagingMetadata"),
-                    failedProviderIds={"type": "array", "items": ref("Guid")},
-                ),
-                {
-                    "events": [EVENT_EXAMPLE],
-                    "pagingMetadata": {
-                        "count": 1,
-                        "cursors": {"next": "eyJ2IjoxLC4uLn0.c2ln"},
-                        "hasNext": True,
+            **_with_fresh_as_of(
+                ok(
+                    wrap(
+                        "events",
+                        {"type": "array", "items": ref("Event")},
+                        "pagingMetadata",
+                        "failedProviderIds",
+                        pagingMetadata=ref("CursorPagingMetadata"),
+                        failedProviderIds={"type": "array", "items": ref("Guid")},
+                    ),
+                    {
+                        "events": [EVENT_EXAMPLE],
+                        "pagingMetadata": {
+                            "count": 1,
+                            "cursors": {"next": "eyJ2IjoxLC4uLn0.c2ln"},
+                            "hasNext": True,
+                        },
+                        "failedProviderIds": [],
                     },
-                    "failedProviderIds": [],
-                },
+                )
             ),
             **errors(400, 401, 403, 503),
         },
     )
+
+
+def _with_fresh_as_of(responses: dict[str, Any]) -> dict[str, Any]:
+    """The 200 of List Events carries X-Calsync-Fresh-As-Of."""
+    responses["200"]["headers"] = {
+        "X-Calsync-Fresh-As-Of": {
+            "description": "The oldest freshAsOf (see /v1/connections/{connectionId}/sync) "
+            "among the connections the answer used: the events are known to match every "
+            "calendar up to this time. Absent when no connection contributed.",
+            "schema": {"type": "string", "format": "date-time"},
+        }
+    }
+    return responses

@@ -18,10 +18,10 @@ from calsync.api.openapi.schemas import (
     SCHEDULE_EXAMPLE,
     SESSION_EXAMPLE,
     SESSION_INPUT_EXAMPLE,
-    SYNC_REPORT_EXAMPLE,
     USER_ID,
     ref,
 )
+from calsync.api.openapi.sync_report import SYNC_REPORT_EXAMPLE
 
 
 def own_paths() -> dict[str, dict[str, Any]]:

@@ -113,36 +113,6 @@ SCHEDULE_EXAMPLE = {
     "createdDate": "2024-04-30T08:00:00.000Z",
     "updatedDate": "2024-04-30T08:00:00.000Z",
 }
-SYNC_REPORT_EXAMPLE = {
-    "connectionId": CONNECTION_ID,
-    "status": "SYNCED",
-    "errorReason": "UNDEFINED",
-    "lastSuccessfulSync": "2024-05-01T08:55:00.000Z",
-    "lastAttempt": "2024-05-01T08:55:00.000Z",
-    "nextSync": "2024-05-01T09:00:00.000Z",
-    "consecutiveFailures": 0,
-    "lastError": None,
-    "calendars": [
-        {
-            "id": CALENDAR_ID,
-            "name": "Primary",
-            "lastSync": "2024-05-01T08:55:01.000Z",
-            "storedObjects": 42,
-            "storedInstances": 137,
-        }
-    ],
-    "export": {
-        "target": "dedicated",
-        "calendarId": "calsync-bookings",
-        "calendarCreatedByCalsync": True,
-        "exportedEvents": 12,
-        "pendingWrites": 0,
-        "refusedWrites": 0,
-        "externalEditsRestored": 1,
-        "lastExternalEdit": "2024-04-30T17:12:00.000Z",
-        "lastExport": "2024-05-01T08:55:02.000Z",
-    },
-}
 
 SESSION_EXAMPLE = {
     "id": "booking-1042",
@@ -423,71 +393,5 @@ SCHEMAS: dict[str, Schema] = {
         ],
         examples=[SESSION_EXAMPLE],
         **_SESSION_TIMES,
-    ),
-    "SyncReport": _object(
-        {
-            "connectionId": OPAQUE_ID,
-            "status": ref("Status"),
-            "errorReason": ref("ErrorReason"),
-            "lastSuccessfulSync": {**RFC3339, "type": ["string", "null"]},
-            "lastAttempt": {**RFC3339, "type": ["string", "null"]},
-            "nextSync": {**RFC3339, "type": ["string", "null"]},
-            "consecutiveFailures": {"type": "integer", "minimum": 0},
-            "lastError": {"type": ["string", "null"]},
-            "calendars": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "id": OPAQUE_ID,
-                        "name": {"type": "string"},
-                        "lastSync": {**RFC3339, "type": ["string", "null"]},
-                        "storedObjects": {"type": "integer", "minimum": 0},
-                        "storedInstances": {"type": "integer", "minimum": 0},
-                    },
-                    ["id", "name", "lastSync", "storedObjects", "storedInstances"],
-                ),
-            },
-            "export": {
-                "description": "Where sessions are exported and how it went; null before the "
-                "first export run.",
-                "oneOf": [
-                    {"type": "null"},
-                    _object(
-                        {
-                            "target": {"enum": ["primary", "dedicated", None]},
-                            "calendarId": {"type": ["string", "null"]},
-                            "calendarCreatedByCalsync": {"type": "boolean"},
-                            "exportedEvents": {"type": "integer", "minimum": 0},
-                            "pendingWrites": {"type": "integer", "minimum": 0},
-                            "refusedWrites": {
-                                "type": "integer",
-                                "minimum": 0,
-                                "description": "Sessions whose event the provider refused; "
-                                "each is tried again after a wait (15 min, doubling, at most a "
-                                "day), or at once when the session changes.",
-                            },
-                            "externalEditsRestored": {
-                                "type": "integer",
-                                "minimum": 0,
-                                "description": "Exported events the account owner edited, "
-                                "set back to the session.",
-                            },
-                            "lastExternalEdit": {**RFC3339, "type": ["string", "null"]},
-                            "lastExport": {**RFC3339, "type": ["string", "null"]},
-                        },
-                        [
-                            "target",
-                            "calendarId",
-                            "calendarCreatedByCalsync",
-                            "exportedEvents",
-                            "pendingWrites",
-                            "refusedWrites",
-                        ],
-                    ),
-                ],
-            },
-        },
-        ["connectionId", "status", "errorReason", "consecutiveFailures", "calendars", "export"],
-        examples=[SYNC_REPORT_EXAMPLE],
     ),
 }

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from calsync.domain import ConnectionStatus, ErrorReason, Identity
 from calsync.service.connections.manage import READ, load_connection
 from calsync.service.runtime import Runtime
-from calsync.service.views import CalendarSyncView, ExportSyncView, SyncReport
+from calsync.service.views import CalendarSyncView, ExportSyncView, FreshnessView, SyncReport
+from calsync.store import checks as stored_checks
+from calsync.store import connections as stored_connections
 from calsync.store.db import transaction
 from calsync.store.models import (
     ConnectionCalendar,
@@ -57,6 +61,7 @@ def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncR
         ]
         active = row.status != ConnectionStatus.DISCONNECTED.value
         export = _export_view(session, row.id)
+        provider_id = row.provider_id
         return SyncReport(
             connection_id=row.id,
             status=ConnectionStatus(row.status),
@@ -68,7 +73,41 @@ def sync_report(rt: Runtime, *, identity: Identity, connection_id: str) -> SyncR
             last_error=row.last_error,
             calendars=calendars,
             export=export,
+            fresh_as_of=row.fresh_as_of or row.last_synced_at,
+            freshness=_freshness(rt, connection_id, provider_id) if active else None,
         )
+
+
+def _freshness(rt: Runtime, connection_id: str, provider_id: str) -> FreshnessView:
+    """PUSH when every imported calendar has a live channel, CHANGE_CHECK when the provider
+    has a cheap change check (and checks are on), else POLL at the poll interval."""
+    with rt.store.reading() as tx:
+        found = stored_checks.freshness_of(tx, connection_id, datetime.now(UTC))
+        calendars = len(stored_connections.calendar_ids(tx, connection_id))
+    settings = rt.settings
+    method, interval = "POLL", settings.poll_interval_seconds
+    if calendars and found.live_push_channels >= calendars:
+        method = "PUSH"
+    elif settings.check_interval_seconds > 0 and _has_change_check(rt, provider_id):
+        method, interval = "CHANGE_CHECK", settings.check_interval_seconds
+    return FreshnessView(
+        method=method,
+        interval_seconds=interval,
+        next_check_at=found.next_check_at if method == "CHANGE_CHECK" else None,
+        live_push_channels=found.live_push_channels,
+        push_channels=found.push_channels,
+        next_channel_expiry=found.next_channel_expiry,
+    )
+
+
+def _has_change_check(rt: Runtime, provider_id: str) -> bool:
+    provider = rt.providers.get(provider_id)
+    if provider is None:
+        return False
+    try:
+        return getattr(rt.providers.adapter(provider), "change_check", None) is not None
+    except Exception:
+        return False
 
 
 def _export_view(session: Session, connection_id: str) -> ExportSyncView | None:
