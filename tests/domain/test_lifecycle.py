@@ -192,7 +192,13 @@ def test_due_export_due_and_notified() -> None:
     assert (export.export_requested_at, export.next_sync_at) == (at(1), at(1))
     assert export.sync_requested_at == before.sync_requested_at  # not a reason to re-import
     notified = lc.notified(before, at(1))
-    assert (notified.next_sync_at, notified.failure_count) == (at(1), 2)
+    assert (notified.next_sync_at, notified.failure_count) == (at(1) + lc.NOTIFICATION_COALESCE, 2)
+    # Already due (and not running): stays so; a storm does not push it back.
+    assert lc.notified(state(next_sync_at=at(0)), at(1)).next_sync_at == at(0)
+    soon = at(1) + lc.NOTIFICATION_COALESCE
+    assert (
+        lc.notified(state(next_sync_at=soon), at(1) + timedelta(seconds=0.5)).next_sync_at == soon
+    )
     # Not a new configuration: reads keep answering from the store meanwhile.
     assert notified.sync_requested_at == before.sync_requested_at
 
@@ -200,11 +206,17 @@ def test_due_export_due_and_notified() -> None:
 def test_a_notification_during_a_run_leaves_the_connection_due() -> None:
     """The run may have read the calendar before the change it announced: run again."""
     running = state(next_sync_at=at(0))
-    notified = lc.notified(running, at(2))
+    notified = lc.notified(running, at(2), running=True)
     after = lc.sync_succeeded(
         notified, lc.SyncSuccess(started=at(1), exported=True), now=at(3), poll=POLL
     )
-    assert after.next_sync_at == at(3)
+    assert after.next_sync_at == at(2) + lc.NOTIFICATION_COALESCE  # due, as the notice asked
+    # A read's refresh (outside the schedule) leaves the poll time standing.
+    scheduled = state(next_sync_at=at(4))
+    refreshed = lc.sync_succeeded(
+        scheduled, lc.SyncSuccess(started=at(1), exported=True), now=at(2), poll=POLL
+    )
+    assert refreshed.next_sync_at == at(4)
     quiet = lc.sync_succeeded(
         running, lc.SyncSuccess(started=at(1), exported=True), now=at(3), poll=POLL
     )

@@ -297,3 +297,51 @@ def test_one_push_route_answers_for_every_kind(calsync: Calsync) -> None:
     assert post("/push/microsoft", json=body).status_code == 202
     assert post("/push/microsoft/lifecycle", json=body).status_code == 202
     assert post("/push/microsoft", json=["not", "an", "object"]).status_code == 202
+
+
+def test_a_live_channel_keeps_the_data_fresh_and_a_storm_makes_few_syncs(
+    calsync: Calsync, google: GoogleFake
+) -> None:
+    """While every calendar has a live channel the data counts as fresh without a read of the
+    provider (keptFresh PUSH, freshAsOf moving on); 200 notifications for one connection at
+    once make a couple of syncs, not 200."""
+    from calsync.service.sync.checks import PUSH_FRESHNESS_EVERY_SECONDS
+    from calsync.service.sync.report import sync_report
+
+    email = f"{random_guid()[:8]}@example.com"
+    token = google.add_account(email)
+    google.add_calendar(email, email, "Calendar", primary=True)
+    connection_id = connect(calsync.rt, GOOGLE_PROVIDER_ID, email, token)
+    wait_for(lambda: len(channels(calsync.rt, connection_id)) == 1, 20, "a push channel")
+    first = sync_report(calsync.rt, identity=ADMIN, connection_id=connection_id)
+    wait_for(
+        lambda: (
+            (r := sync_report(calsync.rt, identity=ADMIN, connection_id=connection_id)).fresh_as_of
+            is not None
+            and first.last_synced_at is not None
+            and r.fresh_as_of > first.last_synced_at
+            and r.last_synced_at == first.last_synced_at
+        ),
+        PUSH_FRESHNESS_EVERY_SECONDS * 3,
+        "freshAsOf to move on without a sync",
+    )
+    report = sync_report(calsync.rt, identity=ADMIN, connection_id=connection_id)
+    assert report.freshness is not None and report.freshness.method == "PUSH"
+    assert report.freshness.live_push_channels == 1
+
+    [channel] = [c for c in google.channels if c.email == email.lower()]
+    runs = calsync.rt.metrics.sync_runs.labels(GOOGLE_PROVIDER_ID, "success")
+    before = runs._value.get()
+    headers = {
+        "X-Goog-Channel-ID": channel.id,
+        "X-Goog-Channel-Token": channel.token or "",
+        "X-Goog-Resource-State": "exists",
+        "X-Goog-Resource-ID": channel.resource_id,
+    }
+    with httpx.Client(verify=False, base_url=calsync.url) as client:
+        answers = [client.post("/push/google", headers=headers).status_code for _ in range(200)]
+    assert set(answers) <= {200, 202, 204}, answers
+    wait_for(lambda: runs._value.get() > before, 10, "a sync after the storm")
+    time.sleep(1.0)  # what else the storm leads to has started by now
+    wait_for(lambda: not calsync.rt.refreshing, 10, "refreshes to end")
+    assert 1 <= runs._value.get() - before <= 3

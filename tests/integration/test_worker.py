@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from calsync.domain import Identity, IdentityType, Permission
+from calsync.domain.lifecycle import NOTIFICATION_COALESCE
 from calsync.providers.base import (
     AccountRef,
     CalendarChanges,
@@ -280,7 +281,8 @@ def test_a_worker_that_waited_for_a_list_events_sync_does_not_sync_again(
     rt = make_runtime(adapter_factory=lambda _c: fake)
     [connection_id] = seed(rt, fake, 1)
     sync_connection(rt, connection_id, export=True)  # the first run, exports included
-    push.request_sync(rt, connection_id)  # a change notification: due now, to import
+    push.request_sync(rt, connection_id)  # a change notification: due soon, to import
+    time.sleep(NOTIFICATION_COALESCE.total_seconds())  # ... and now
     fake.reads = 0
     fake.reading.clear()
     fake.proceed.clear()

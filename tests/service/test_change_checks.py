@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from calsync.api.app import create_app
+from calsync.domain.lifecycle import NOTIFICATION_COALESCE
 from calsync.providers.base import AccountRef, ProviderUnreachable, RateLimitedByProvider
 from calsync.service.runtime import Runtime
 from calsync.service.sync.checks import ChangeChecker
@@ -128,7 +129,8 @@ def test_a_change_makes_the_connection_due_at_once(world: World) -> None:
     before = _row(world)
     assert _run_check(world) == 1
     after = _row(world)
-    assert after.next_sync_at <= datetime.now(UTC)  # the worker takes it on its next tick
+    # Due within the notification's coalescing second: the worker takes it then.
+    assert after.next_sync_at <= datetime.now(UTC) + NOTIFICATION_COALESCE
     assert after.fresh_as_of == before.fresh_as_of  # not fresher: something is unread
     assert after.sync_requested_at == before.sync_requested_at  # reads do not wait for it
     assert world.rt.work_available.is_set()

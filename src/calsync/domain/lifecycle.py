@@ -26,6 +26,9 @@ from datetime import datetime, timedelta
 from calsync.domain import EXPORT_ERROR_REASONS, ConnectionStatus, ErrorReason
 
 LAST_ERROR_CHARS = 500
+# A notification makes the connection due this long after it, not at once: a storm of them
+# (one per changed event, or a provider resending) becomes one sync.
+NOTIFICATION_COALESCE = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -102,12 +105,20 @@ def export_due(state: Lifecycle, now: datetime) -> Lifecycle:
     return replace(state, export_requested_at=now, next_sync_at=now)
 
 
-def notified(state: Lifecycle, now: datetime) -> Lifecycle:
-    """The provider says the account changed (a push notification): due now. Unlike ``due``
-    the failure count stays, so a failing connection keeps its backoff's count, and
-    ``sync_requested_at`` stays: the stored data still answers reads (List Events waits only
-    for a sync of a new configuration). A run going on now runs again (``sync_succeeded``)."""
-    return replace(state, next_sync_at=now)
+def notified(state: Lifecycle, now: datetime, *, running: bool = False) -> Lifecycle:
+    """The provider says the account changed (a push notification, a change check): due
+    ``NOTIFICATION_COALESCE`` from now, or sooner if it already was, so that a storm of
+    notifications makes one sync. ``running``: a run holds the lease now; it may have read the
+    calendar before the change, so the connection is due again after it (``sync_succeeded``
+    keeps a due time set during the run).
+
+    Unlike ``due`` the failure count stays, so a failing connection keeps its backoff's count,
+    and ``sync_requested_at`` stays: the stored data still answers reads (List Events waits
+    only for a sync of a new configuration)."""
+    soon = now + NOTIFICATION_COALESCE
+    if state.next_sync_at > soon or (running and state.next_sync_at <= now):
+        return replace(state, next_sync_at=soon)
+    return state
 
 
 def repaired(state: Lifecycle, now: datetime) -> Lifecycle:
@@ -171,14 +182,11 @@ def sync_succeeded(
     if run.exported and requested is not None and requested <= run.started:
         requested = None
     again = requested is not None and (not run.exported or requested > run.started)
-    # Made due while the run went on (a notification, ``notified``): what it announced may
-    # have come after the run read the calendar.
-    again = again or run.started < state.next_sync_at <= now
     state = _status_after_success(state, run, blocked=not config_changed_meanwhile)
     backing_off = state.failure_count > 0 and state.next_sync_at > now
     next_sync_at = state.next_sync_at
     if not (backing_off and not run.exported):
-        next_sync_at = now if again else now + poll
+        next_sync_at = _next_after_success(state, run, now=now, poll=poll, again=again)
     return replace(
         state,
         export_requested_at=requested,
@@ -187,6 +195,19 @@ def sync_succeeded(
         failure_count=0,
         next_sync_at=next_sync_at,
     )
+
+
+def _next_after_success(
+    state: Lifecycle, run: SyncSuccess, *, now: datetime, poll: timedelta, again: bool
+) -> datetime:
+    """Now if something waits; the time a notification during the run asked for (what it
+    announced may have come after the run read the calendar), or an earlier poll time that a
+    run outside the schedule (a read's refresh) leaves standing; else a poll from now."""
+    if again:
+        return now
+    if run.started < state.next_sync_at < now + poll:
+        return state.next_sync_at
+    return now + poll
 
 
 def fresh_until(state: Lifecycle, moment: datetime) -> datetime:

@@ -17,6 +17,7 @@ from typing import cast
 from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, or_, select, update
 
 from calsync.domain import ConnectionStatus, ErrorReason
+from calsync.domain.lifecycle import NOTIFICATION_COALESCE
 from calsync.store.models import Connection, ConnectionCalendar, PushChannelRow
 from calsync.store.unit import Tx
 
@@ -36,7 +37,8 @@ def _checkable(now: datetime) -> ColumnElement[bool]:
         Connection.status != ConnectionStatus.DISCONNECTED.value,
         Connection.error_reason != ErrorReason.TOKEN_REVOKED.value,
         Connection.last_synced_at.is_not(None),
-        Connection.next_sync_at > now,
+        # Not due for a sync, nor about to be (a notification's coalescing second).
+        Connection.next_sync_at > now + NOTIFICATION_COALESCE,
         or_(Connection.lease_owner.is_(None), Connection.lease_expires_at < now),
     )
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_, case
 from sqlalchemy import update as sql_update
 
 from calsync.domain import ConnectionStatus
-from calsync.domain.lifecycle import Lifecycle
+from calsync.domain.lifecycle import NOTIFICATION_COALESCE, Lifecycle
 from calsync.store.models import Connection
 from calsync.store.rows import lock_active_connection
 from calsync.store.unit import Tx
@@ -125,9 +126,20 @@ def mark_schedule_export_due(tx: Tx, tenant_id: str, schedule_id: str, now: date
 
 
 def mark_notified(tx: Tx, connection_id: str, now: datetime) -> None:
-    """``lifecycle.notified`` as one UPDATE (no read of the row first)."""
+    """``lifecycle.notified`` as one UPDATE (no read of the row first); running: the lease is
+    held."""
+    soon = now + NOTIFICATION_COALESCE
+    running = and_(Connection.lease_owner.is_not(None), Connection.lease_expires_at > now)
     tx.session.execute(
-        sql_update(Connection).where(Connection.id == connection_id).values(next_sync_at=now)
+        sql_update(Connection)
+        .where(Connection.id == connection_id)
+        .values(
+            next_sync_at=case(
+                (Connection.next_sync_at > soon, soon),
+                (and_(running, Connection.next_sync_at <= now), soon),
+                else_=Connection.next_sync_at,
+            )
+        )
     )
 
 
