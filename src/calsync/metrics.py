@@ -22,6 +22,7 @@ or tenant ever becomes a label.
     calsync_background_refreshes_total                            stale data re-read off the read
     calsync_data_age_at_read_seconds                              histogram: List Events' data age
     calsync_change_checks_total{provider, outcome}                outcome: CHECK_OUTCOMES
+    calsync_change_visible_seconds{kind}                          histogram: notice to commit
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ SYNC_OUTCOMES = (SUCCESS, REVOKED, RATE_LIMITED, TRANSIENT_FAILURE, INTERNAL_ERR
 EXPORT_ACTIONS = ("written", "deleted", "restored", "failed")
 UNMATCHED_ROUTE = "unmatched"
 CHECK_OUTCOMES = ("unchanged", "changed", "failed")
+# From a change's notification (or the check that saw it) to its commit in the store.
+VISIBLE_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Age of the stored data a read answered from: a change check's interval to a day.
 AGE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 86400.0)
 # Latencies from a cached List Events page (ms) to a sync-first call bounded by its time budget.
@@ -153,6 +156,15 @@ class Metrics:
             "calsync_change_checks",
             "Change checks (is anything new on the server?) by provider ID and outcome.",
             ["provider", "outcome"],
+            registry=r,
+        )
+
+        self.change_visible = Histogram(
+            "calsync_change_visible_seconds",
+            "From a push notification or change check that announced a change to the commit "
+            "of the sync that stored it, by provider kind.",
+            ["kind"],
+            buckets=VISIBLE_BUCKETS,
             registry=r,
         )
 

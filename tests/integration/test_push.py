@@ -345,3 +345,8 @@ def test_a_live_channel_keeps_the_data_fresh_and_a_storm_makes_few_syncs(
     time.sleep(1.0)  # what else the storm leads to has started by now
     wait_for(lambda: not calsync.rt.refreshing, 10, "refreshes to end")
     assert 1 <= runs._value.get() - before <= 3
+    # The storm's change-to-visible time was observed once, from its first notification.
+    registry = calsync.rt.metrics.registry
+    seen = registry.get_sample_value("calsync_change_visible_seconds_count", {"kind": "google"})
+    took = registry.get_sample_value("calsync_change_visible_seconds_sum", {"kind": "google"})
+    assert seen is not None and seen >= 1 and took is not None and 0 < took < 10 * seen

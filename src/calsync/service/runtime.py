@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Engine
@@ -57,6 +58,9 @@ class Runtime:
         )
     )
     refreshing: dict[str, Future[None]] = field(default_factory=dict)
+    # Connection id -> when this process first heard of a change not yet in the store (a
+    # push notification or a change check): the start of its change-to-visible time.
+    changes_heard: dict[str, datetime] = field(default_factory=dict)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,6 +68,10 @@ class Runtime:
         """A process-wide lock per (purpose, key), e.g. one sync or token refresh per connection."""
         with self._locks_guard:
             return self._locks.setdefault((purpose, key), threading.Lock())
+
+    def heard_of_change(self, connection_id: str, moment: datetime) -> None:
+        """A change was announced at ``moment`` (the first announcement counts)."""
+        self.changes_heard.setdefault(connection_id, moment)
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         return self.background.submit(fn)

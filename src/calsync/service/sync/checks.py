@@ -146,6 +146,7 @@ class ChangeChecker:
                 outcome = "changed"
                 with self.rt.store.transaction() as tx:
                     mark_notified(tx, connection_id, utcnow())
+                self.rt.heard_of_change(connection_id, asked)
                 self.rt.work_available.set()
             else:
                 outcome, fresh = "unchanged", asked

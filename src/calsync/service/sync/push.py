@@ -261,8 +261,10 @@ def _act_on(rt: Runtime, notification: Notification, connection_id: str) -> None
 
 def request_sync(rt: Runtime, connection_id: str) -> None:
     """``lifecycle.notified``: due now (the worker, here or elsewhere, picks it up at once)."""
+    now = utcnow()
     with rt.store.transaction() as tx:
-        mark_notified(tx, connection_id, utcnow())
+        mark_notified(tx, connection_id, now)
+    rt.heard_of_change(connection_id, now)
     rt.work_available.set()
 
 

@@ -306,6 +306,19 @@ def _record(rt: Runtime, connection_id: str, outcome: _Revoked | _Failed | _Succ
             poll = timedelta(seconds=rt.settings.poll_interval_seconds)
             set_lifecycle(row, lifecycle.sync_succeeded(state, outcome.run, now=now, poll=poll))
             _remember_calendars(row, outcome.primary_id, outcome.gone)
+    if isinstance(outcome, _Succeeded):
+        _change_visible(rt, connection_id, outcome.run.started)
+
+
+def _change_visible(rt: Runtime, connection_id: str, started: datetime) -> None:
+    """A run that started after a change was announced has stored it: observe the time."""
+    heard = rt.changes_heard.get(connection_id)
+    if heard is None or started < heard:
+        return  # nothing announced, or announced while this run was already reading
+    rt.changes_heard.pop(connection_id, None)
+    provider = rt.providers.get(_provider_of(rt, connection_id))
+    kind = provider.kind if provider is not None else "unknown"
+    rt.metrics.change_visible.labels(kind).observe((utcnow() - heard).total_seconds())
 
 
 def _remember_calendars(row: Connection, primary_id: str | None, gone: list[str]) -> None:
