@@ -24,6 +24,7 @@ from calsync.providers.base import (
     CursorExpired,
     EventResource,
     ExternalCalendar,
+    ProviderUnreachable,
     PushChannels,
 )
 from calsync.providers.caldav import dav
@@ -138,6 +139,7 @@ class CalDavProvider:
         body = dav.calendar_query_body([dav.GETETAG, dav.CALENDAR_DATA])
         found = client.report(url, body, depth="1", what="calendar-query")
         path = canonical_path(url, url).rstrip("/")
+        _refuse_cut_short(found, url, path, "calendar-query")
         upserted: dict[str, EventResource] = {}
         without_data: list[str] = []
         for item in found.responses:
@@ -200,6 +202,7 @@ class CalDavProvider:
             return CalendarChanges(False, [], [], CTAG_PREFIX + ctag)
         found = client.propfind(url, [dav.RESOURCETYPE, dav.GETETAG], depth="1", what="calendar")
         path = canonical_path(url, url).rstrip("/")
+        _refuse_cut_short(found, url, path, "PROPFIND")
         present: dict[str, str] = {}
         for item in found.responses:
             key = canonical_path(url, item.href)
@@ -246,6 +249,19 @@ class CalDavProvider:
 
 def _is_event(ical: str) -> bool:
     return "BEGIN:VEVENT" in ical
+
+
+def _refuse_cut_short(found: dav.Multistatus, url: str, path: str, what: str) -> None:
+    """A listing the server truncated (507 Insufficient Storage on the collection, RFC 4918
+    and RFC 5323's number-of-matches-within-limits) is not the calendar's contents: reading it
+    as a full listing would delete every event it left out. Fail the read instead; the stored
+    events and the old cursor stay."""
+    for item in found.responses:
+        if item.status == 507 and canonical_path(url, item.href).rstrip("/") == path:
+            raise ProviderUnreachable(
+                f"{dav.safe_url(url)}: the server cut its {what} listing short (507, too many "
+                "results); nothing was changed, calsync will try again"
+            )
 
 
 def _is_event_calendar(response: DavResponse) -> bool:
