@@ -155,3 +155,15 @@ def test_the_header_is_the_oldest_fresh_as_of_of_the_connections_used(
     response = api.get(f"{EXT}/events", params=WINDOW)
     assert abs(_parse(response.headers[HEADER]) - older) < timedelta(milliseconds=1)
     assert response.status_code == 200 and runtime.metrics.background_refreshes._value.get() == 0
+
+
+def test_a_successful_sync_leaves_a_log_line(
+    api: Api, calendar: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="calsync")
+    connection_id = connect(api, make_schedule(api))["connection"]["id"]
+    assert _titles(api.get(f"{EXT}/events", params=WINDOW)) == ["Stored"]
+    lines = [r for r in caplog.records if r.getMessage() == "sync succeeded"]
+    assert lines and all(getattr(r, "connection_id", None) == connection_id for r in lines)
+    assert all(getattr(r, "seconds", -1) >= 0 for r in lines)
+    assert PASSWORD not in caplog.text

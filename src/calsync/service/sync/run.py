@@ -308,6 +308,14 @@ def _record(rt: Runtime, connection_id: str, outcome: _Revoked | _Failed | _Succ
             _remember_calendars(row, outcome.primary_id, outcome.gone)
     if isinstance(outcome, _Succeeded):
         _change_visible(rt, connection_id, outcome.run.started)
+        log.info(
+            "sync succeeded",
+            extra={
+                "connection_id": connection_id,
+                "seconds": round((utcnow() - outcome.run.started).total_seconds(), 3),
+                "exported": outcome.run.exported,
+            },
+        )
 
 
 def _change_visible(rt: Runtime, connection_id: str, started: datetime) -> None:
