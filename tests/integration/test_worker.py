@@ -303,3 +303,86 @@ def test_a_worker_that_waited_for_a_list_events_sync_does_not_sync_again(
         row = session.get(Connection, connection_id)
         assert row is not None and row.status == "SYNCED"
         assert row.next_sync_at > datetime.now(UTC)
+
+
+def _due_now(rt: Runtime, connection_id: str) -> None:
+    with rt.db.begin() as session:
+        session.execute(
+            update(Connection)
+            .where(Connection.id == connection_id)
+            .values(next_sync_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+def _stored_titles(rt: Runtime, connection_id: str) -> int:
+    from calsync.store.models import EventInstance
+
+    with rt.db() as session:
+        return len(
+            session.scalars(
+                select(EventInstance.resource_key).where(
+                    EventInstance.connection_id == connection_id
+                )
+            ).all()
+        )
+
+
+def test_a_long_sync_keeps_its_lease_and_no_other_worker_claims_it(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    """Red-team finding 9: a sync outliving its lease was claimed by another worker, which
+    synced it 12 more times meanwhile. The lease is renewed while the work goes on."""
+    fake = CountingFake()
+    rt = make_runtime(adapter_factory=lambda _c: fake, lease_seconds=0.6)
+    [connection_id] = seed(rt, fake, 1)
+    sync_connection(rt, connection_id, export=True)
+    fake.reading.clear()
+    fake.proceed.clear()
+    running = threading.Thread(target=sync_connection, args=(rt, connection_id))
+    running.start()
+    assert fake.reading.wait(10)
+    time.sleep(1.5)  # two and a half lease lengths
+    _due_now(rt, connection_id)
+    assert leases.claim_due(rt, "another-worker", 5) == []  # still ours: renewed
+    fake.proceed.set()
+    running.join(10)
+    assert not running.is_alive()
+
+
+def test_a_sync_whose_lease_was_lost_stops_without_writing(
+    make_runtime: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process frozen past its lease (no renewal) finds another worker holding it: it writes
+    nothing, records nothing, and says why."""
+    fake = CountingFake()
+    rt = make_runtime(adapter_factory=lambda _c: fake, lease_seconds=0.5)
+    [connection_id] = seed(rt, fake, 1)
+    sync_connection(rt, connection_id, export=True)
+    before = _stored_titles(rt, connection_id)
+    fake.put(
+        "user0@example.com", "cal", "/0/b.ics", ical("new", "20270106T100000Z", "20270106T110000Z")
+    )
+    monkeypatch.setattr(leases, "renewed", lambda *_a: contextlib.nullcontext())
+    fake.reading.clear()
+    fake.proceed.clear()
+    failures: list[BaseException] = []
+
+    def frozen() -> None:
+        try:
+            sync_connection(rt, connection_id)
+        except SyncFailed as exc:
+            failures.append(exc)
+
+    running = threading.Thread(target=frozen)
+    running.start()
+    assert fake.reading.wait(10)
+    time.sleep(0.7)  # the lease expires
+    assert leases.acquire(rt, connection_id, "another-worker")
+    fake.proceed.set()
+    running.join(10)
+    assert failures and "another worker took it over" in str(failures[0])
+    assert _stored_titles(rt, connection_id) == before  # nothing written by the lost run
+    with rt.db() as session:
+        row = session.get(Connection, connection_id)
+        assert row is not None and row.failure_count == 0  # and nothing recorded against it
+        assert row.lease_owner == "another-worker"

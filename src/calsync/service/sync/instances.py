@@ -19,6 +19,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from calsync.ical.expand import ICalError, expand_resource
 from calsync.providers.base import CalendarChanges
 from calsync.service.runtime import Runtime
+from calsync.service.sync import leases
 from calsync.store.db import transaction
 from calsync.store.models import (
     Connection,
@@ -100,8 +101,14 @@ def apply_changes(
     Only the listed objects are written and expanded. An incremental read only touches the
     rows of the keys it names, so its cost does not grow with the size of the calendar."""
     with transaction(rt.db) as session:
-        if lock_active_connection(session, ctx.connection_id) is None:
+        row = lock_active_connection(session, ctx.connection_id)
+        if row is None:
             return  # disconnected while we were reading: keep nothing
+        if leases.held_by_another(row.lease_owner, row.lease_expires_at, rt.instance_id):
+            raise leases.LeaseLost(
+                "this connection's lease expired during the sync and another worker took it "
+                "over; this run stopped without writing"
+            )
         upserted = {r.key: r for r in changes.upserted}
         gone = set(changes.deleted)
         if changes.full:  # everything stored but not listed is gone

@@ -7,10 +7,14 @@ a worker killed mid-sync simply lets it expire, and the next claim picks the con
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from calsync.domain import ConnectionStatus, ErrorReason
 from calsync.service.runtime import Runtime
@@ -35,6 +39,47 @@ def acquire(rt: Runtime, connection_id: str, owner: str) -> bool:
             .values(lease_owner=owner, lease_expires_at=now + _lease(rt))
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class LeaseLost(Exception):
+    """Another worker holds the connection's lease now (ours expired during long work): stop,
+    write nothing more, record nothing."""
+
+
+def held_by_another(lease_owner: str | None, lease_expires_at: datetime | None, owner: str) -> bool:
+    """Whether a live lease of someone other than ``owner`` is on the row."""
+    return (
+        lease_owner is not None
+        and lease_owner != owner
+        and lease_expires_at is not None
+        and lease_expires_at > utcnow()
+    )
+
+
+@contextlib.contextmanager
+def renewed(rt: Runtime, connection_id: str, owner: str) -> Iterator[None]:
+    """Keep ``owner``'s lease alive while the block runs: renewed every third of its length,
+    so long work (a big import, a slow server) is never claimed again by another worker. If a
+    renewal finds the lease taken, renewing stops; the work finds out at its next write
+    (``LeaseLost``)."""
+    stop = threading.Event()
+    interval = max(0.05, rt.settings.lease_seconds / 3)
+
+    def renew() -> None:
+        while not stop.wait(interval):
+            try:
+                if not acquire(rt, connection_id, owner):
+                    return
+            except SQLAlchemyError:  # the database is restarting: try again next time
+                continue
+
+    thread = threading.Thread(target=renew, name="calsync-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def release(rt: Runtime, connection_id: str, owner: str) -> None:

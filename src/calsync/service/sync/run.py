@@ -96,7 +96,10 @@ def sync_connection(
             if claimed and not _still_due(rt, connection_id):
                 return  # synced meanwhile (List Events, in this process) with nothing left
             if not _synced_since(rt, connection_id, asked) or export:
-                _sync_locked(rt, connection_id, export=export)
+                with leases.renewed(rt, connection_id, owner):
+                    _sync_locked(rt, connection_id, export=export)
+        except leases.LeaseLost as exc:
+            raise SyncFailed(_provider_of(rt, connection_id), str(exc)) from exc
         finally:
             leases.release(rt, connection_id, owner)
     finally:
@@ -279,6 +282,8 @@ def _record(rt: Runtime, connection_id: str, outcome: _Revoked | _Failed | _Succ
         row = lock_active_connection(session, connection_id)
         if row is None:
             return
+        if leases.held_by_another(row.lease_owner, row.lease_expires_at, rt.instance_id):
+            return  # our lease was lost: the worker that holds it now records its own run
         failure = outcome.failure if isinstance(outcome, _Failed) else None
         rt.metrics.sync_finished(
             row.provider_id,
