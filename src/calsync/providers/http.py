@@ -24,6 +24,7 @@ from calsync.providers.base import (
     ProviderUnreachable,
     RateLimitedByProvider,
 )
+from calsync.providers.deadline import DeadlineTransport
 
 
 class BorrowedTransport(httpx.BaseTransport):
@@ -63,6 +64,9 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 # --- clients -----------------------------------------------------------------------------------
 
+# A whole request (connect, send, every read of the answer) may take this many read timeouts.
+EXCHANGE_DEADLINE_FACTOR = 3
+
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
@@ -81,11 +85,16 @@ def new_client(
     max_redirects: int = 20,
 ) -> httpx.Client:
     """A short-lived client on the shared TLS context; a caller-owned ``transport`` (tests, a
-    pool) is borrowed, not closed with the client."""
+    pool) is borrowed, not closed with the client. Without one, each request must be done,
+    answer included, within ``EXCHANGE_DEADLINE_FACTOR`` x ``timeout`` (``providers.deadline``):
+    ``timeout`` bounds each read, and a server dripping bytes would otherwise never end."""
     return httpx.Client(
         auth=auth,
-        transport=borrowed(transport),
-        verify=tls_context() if transport is None else True,
+        transport=(
+            borrowed(transport)
+            if transport is not None
+            else DeadlineTransport(tls_context(), timeout * EXCHANGE_DEADLINE_FACTOR)
+        ),
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
