@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     horizon_past_days: int = Field(default=90, description="Imported instances kept back in time.")
     horizon_future_days: int = Field(default=400, description="Imported instances kept ahead.")
     provider_timeout_seconds: float = Field(
-        default=10.0, description="Timeout of one request to an external calendar server."
+        default=10.0,
+        description="How long one read from an external calendar server may wait; a whole "
+        "request, answer included, may take three times this.",
     )
     cursor_ttl_seconds: int = Field(default=3600, description="Lifetime of a List Events cursor.")
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
