@@ -167,3 +167,27 @@ def test_a_successful_sync_leaves_a_log_line(
     assert lines and all(getattr(r, "connection_id", None) == connection_id for r in lines)
     assert all(getattr(r, "seconds", -1) >= 0 for r in lines)
     assert PASSWORD not in caplog.text
+
+
+def test_one_tenant_cannot_hold_every_refresh_thread(
+    api: Api, runtime: Runtime, calendar: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team finding 8: one tenant's slow servers starved the others. A tenant gets at
+    most PER_TENANT_REFRESHES refreshes at once; another tenant's still start."""
+    from calsync.service.sync.refresh import PER_TENANT_REFRESHES
+    from tests.conftest import new_key
+
+    mine = [connect(api, make_schedule(api))["connection"]["id"] for _ in range(3)]
+    other = Api(api.client, new_key(runtime, tenant="another-site"))
+    theirs = connect(other, make_schedule(other))["connection"]["id"]
+    for a in (api, other):
+        assert a.get(f"{EXT}/events", params=WINDOW).status_code == 200  # first syncs
+    for connection_id in [*mine, theirs]:
+        _age(runtime, connection_id, 3600)
+    gate = Gate(calendar, monkeypatch)
+    assert _titles(api.get(f"{EXT}/events", params=WINDOW)) == ["Stored"] * 3
+    assert runtime.metrics.background_refreshes._value.get() == PER_TENANT_REFRESHES
+    assert _titles(other.get(f"{EXT}/events", params=WINDOW)) == ["Stored"]
+    assert runtime.metrics.background_refreshes._value.get() == PER_TENANT_REFRESHES + 1
+    gate.opened.set()
+    settle(runtime)

@@ -54,10 +54,11 @@ class Runtime:
     # that a slow provider's refresh never holds up a first sync that a read waits for.
     refresh_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="calsync-refresh"
+            max_workers=4, thread_name_prefix="calsync-refresh"
         )
     )
     refreshing: dict[str, Future[None]] = field(default_factory=dict)
+    refreshing_tenants: dict[str, str] = field(default_factory=dict)  # connection -> tenant
     # Connection id -> when this process first heard of a change not yet in the store (a
     # push notification or a change check): the start of its change-to-visible time.
     changes_heard: dict[str, datetime] = field(default_factory=dict)

@@ -51,7 +51,7 @@ def list_events(
         failed, waiting, stale = _classify(rt, connections)
         if not waiting and not live:
             page = _stored_page(rt, reads, identity, query, limit, connections, failed)
-            _refresh_stale(rt, stale)
+            _refresh_stale(rt, stale, identity.tenant_id)
             return page
     if waiting:
         failed.update(_freshen(rt, waiting))
@@ -72,7 +72,7 @@ def list_events(
             failed.update(live_failed)
             failed_ids = _raise_if_failed(connections, failed, query)
             readable = [c for c in readable if c.id not in failed]
-    _refresh_stale(rt, stale)
+    _refresh_stale(rt, stale, identity.tenant_id)
     return _finish(rt, rt.engine, identity, query, limit, readable, rows, failed_ids)
 
 
@@ -95,13 +95,13 @@ def stored_events(
         if waiting:
             return None
         page = _stored_page(rt, reads, identity, query, limit, connections, failed)
-    _refresh_stale(rt, stale)
+    _refresh_stale(rt, stale, identity.tenant_id)
     return page
 
 
-def _refresh_stale(rt: Runtime, stale: list[Contributor]) -> None:
+def _refresh_stale(rt: Runtime, stale: list[Contributor], tenant_id: str) -> None:
     if stale:
-        refresh_in_background(rt, [c.id for c in stale])
+        refresh_in_background(rt, [c.id for c in stale], tenant_id=tenant_id)
 
 
 def _stored_page(

@@ -19,22 +19,33 @@ from calsync.service.sync.run import SyncFailed, sync_connection
 
 log = logging.getLogger(__name__)
 
+# Refreshes of one tenant in flight at once (the pool has more threads: see runtime).
+PER_TENANT_REFRESHES = 2
 # How long a refresh waits for another process's sync of the same connection to finish.
 _LEASE_WAIT_SECONDS = 1.0
 
 
-def refresh_in_background(rt: Runtime, connection_ids: Iterable[str]) -> int:
-    """Start a refresh of each connection that has none in flight; returns how many started.
+def refresh_in_background(rt: Runtime, connection_ids: Iterable[str], *, tenant_id: str) -> int:
+    """Start a refresh of each connection that has none in flight, at most
+    ``PER_TENANT_REFRESHES`` of one tenant at a time (fewer than the pool's threads, so one
+    tenant's slow servers never hold every thread); returns how many started. Those left out
+    are asked for again by a later read.
 
     Never blocks: safe on the event loop (it only submits work to ``rt.refresh_pool``)."""
     started: list[tuple[str, Future[None]]] = []
     with rt.lock("refresh", "registry"):
+        tenant_busy = sum(1 for t in rt.refreshing_tenants.values() if t == tenant_id)
         for connection_id in connection_ids:
             if connection_id in rt.refreshing:
                 continue
+            if tenant_busy >= PER_TENANT_REFRESHES:
+                break
+            tenant_busy += 1
+            rt.refreshing_tenants[connection_id] = tenant_id
             try:
                 future = rt.refresh_pool.submit(_refresh, rt, connection_id)
             except RuntimeError:  # the pool is shutting down: the process is stopping
+                rt.refreshing_tenants.pop(connection_id, None)
                 break
             rt.refreshing[connection_id] = future
             started.append((connection_id, future))
@@ -55,6 +66,7 @@ def in_flight(rt: Runtime) -> list[Future[None]]:
 def _done(rt: Runtime, connection_id: str, _future: Future[None]) -> None:
     with rt.lock("refresh", "registry"):
         rt.refreshing.pop(connection_id, None)
+        rt.refreshing_tenants.pop(connection_id, None)
 
 
 def _refresh(rt: Runtime, connection_id: str) -> None:
