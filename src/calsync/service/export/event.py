@@ -4,9 +4,34 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime
+from typing import Protocol
 
 from calsync.providers.base import ExportEvent
-from calsync.store.models import PlatformSession
+
+
+class StoredSession(Protocol):
+    """What the exported event is made of (a stored session has these)."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def all_day(self) -> bool: ...
+    @property
+    def start_date(self) -> str | None: ...
+    @property
+    def end_date(self) -> str | None: ...
+    @property
+    def start_ms(self) -> int: ...
+    @property
+    def end_ms(self) -> int: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def time_zone(self) -> str: ...
+    @property
+    def location(self) -> str | None: ...
+    @property
+    def description(self) -> str | None: ...
 
 
 def export_uid(connection_id: str, session_id: str) -> str:
@@ -20,7 +45,7 @@ def export_uid(connection_id: str, session_id: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def export_event(connection_id: str, row: PlatformSession) -> ExportEvent:
+def export_event(connection_id: str, row: StoredSession) -> ExportEvent:
     uid = export_uid(connection_id, row.session_id)
     all_day = bool(row.all_day and row.start_date and row.end_date)
     return ExportEvent(
