@@ -48,7 +48,6 @@ EXPECTED_TO_BE_CONVERTED = frozenset(
         "calsync/service/sync/push.py",
         "calsync/service/sync/report.py",
         "calsync/service/sync/run.py",
-        "calsync/service/sync/worker.py",
     }
 )
 

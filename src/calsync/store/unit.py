@@ -13,7 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+# What the database raises when it cannot be reached or a statement fails: the service
+# catches this name (a database restarting), never the driver's or SQLAlchemy's own.
+DatabaseError = SQLAlchemyError
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from calsync.domain import ConnectionStatus, ErrorReason
 from calsync.metrics import QueueSnapshot
 from calsync.service.runtime import Runtime
 from calsync.store.models import Connection, utcnow
+from calsync.store.unit import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def queue_snapshot(rt: Runtime) -> QueueSnapshot | None:
     None when the database cannot be reached."""
     try:
         return _queue_snapshot(rt)
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         log.warning("metrics cannot read the database", extra={"reason": str(exc)[:200]})
         return None
 

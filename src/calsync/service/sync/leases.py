@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from calsync.domain import ConnectionStatus, ErrorReason
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection, utcnow
+from calsync.store.unit import DatabaseError
 
 
 def _free(now: datetime) -> ColumnElement[bool]:
@@ -70,7 +70,7 @@ def renewed(rt: Runtime, connection_id: str, owner: str) -> Iterator[None]:
             try:
                 if not acquire(rt, connection_id, owner):
                     return
-            except SQLAlchemyError:  # the database is restarting: try again next time
+            except DatabaseError:  # the database is restarting: try again next time
                 continue
 
     thread = threading.Thread(target=renew, name="calsync-lease", daemon=True)

@@ -11,16 +11,14 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from calsync.service.connections.retire import retire_due
 from calsync.service.runtime import Runtime
 from calsync.service.sync import leases
 from calsync.service.sync.checks import ChangeChecker
 from calsync.service.sync.push import ensure_channels
 from calsync.service.sync.run import sync_connection_quietly
-from calsync.store.db import transaction
-from calsync.store.models import Connection
+from calsync.store import connections as stored_connections
+from calsync.store.unit import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ class Worker:
             self._thread.join(timeout)
         # Claimed work still runs (and releases its lease) rather than being dropped.
         self._pool.shutdown(wait=True)
-        with contextlib.suppress(SQLAlchemyError):
+        with contextlib.suppress(DatabaseError):
             self.checker.stop()
 
     def run_once(self) -> int:
@@ -71,7 +69,7 @@ class Worker:
                 self.run_once()
                 self.checker.run_once()
                 retire_due(self.rt)  # disconnect clean-ups left by a crash or waiting to retry
-            except SQLAlchemyError as exc:  # database restarting: wait and try again
+            except DatabaseError as exc:  # database restarting: wait and try again
                 log.warning("worker cannot reach the database", extra={"reason": str(exc)[:200]})
             except Exception:  # a bug must not stop the worker: say so, go on next tick
                 log.exception("worker tick failed")
@@ -82,20 +80,20 @@ class Worker:
             with self._provider_slot(connection_id):
                 sync_connection_quietly(self.rt, connection_id, claimed=True)
                 ensure_channels(self.rt, connection_id)
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             log.warning("sync interrupted by the database", extra={"reason": str(exc)[:200]})
         finally:
             # If the database is down the lease stays ours: our next claim takes it back.
-            with contextlib.suppress(SQLAlchemyError):
+            with contextlib.suppress(DatabaseError):
                 leases.release(self.rt, connection_id, self.rt.instance_id)
             with self._guard:
                 self._in_flight.discard(connection_id)
             self.rt.work_available.set()
 
     def _provider_slot(self, connection_id: str) -> threading.BoundedSemaphore:
-        with transaction(self.rt.db) as session:
-            row = session.get(Connection, connection_id)
-            provider_id = row.provider_id if row else ""
+        with self.rt.store.reading() as tx:
+            record = stored_connections.get(tx, connection_id)
+            provider_id = record.provider_id if record else ""
         with self._guard:
             if provider_id not in self._per_provider:
                 limit = max(1, self.rt.settings.provider_concurrency)
