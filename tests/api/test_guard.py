@@ -175,6 +175,9 @@ def test_wrong_keys_are_limited_per_address(make_runtime, fake_provider) -> None
         limited = client.get(f"{EXT}/providers", headers={"Authorization": "csk_other"})
         assert_envelope(limited, 429, "RESOURCE_EXHAUSTED")
         assert 1 <= int(limited.headers["retry-after"]) <= 60
+        # Health checks and metrics of that address are never blocked (no key to guess).
+        assert client.get("/v1/health").status_code == 200
+        assert client.get("/openapi.json").status_code == 200
 
 
 def test_guessed_signin_links_are_limited(make_runtime, fake_provider) -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,8 @@ from starlette.types import Scope
 MAX_KEYS = 10_000
 # Failures that count against the address that caused them, by route family.
 SIGNIN_PATHS = ("/dashboard/signin",)
+# Never blocked: what load balancers and monitoring ask, with no key to guess.
+UNBLOCKED_PATHS = frozenset({"/v1/health", "/metrics", "/openapi.json"})
 API_MISSES = frozenset({401})  # an unknown or revoked key
 SIGNIN_MISSES = frozenset({401, 410})  # a refused key, an unknown or used sign-in link
 KEY_PREFIX_CHARS = 12
@@ -111,7 +113,7 @@ class RateLimits:
 
     def blocked_for(self, scope: Scope, path: str) -> float | None:
         """Seconds this request must wait, if its address or key prefix used up its failures."""
-        if not self.enabled:
+        if not self.enabled or path in UNBLOCKED_PATHS:
             return None
         waits = [self.failures.empty_for(k) for k in self._keys(scope, path)]
         blocked = [w for w in waits if w is not None]

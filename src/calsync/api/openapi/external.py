@@ -255,6 +255,7 @@ def external_paths() -> dict[str, dict[str, Any]]:
                 responses={
                     **ok(CONNECTION_RESPONSE, {"connection": disconnected}),
                     **errors(
+                        400,  # a body connectionId that is not the path's
                         401,
                         403,
                         404,

@@ -13,6 +13,11 @@ _ERROR_TEXT = {
     403: ("PERMISSION_DENIED", "The key may not do this (permission, tenant or ownership)."),
     404: ("NOT_FOUND", "No such object in the caller's tenant."),
     428: ("FAILED_PRECONDITION", "The object's state or its provider does not allow this."),
+    429: (
+        "RESOURCE_EXHAUSTED",
+        "Too many calls from this tenant, or too many failed sign-ins from this client: wait "
+        "for Retry-After seconds (CALSYNC_TENANT_REQUESTS_PER_SECOND and the auth limits).",
+    ),
     503: ("EXTERNAL_PROVIDER_UNAVAILABLE", "An external calendar server could not be reached."),
 }
 
@@ -49,6 +54,17 @@ def error(status: int, code: str | None = None, description: str | None = None) 
         "description": f"{code}: {text}",
         "content": {"application/json": {"schema": ref("ErrorEnvelope"), "example": example}},
     }
+
+
+def _rate_limited() -> Schema:
+    limited = error(429)
+    limited["headers"] = {
+        "Retry-After": {
+            "description": "Seconds to wait before calling again.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
+    return limited
 
 
 def errors(*statuses: int, **special: Schema) -> dict[str, Schema]:
@@ -109,6 +125,8 @@ def operation(
     }
     if request_body is not None:
         op["requestBody"] = request_body
+    if security is None and "429" not in responses:  # every authenticated call is limited
+        op["responses"] = {**responses, "429": _rate_limited()}
     if security is not None:
         op["security"] = security
         op["parameters"] = parameters or []
