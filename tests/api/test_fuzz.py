@@ -47,7 +47,7 @@ def test_every_operation_holds_to_its_document(runtime: Runtime) -> None:
 
         try:
             run()
-        except BaseException as exc:
+        except BaseException as exc:  # collected (hypothesis raises groups), reported together
             if isinstance(exc, KeyboardInterrupt):
                 raise
             failures[operation.label] = str(exc)[:1500]

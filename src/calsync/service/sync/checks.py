@@ -112,7 +112,7 @@ class ChangeChecker:
         if key not in self._features:
             try:
                 self._features[key] = getattr(self.rt.providers.adapter(provider), name, None)
-            except Exception as exc:
+            except Exception as exc:  # any failure to build it means: no such feature here
                 log.info(
                     "provider has no adapter here",
                     extra={"provider_id": provider.id, "reason": str(exc)[:200]},

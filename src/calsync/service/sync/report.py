@@ -106,7 +106,7 @@ def _has_change_check(rt: Runtime, provider_id: str) -> bool:
         return False
     try:
         return getattr(rt.providers.adapter(provider), "change_check", None) is not None
-    except Exception:
+    except Exception:  # a provider that cannot be built here has no change check
         return False
 
 
