@@ -42,12 +42,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import partial
 from itertools import takewhile
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Component
 
 from calsync.ical._recur import rule_walls
+from calsync.ical.properties import (
+    ICalError,
+    address,
+    as_list,
+    dates_of,
+    is_busy,
+    series_dropped,
+    value_of,
+)
 
 __all__ = ["MAX_CANDIDATES", "MAX_INSTANCES", "BusyInstance", "ICalError", "expand_resource"]
 
@@ -56,10 +64,6 @@ MAX_CANDIDATES = 250_000
 
 _log = logging.getLogger(__name__)
 _DAY = timedelta(days=1)
-
-
-class ICalError(ValueError):
-    """The text is not parseable iCalendar (message says why, never includes the whole text)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def expand_resource(
     if window_start.tzinfo is None or window_end.tzinfo is None:
         raise ValueError("window_start and window_end must be timezone-aware")
     ws, we = window_start.astimezone(UTC), window_end.astimezone(UTC)
-    owners = frozenset(_address(e) for e in owner_emails)
+    owners = frozenset(address(e) for e in owner_emails)
     groups: dict[str, list[_Event]] = {}
     for comp in _parse(ical_text).subcomponents:
         if comp.name == "VEVENT" and "DTSTART" in comp:
@@ -157,33 +161,16 @@ class _Event:
 
     @staticmethod
     def of(comp: Component, local_tz: tzinfo, owners: frozenset[str]) -> _Event:
-        start = _value(comp, "DTSTART")
+        start = value_of(comp, "DTSTART")
         if isinstance(start, datetime) and start.tzinfo is None:
             start = start.replace(tzinfo=local_tz)
         if not isinstance(start, date):
             raise ICalError("DTSTART is not a DATE or DATE-TIME")
         all_day = not isinstance(start, datetime)
         frame = _Frame(all_day, (start.tzinfo if isinstance(start, datetime) else None) or local_tz)
-        nominal = False
-        if "DTEND" in comp:
-            end = _value(comp, "DTEND")
-            if not isinstance(end, date):
-                raise ICalError("DTEND is not a DATE or DATE-TIME")
-            if all_day:
-                dur = (end.date() if isinstance(end, datetime) else end) - start
-            else:
-                end_wall = frame.wall(end, local_tz)
-                dur = _utc(frame, end_wall) - _utc(frame, frame.wall(start, local_tz))
-        elif "DURATION" in comp:
-            dur, nominal = _value(comp, "DURATION"), True
-            if not isinstance(dur, timedelta):
-                raise ICalError("DURATION is not a duration")
-        else:
-            dur = _DAY if all_day else timedelta(0)
-        if all_day:
-            dur = timedelta(days=max(1, dur.days + (1 if dur.seconds or dur.microseconds else 0)))
+        dur, nominal = _duration(comp, frame, start, local_tz)
         rid_prop = comp.get("RECURRENCE-ID")
-        rid = _value(comp, "RECURRENCE-ID") if rid_prop is not None else None
+        rid = value_of(comp, "RECURRENCE-ID") if rid_prop is not None else None
         if rid is not None and not isinstance(rid, date):
             raise ICalError("RECURRENCE-ID is not a DATE or DATE-TIME")
         rng = str(getattr(rid_prop, "params", {}).get("RANGE", "")).upper()
@@ -194,8 +181,34 @@ class _Event:
         future = rid is not None and rng == "THISANDFUTURE"
         uid = str(comp.get("UID", ""))
         dur = max(dur, timedelta(0))
-        busy = _is_busy(comp, owners)
+        busy = is_busy(comp, owners)
         return _Event(comp, uid, frame, start, dur, nominal, rid, future, sequence, busy)
+
+
+def _duration(
+    comp: Component, frame: _Frame, start: date, local_tz: tzinfo
+) -> tuple[timedelta, bool]:
+    """(duration, nominal): from DTEND (exact), DURATION (nominal) or the default (a day for
+    all-day events, else none); all-day durations are whole days, at least one."""
+    nominal = False
+    if "DTEND" in comp:
+        end = value_of(comp, "DTEND")
+        if not isinstance(end, date):
+            raise ICalError("DTEND is not a DATE or DATE-TIME")
+        if frame.all_day:
+            dur = (end.date() if isinstance(end, datetime) else end) - start
+        else:
+            end_wall = frame.wall(end, local_tz)
+            dur = _utc(frame, end_wall) - _utc(frame, frame.wall(start, local_tz))
+    elif "DURATION" in comp:
+        dur, nominal = value_of(comp, "DURATION"), True
+        if not isinstance(dur, timedelta):
+            raise ICalError("DURATION is not a duration")
+    else:
+        dur = _DAY if frame.all_day else timedelta(0)
+    if frame.all_day:
+        dur = timedelta(days=max(1, dur.days + (1 if dur.seconds or dur.microseconds else 0)))
+    return dur, nominal
 
 
 @dataclass(frozen=True)
@@ -209,25 +222,13 @@ class _Ctx:
 def _expand_uid(uid: str, events: list[_Event], ctx: _Ctx) -> Iterator[BusyInstance]:
     masters = [e for e in events if e.rid is None]
     master = max(masters, key=lambda e: e.sequence) if masters else None
-    if master is not None and _series_dropped(master.comp):
+    if master is not None and series_dropped(master.comp):
         return
-    overrides: dict[date, _Event] = {}
-    override_days: dict[date, date] = {}  # key -> local day of the original start
-    for ov in events:
-        if ov.rid is not None:
-            frame = master.frame if master is not None else ov.frame
-            wall = frame.wall(ov.rid, ctx.local_tz)
-            key = frame.key(wall)
-            if key not in overrides or ov.sequence > overrides[key].sequence:
-                overrides[key], override_days[key] = ov, wall.date()
+    overrides, override_days = _overrides(events, master, ctx)
     ex_keys: set[date] = set()
     ex_days: set[date] = set()  # DATE-valued EXDATEs of a timed series: whole local days
     if master is not None:
-        for value in _dates(master.comp, "EXDATE"):
-            if isinstance(value, datetime) or master.frame.all_day:
-                ex_keys.add(master.frame.key(master.frame.wall(value, ctx.local_tz)))
-            else:
-                ex_days.add(value)
+        ex_keys, ex_days = _exdates(master, ctx)
         yield from _expand_master(uid, master, overrides, ex_keys, ex_days, ctx)
     for key, ov in overrides.items():
         if key in ex_keys or override_days[key] in ex_days:
@@ -239,6 +240,55 @@ def _expand_uid(uid: str, events: list[_Event], ctx: _Ctx) -> Iterator[BusyInsta
             yield instance
 
 
+def _overrides(
+    events: list[_Event], master: _Event | None, ctx: _Ctx
+) -> tuple[dict[date, _Event], dict[date, date]]:
+    """(recurrence key -> the override with the highest SEQUENCE, key -> local day of the
+    original start)."""
+    overrides: dict[date, _Event] = {}
+    override_days: dict[date, date] = {}
+    for ov in events:
+        if ov.rid is not None:
+            frame = master.frame if master is not None else ov.frame
+            wall = frame.wall(ov.rid, ctx.local_tz)
+            key = frame.key(wall)
+            if key not in overrides or ov.sequence > overrides[key].sequence:
+                overrides[key], override_days[key] = ov, wall.date()
+    return overrides, override_days
+
+
+def _exdates(master: _Event, ctx: _Ctx) -> tuple[set[date], set[date]]:
+    """(excluded recurrence keys, whole local days excluded by DATE values of a timed
+    series)."""
+    ex_keys: set[date] = set()
+    ex_days: set[date] = set()
+    for value in dates_of(master.comp, "EXDATE"):
+        if isinstance(value, datetime) or master.frame.all_day:
+            ex_keys.add(master.frame.key(master.frame.wall(value, ctx.local_tz)))
+        else:
+            ex_days.add(value)
+    return ex_keys, ex_days
+
+
+# A THISANDFUTURE override: (recurrence key, the override, its shift from the original start).
+_Future = tuple[date, "_Event", timedelta]
+
+
+@dataclass(frozen=True)
+class _Series:
+    """What the walk over a master's occurrences needs, worked out once."""
+
+    uid: str
+    master: _Event
+    overrides: dict[date, _Event]
+    ex_keys: set[date]
+    ex_days: set[date]
+    periods: dict[date, tuple[timedelta, bool]]
+    futures: list[_Future]
+    future_keys: list[date]
+    recurring: bool
+
+
 def _expand_master(
     uid: str,
     master: _Event,
@@ -248,13 +298,47 @@ def _expand_master(
     ctx: _Ctx,
 ) -> Iterator[BusyInstance]:
     frame, local_tz = master.frame, ctx.local_tz
-    rules = [r for r in _as_list(master.comp.get("RRULE")) if r is not None]
+    rules = [r for r in as_list(master.comp.get("RRULE")) if r is not None]
     if not all(isinstance(r, dict) for r in rules):
         raise ICalError(f"invalid RRULE in event {uid!r}")
+    rdates, periods = _rdates(master, local_tz)
+    futures = _futures(overrides, frame, local_tz)
+    series = _Series(
+        uid,
+        master,
+        overrides,
+        ex_keys,
+        ex_days,
+        periods,
+        futures,
+        [key for key, _, _ in futures],
+        bool(rules or rdates),
+    )
+    scan_from, scan_to = _scan_range(master, futures, periods, ctx)
+    start_wall = frame.wall(master.start, local_tz)
+    sources: list[Iterable[datetime]] = [[start_wall], sorted(rdates)]
+    for rule in rules:
+        walls = rule_walls(rule, start_wall, scan_from, scan_to)
+        until = rule.get("UNTIL")
+        if until:
+            walls = takewhile(partial(operator.ge, _until_limit(until[0], frame, local_tz)), walls)
+        sources.append(walls)
+    try:
+        yield from _walk(series, heapq.merge(*sources), scan_from, scan_to, ctx)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ICalError(f"cannot expand the recurrence of event {uid!r}: {exc}") from None
+
+
+def _rdates(
+    master: _Event, local_tz: tzinfo
+) -> tuple[list[datetime], dict[date, tuple[timedelta, bool]]]:
+    """The RDATE walls, and the durations PERIOD values give their occurrences: (start, end)
+    is exact, (start, duration) nominal."""
+    frame = master.frame
     rdates: list[datetime] = []
     periods: dict[date, tuple[timedelta, bool]] = {}
-    for value in _dates(master.comp, "RDATE"):
-        if isinstance(value, tuple):  # PERIOD: (start, end) is exact, (start, duration) nominal
+    for value in dates_of(master.comp, "RDATE"):
+        if isinstance(value, tuple):
             first, second = value
             wall = frame.wall(first, local_tz)
             if isinstance(second, timedelta):
@@ -267,66 +351,83 @@ def _expand_master(
             rdates.append(wall)
         elif isinstance(value, date):
             rdates.append(frame.wall(value, local_tz))
-    recurring = bool(rules or rdates)
-    # THISANDFUTURE overrides of the same kind (timed/all-day), by original start.
-    futures: list[tuple[date, _Event, timedelta]] = []
+    return rdates, periods
+
+
+def _futures(overrides: dict[date, _Event], frame: _Frame, local_tz: tzinfo) -> list[_Future]:
+    """THISANDFUTURE overrides of the same kind (timed / all-day), by original start."""
+    futures: list[_Future] = []
     for key, ov in sorted(overrides.items(), key=lambda item: item[0]):
         if ov.this_and_future and ov.rid is not None and ov.frame.all_day == frame.all_day:
             shift = frame.wall(ov.start, local_tz) - frame.wall(ov.rid, local_tz)
             futures.append((key, ov, shift))
-    future_keys = [key for key, _, _ in futures]
+    return futures
+
+
+def _scan_range(
+    master: _Event,
+    futures: list[_Future],
+    periods: dict[date, tuple[timedelta, bool]],
+    ctx: _Ctx,
+) -> tuple[datetime, datetime]:
+    """The walls to walk: a little beyond what the window needs, since local time is not
+    monotonic in UTC across daylight-saving gaps and all-day instances are local midnights."""
+    frame = master.frame
     shifts = [shift for _, _, shift in futures]
     longest = max(
         [master.dur] + [ov.dur for _, ov, _ in futures] + [p[0] for p in periods.values()]
     )
-    # Scan a little beyond what the window needs: local time is not monotonic in UTC
-    # across daylight-saving gaps, and all-day instances are local midnights.
     slack = _DAY if frame.all_day else timedelta(hours=3)
     early = longest + max([timedelta(0), *shifts]) + slack
     late = max([timedelta(0)] + [-s for s in shifts]) + slack
-    scan_from = frame.wall(ctx.ws - early, local_tz)
-    scan_to = frame.wall(ctx.we + late, local_tz)
+    return frame.wall(ctx.ws - early, ctx.local_tz), frame.wall(ctx.we + late, ctx.local_tz)
 
-    start_wall = frame.wall(master.start, local_tz)
-    sources: list[Iterable[datetime]] = [[start_wall], sorted(rdates)]
-    for rule in rules:
-        walls = rule_walls(rule, start_wall, scan_from, scan_to)
-        until = rule.get("UNTIL")
-        if until:
-            walls = takewhile(partial(operator.ge, _until_limit(until[0], frame, local_tz)), walls)
-        sources.append(walls)
 
+def _walk(
+    series: _Series,
+    walls: Iterable[datetime],
+    scan_from: datetime,
+    scan_to: datetime,
+    ctx: _Ctx,
+) -> Iterator[BusyInstance]:
+    """The instances of the master's occurrences among ``walls`` (in order), within the
+    resource's candidate budget and MAX_INSTANCES."""
     seen: set[date] = set()
     emitted = 0
-    try:
-        for wall in heapq.merge(*sources):
-            if wall > scan_to:
-                break
-            ctx.budget[0] -= 1
-            if ctx.budget[0] < 0:
-                _log.warning("event %r: recurrence too expensive to expand; cut", uid)
-                break
-            key = frame.key(wall)
-            if wall < scan_from or key in seen:
-                continue
-            seen.add(key)
-            if key in ex_keys or key in overrides or (ex_days and wall.date() in ex_days):
-                continue
-            base, shift = master, timedelta(0)
-            index = bisect.bisect_left(future_keys, key) - 1
-            if index >= 0:
-                _, base, shift = futures[index]
-            dur, nominal = periods.get(key, (base.dur, base.nominal))
-            name = f"{uid}/{key.isoformat()}" if recurring else f"{uid}/"
-            instance = _instance(ctx, base, wall + shift, name, frame, dur, nominal)
-            if instance is not None:
-                yield instance
-                emitted += 1
-                if emitted >= MAX_INSTANCES:
-                    _log.warning("event %r: more than %d instances; cut", uid, MAX_INSTANCES)
-                    break
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ICalError(f"cannot expand the recurrence of event {uid!r}: {exc}") from None
+    for wall in walls:
+        if wall > scan_to:
+            return
+        ctx.budget[0] -= 1
+        if ctx.budget[0] < 0:
+            _log.warning("event %r: recurrence too expensive to expand; cut", series.uid)
+            return
+        key = series.master.frame.key(wall)
+        if wall < scan_from or key in seen:
+            continue
+        seen.add(key)
+        instance = _occurrence(series, wall, key, ctx)
+        if instance is not None:
+            yield instance
+            emitted += 1
+            if emitted >= MAX_INSTANCES:
+                _log.warning("event %r: more than %d instances; cut", series.uid, MAX_INSTANCES)
+                return
+
+
+def _occurrence(series: _Series, wall: datetime, key: date, ctx: _Ctx) -> BusyInstance | None:
+    """The instance of the occurrence at ``wall`` (None: excluded, overridden, or outside the
+    window): the master's, or that of the THISANDFUTURE override in force then."""
+    if key in series.ex_keys or key in series.overrides:
+        return None
+    if series.ex_days and wall.date() in series.ex_days:
+        return None
+    base, shift = series.master, timedelta(0)
+    index = bisect.bisect_left(series.future_keys, key) - 1
+    if index >= 0:
+        _, base, shift = series.futures[index]
+    dur, nominal = series.periods.get(key, (base.dur, base.nominal))
+    name = f"{series.uid}/{key.isoformat()}" if series.recurring else f"{series.uid}/"
+    return _instance(ctx, base, wall + shift, name, series.master.frame, dur, nominal)
 
 
 def _instance(
@@ -372,52 +473,3 @@ def _until_limit(value: date, frame: _Frame, local_tz: tzinfo) -> datetime:
 
 def _utc(frame: _Frame, wall: datetime) -> datetime:
     return wall.replace(tzinfo=frame.tz).astimezone(UTC)
-
-
-def _series_dropped(comp: Component) -> bool:
-    return "X-CALSYNC-EXPORT" in comp or _upper(comp.get("STATUS")) == "CANCELLED"
-
-
-def _is_busy(comp: Component, owners: frozenset[str]) -> bool:
-    if _series_dropped(comp) or _upper(comp.get("TRANSP")) == "TRANSPARENT":
-        return False
-    for attendee in _as_list(comp.get("ATTENDEE")):
-        params = getattr(attendee, "params", {})
-        if _upper(params.get("PARTSTAT")) == "DECLINED" and _address(str(attendee)) in owners:
-            return False
-    return True
-
-
-def _address(value: str) -> str:
-    value = value.strip()
-    if value.lower().startswith("mailto:"):
-        value = value[len("mailto:") :]
-    return value.strip().lower()
-
-
-def _upper(value: object) -> str:
-    return "" if value is None else str(value).strip().upper()
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _value(comp: Component, name: str) -> Any:
-    prop = _as_list(comp.get(name))[0]
-    try:
-        return prop.dt
-    except Exception:  # icalendar marks unparseable values as broken properties
-        raise ICalError(f"event {str(comp.get('UID', ''))!r}: invalid {name} value") from None
-
-
-def _dates(comp: Component, name: str) -> Iterator[Any]:
-    """Values of RDATE/EXDATE: dates, datetimes or (for RDATE) periods."""
-    for prop in _as_list(comp.get(name)):
-        try:
-            values = [v.dt for v in prop.dts]
-        except Exception:
-            raise ICalError(f"event {str(comp.get('UID', ''))!r}: invalid {name} value") from None
-        yield from values
