@@ -34,6 +34,25 @@ T = TypeVar("T")
 WINDOW_MARGIN = timedelta(days=2)  # clear of the horizon's edges, whenever it was computed
 
 
+def _edited_sessions(
+    mapped: dict[str, tuple[str, str | None]], changes: CalendarChanges
+) -> set[str]:
+    """Sessions whose exported event the read shows deleted or changed (another ETag)."""
+    if changes.full:
+        present = {r.key: r.etag for r in changes.upserted}
+        return {
+            session_id
+            for key, (session_id, etag) in mapped.items()
+            if key not in present or (etag is not None and present[key] != etag)
+        }
+    touched = {mapped[key][0] for key in changes.deleted if key in mapped}
+    for resource in changes.upserted:
+        held = mapped.get(resource.key)
+        if held is not None and held[1] is not None and resource.etag != held[1]:
+            touched.add(held[0])
+    return touched
+
+
 def notice_external_edits(
     rt: Runtime,
     row: Connection,
@@ -48,7 +67,7 @@ def notice_external_edits(
         # Only events well inside the horizon: providers read (and report deletions) within
         # it, so an event outside it is neither listed nor a sign of an edit.
         mapped = {
-            external_id: (session_id, etag)
+            str(external_id): (session_id, etag)
             for external_id, session_id, etag in session.execute(
                 select(ExportedEvent.external_id, ExportedEvent.session_id, ExportedEvent.etag)
                 .join(
@@ -81,20 +100,7 @@ def notice_external_edits(
             return adapter.read_changes(account, calendar_id, None, known)
 
     changes = call(read)
-    touched: set[str] = set()
-    if changes.full:
-        present = {r.key: r.etag for r in changes.upserted}
-        for key, (session_id, etag) in mapped.items():
-            if key not in present or (etag is not None and present[key] != etag):
-                touched.add(session_id)
-    else:
-        for key in changes.deleted:
-            if key in mapped:
-                touched.add(mapped[key][0])
-        for resource in changes.upserted:
-            held = mapped.get(resource.key)
-            if held is not None and held[1] is not None and resource.etag != held[1]:
-                touched.add(held[0])
+    touched = _edited_sessions(mapped, changes)
     with transaction(rt.db) as session:
         if touched:
             for mapping in session.scalars(
