@@ -75,6 +75,27 @@ def _open_redirects_in_production(settings: Settings) -> bool:
     return url.scheme == "https" and not loopback and settings.redirect_origins() is None
 
 
+def _serve_settings(host: str, port: int, *, tls: bool) -> Settings:
+    """The settings ``serve`` runs with: unset, the public URL is where it listens (for the
+    links it prints and OAuth redirects). Exits when production would accept any OAuth
+    redirect origin."""
+    settings = _settings()
+    if "public_url" not in settings.model_fields_set:
+        address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        scheme = "https" if tls else "http"
+        settings = settings.model_copy(update={"public_url": f"{scheme}://{address}:{port}"})
+    if _open_redirects_in_production(settings):
+        typer.echo(
+            f"calsync serve: CALSYNC_PUBLIC_URL is {settings.public_url}, a public https "
+            "address, but CALSYNC_OAUTH_REDIRECT_ORIGINS is not set, so the OAuth flow could "
+            "send a user's browser to any site. Name the origins your platform redirects to, "
+            """e.g. CALSYNC_OAUTH_REDIRECT_ORIGINS='{"*": ["https://app.example.com"]}'""",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return settings
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -118,25 +139,11 @@ def serve(
     from calsync.service.runtime import build_runtime
     from calsync.store import database
 
-    settings = _settings()
-    logs.configure(settings.log_level)
     if demo and processes > 1:
         typer.echo("calsync serve: --demo serves one process; leave out --processes", err=True)
         raise typer.Exit(2)
-    if "public_url" not in settings.model_fields_set:
-        # Unset, the public URL is where this serve listens (links it prints, OAuth redirects).
-        address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        scheme = "https" if ssl_certfile else "http"
-        settings = settings.model_copy(update={"public_url": f"{scheme}://{address}:{port}"})
-    if _open_redirects_in_production(settings):
-        typer.echo(
-            f"calsync serve: CALSYNC_PUBLIC_URL is {settings.public_url}, a public https "
-            "address, but CALSYNC_OAUTH_REDIRECT_ORIGINS is not set, so the OAuth flow could "
-            "send a user's browser to any site. Name the origins your platform redirects to, "
-            """e.g. CALSYNC_OAUTH_REDIRECT_ORIGINS='{"*": ["https://app.example.com"]}'""",
-            err=True,
-        )
-        raise typer.Exit(2)
+    settings = _serve_settings(host, port, tls=ssl_certfile is not None)
+    logs.configure(settings.log_level)
     with ExitStack() as stack:
         caldav = None
         if demo:

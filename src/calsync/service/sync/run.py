@@ -15,7 +15,7 @@ from functools import partial
 
 from sqlalchemy import select
 
-from calsync.domain import EXPORT_ERROR_REASONS, ErrorReason, lifecycle
+from calsync.domain import EXPORT_ERROR_REASONS, ErrorReason, SyncConfig, lifecycle
 from calsync.providers.base import (
     AccountRef,
     AuthRejected,
@@ -158,15 +158,7 @@ def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
     gone: list[str] = []
     blocked: ExportBlocked | None = None
     try:
-        wanted = _wanted_calendars(config.import_.enabled, config.import_.calendar_ids, primary_id)
-        if wanted is None or any(cid not in names for cid in wanted):
-            calendars = with_account(rt, row, adapter.list_calendars)
-            names.update({c.id: c.name for c in calendars})
-            primary_id = _primary(calendars)
-            wanted = (
-                _wanted_calendars(config.import_.enabled, config.import_.calendar_ids, primary_id)
-                or []
-            )
+        wanted, primary_id = _calendars_to_import(rt, adapter, row, config, names, primary_id)
         for calendar_id in wanted:
             try:
                 changes = _read(rt, adapter, row, calendar_id, cursors.get(calendar_id))
@@ -185,14 +177,7 @@ def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
             )
         drop_calendars(rt, connection_id, [c for c in stored if c not in wanted])
         if export and not export_held:
-            try:
-                report = export_connection(
-                    rt, row, adapter, partial(with_account, rt, row), primary_id
-                )
-                problems.extend(report.problems[:3])
-                rt.metrics.export_finished(provider.id, report.counts())
-            except ExportBlocked as exc:
-                blocked = exc
+            blocked = _export(rt, row, adapter, primary_id, problems)
     except AuthRejected as exc:
         _record(rt, connection_id, _Revoked(str(exc)))
         raise SyncFailed(
@@ -211,6 +196,45 @@ def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
         blocked=(blocked.reason, str(blocked)) if blocked is not None else None,
     )
     _record(rt, connection_id, _Succeeded(run, primary_id, gone))
+
+
+def _export(
+    rt: Runtime,
+    row: Connection,
+    adapter: CalendarProvider,
+    primary_id: str | None,
+    problems: list[str],
+) -> ExportBlocked | None:
+    """Reconcile the connection's exported sessions; a few of its problems join ``problems``.
+    Returns the block when the export cannot go on (the connection shows why)."""
+    try:
+        report = export_connection(rt, row, adapter, partial(with_account, rt, row), primary_id)
+    except ExportBlocked as exc:
+        return exc
+    problems.extend(report.problems[:3])
+    rt.metrics.export_finished(row.provider_id, report.counts())
+    return None
+
+
+def _calendars_to_import(
+    rt: Runtime,
+    adapter: CalendarProvider,
+    row: Connection,
+    config: SyncConfig,
+    names: dict[str, str],
+    primary_id: str | None,
+) -> tuple[list[str], str | None]:
+    """(calendar ids to import, the primary calendar's id). The account's calendars are
+    listed (adding their names to ``names``) only when the primary is not known yet or a
+    selected calendar is new."""
+    enabled, selected = config.import_.enabled, config.import_.calendar_ids
+    wanted = _wanted_calendars(enabled, selected, primary_id)
+    if wanted is not None and all(cid in names for cid in wanted):
+        return wanted, primary_id
+    calendars = with_account(rt, row, adapter.list_calendars)
+    names.update({c.id: c.name for c in calendars})
+    primary_id = _primary(calendars)
+    return _wanted_calendars(enabled, selected, primary_id) or [], primary_id
 
 
 def _wanted_calendars(
