@@ -351,23 +351,28 @@ class Discovery:
             values.setdefault(name, []).append(value)
         for name, given in values.items():
             spec = method.parameters.get(name) or self.global_parameters.get(name)
-            if spec is None or spec.get("location") != "query":
-                raise _bad_request(
-                    f'Invalid JSON payload received. Unknown name "{name}": Cannot bind query '
-                    f"parameter. Field '{name}' could not be found in request message.",
-                    name,
-                    "badRequest",
-                )
-            if len(given) > 1 and not spec.get("repeated"):
-                raise _bad_request(f"Parameter {name} given {len(given)} times", name)
-            for value in given:
-                problem = parameter_problem(value, spec)
-                if problem:
-                    raise _bad_request(f"Invalid value '{value}' for {name}: {problem}", name)
+            _check_query_parameter(name, given, spec)
         for name, spec in method.parameters.items():
             if spec.get("location") == "query" and spec.get("required") and name not in values:
                 raise _bad_request(f"Required parameter: {name}", name, "required")
         return values
+
+
+def _check_query_parameter(name: str, given: list[str], spec: Mapping[str, Any] | None) -> None:
+    """A 400 ``GoogleApiError`` unless ``name`` is a query parameter and ``given`` fits it."""
+    if spec is None or spec.get("location") != "query":
+        raise _bad_request(
+            f'Invalid JSON payload received. Unknown name "{name}": Cannot bind query '
+            f"parameter. Field '{name}' could not be found in request message.",
+            name,
+            "badRequest",
+        )
+    if len(given) > 1 and not spec.get("repeated"):
+        raise _bad_request(f"Parameter {name} given {len(given)} times", name)
+    for value in given:
+        problem = parameter_problem(value, spec)
+        if problem:
+            raise _bad_request(f"Invalid value '{value}' for {name}: {problem}", name)
 
 
 def parameter_problem(value: str, spec: Mapping[str, Any]) -> str | None:
@@ -376,17 +381,7 @@ def parameter_problem(value: str, spec: Mapping[str, Any]) -> str | None:
     if kind == "boolean":
         return None if value in ("true", "false") else "not a boolean (true or false)"
     if kind == "integer":
-        if not _INT.match(value):
-            return "not an integer"
-        number = int(value)
-        low, high = _INT_RANGES.get(str(fmt), (None, None))
-        if low is not None and high is not None and not low <= number <= high:
-            return f"out of the {fmt} range"
-        if "minimum" in spec and number < int(spec["minimum"]):
-            return f"below the minimum {spec['minimum']}"
-        if "maximum" in spec and number > int(spec["maximum"]):
-            return f"above the maximum {spec['maximum']}"
-        return None
+        return _integer_problem(value, spec)
     if kind == "number":
         try:
             float(value)
@@ -399,6 +394,20 @@ def parameter_problem(value: str, spec: Mapping[str, Any]) -> str | None:
         return "not an RFC 3339 date-time with a time zone offset"
     if "pattern" in spec and not re.fullmatch(spec["pattern"], value):
         return "does not match the pattern"
+    return None
+
+
+def _integer_problem(value: str, spec: Mapping[str, Any]) -> str | None:
+    if not _INT.match(value):
+        return "not an integer"
+    number, fmt = int(value), spec.get("format")
+    low, high = _INT_RANGES.get(str(fmt), (None, None))
+    if low is not None and high is not None and not low <= number <= high:
+        return f"out of the {fmt} range"
+    if "minimum" in spec and number < int(spec["minimum"]):
+        return f"below the minimum {spec['minimum']}"
+    if "maximum" in spec and number > int(spec["maximum"]):
+        return f"above the maximum {spec['maximum']}"
     return None
 
 
@@ -425,45 +434,68 @@ def _check(
     if "$ref" in schema:
         _check(value, schemas[schema["$ref"]], schemas, at, out)
         return
-    kind, fmt = schema.get("type"), schema.get("format")
-    if kind == "any" or kind is None:
-        return
+    kind = schema.get("type")
     if kind == "object":
-        if not isinstance(value, dict):
-            out.append(f"{at}: expected an object")
-            return
-        properties = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        for name, item in value.items():
-            if name in properties:
-                _check(item, properties[name], schemas, f"{at}.{name}", out)
-            elif extra is not None:
-                _check(item, extra, schemas, f"{at}.{name}", out)
-            else:
-                out.append(f"{at}.{name}: not a property of the schema")
+        _check_object(value, schema, schemas, at, out)
     elif kind == "array":
-        if not isinstance(value, list):
-            out.append(f"{at}: expected an array")
-            return
-        for index, item in enumerate(value):
-            _check(item, schema.get("items", {}), schemas, f"{at}[{index}]", out)
-    elif kind == "string":
-        if not isinstance(value, str):
-            out.append(f"{at}: expected a string")
-        elif fmt == "date-time" and not is_rfc3339(value):
-            out.append(f"{at}: not an RFC 3339 date-time")
-        elif fmt == "date" and not _is_date(value):
-            out.append(f"{at}: not a date (YYYY-MM-DD)")
-        elif fmt in ("int64", "uint64") and not _INT.match(value):
-            out.append(f"{at}: not an integer string")
-    elif kind == "boolean":
-        if not isinstance(value, bool):
-            out.append(f"{at}: expected a boolean")
-    elif kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            out.append(f"{at}: expected an integer")
-    elif kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
-        out.append(f"{at}: expected a number")
+        _check_array(value, schema, schemas, at, out)
+    elif kind not in ("any", None):
+        problem = _scalar_problem(value, str(kind), schema.get("format"))
+        if problem:
+            out.append(f"{at}: {problem}")
+
+
+def _check_object(
+    value: Any, schema: Mapping[str, Any], schemas: Mapping[str, Any], at: str, out: list[str]
+) -> None:
+    if not isinstance(value, dict):
+        out.append(f"{at}: expected an object")
+        return
+    properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties")
+    for name, item in value.items():
+        if name in properties:
+            _check(item, properties[name], schemas, f"{at}.{name}", out)
+        elif extra is not None:
+            _check(item, extra, schemas, f"{at}.{name}", out)
+        else:
+            out.append(f"{at}.{name}: not a property of the schema")
+
+
+def _check_array(
+    value: Any, schema: Mapping[str, Any], schemas: Mapping[str, Any], at: str, out: list[str]
+) -> None:
+    if not isinstance(value, list):
+        out.append(f"{at}: expected an array")
+        return
+    for index, item in enumerate(value):
+        _check(item, schema.get("items", {}), schemas, f"{at}[{index}]", out)
+
+
+def _scalar_problem(value: Any, kind: str, fmt: Any) -> str | None:
+    if kind == "string":
+        return _string_problem(value, fmt)
+    if kind == "boolean":
+        return None if isinstance(value, bool) else "expected a boolean"
+    if kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "expected an integer"
+    if kind == "number":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    return None
+
+
+def _string_problem(value: Any, fmt: Any) -> str | None:
+    if not isinstance(value, str):
+        return "expected a string"
+    if fmt == "date-time" and not is_rfc3339(value):
+        return "not an RFC 3339 date-time"
+    if fmt == "date" and not _is_date(value):
+        return "not a date (YYYY-MM-DD)"
+    if fmt in ("int64", "uint64") and not _INT.match(value):
+        return "not an integer string"
+    return None
 
 
 def _is_date(value: str) -> bool:
@@ -1318,29 +1350,50 @@ class GoogleFake(DeliveryLog[Delivery]):
         window = (low, high)
         out: list[JSON] = []
         for stored in calendar.events.values():
-            event = stored.event
-            if stored.deleted:
-                if show_deleted and not event.get("recurrence"):
-                    out.append(copy.deepcopy(event))
-                continue
-            if event.get("recurringEventId"):
-                master = calendar.events.get(event["recurringEventId"])
-                if master is None or master.deleted:
-                    continue
-                cancelled = event.get("status") == "cancelled"
-                if cancelled and single and not show_deleted:
-                    continue
-                if cancelled or self._overlaps(calendar, event, window):
-                    out.append(copy.deepcopy(event))
-            elif event.get("recurrence"):
-                instances = self._instances(calendar, event, window)
-                if single:
-                    out.extend(i for i in instances if self._overlaps(calendar, i, window))
-                elif any(self._overlaps(calendar, i, window) for i in instances):
-                    out.append(copy.deepcopy(event))
-            elif self._overlaps(calendar, event, window):
-                out.append(copy.deepcopy(event))
+            out.extend(self._listed(calendar, stored, window, single, show_deleted))
         return [e for e in out if _filters_match(e, values)]
+
+    def _listed(
+        self,
+        calendar: FakeCalendar,
+        stored: StoredEvent,
+        window: tuple[datetime | None, datetime | None],
+        single: bool,
+        show_deleted: bool,
+    ) -> list[JSON]:
+        """What one stored event contributes to a listing of ``window``."""
+        event = stored.event
+        if stored.deleted:
+            return [copy.deepcopy(event)] if show_deleted and not event.get("recurrence") else []
+        if event.get("recurringEventId"):
+            return self._listed_exception(calendar, event, window, single, show_deleted)
+        if event.get("recurrence"):
+            instances = self._instances(calendar, event, window)
+            if single:
+                return [i for i in instances if self._overlaps(calendar, i, window)]
+            if any(self._overlaps(calendar, i, window) for i in instances):
+                return [copy.deepcopy(event)]
+            return []
+        return [copy.deepcopy(event)] if self._overlaps(calendar, event, window) else []
+
+    def _listed_exception(
+        self,
+        calendar: FakeCalendar,
+        event: JSON,
+        window: tuple[datetime | None, datetime | None],
+        single: bool,
+        show_deleted: bool,
+    ) -> list[JSON]:
+        """A changed or cancelled instance of a recurring event, in a listing."""
+        master = calendar.events.get(event["recurringEventId"])
+        if master is None or master.deleted:
+            return []
+        cancelled = event.get("status") == "cancelled"
+        if cancelled and single and not show_deleted:
+            return []
+        if cancelled or self._overlaps(calendar, event, window):
+            return [copy.deepcopy(event)]
+        return []
 
     def _changes(self, calendar: FakeCalendar, since: int, single: bool) -> list[JSON]:
         changed: dict[str, JSON] = {}
