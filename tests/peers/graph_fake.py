@@ -668,21 +668,7 @@ class GraphFake(DeliveryLog[Delivery]):
     async def _endpoint(self, request: Request) -> Response:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        logged = LoggedRequest(
-            method=request.method,
-            path=request.url.path,
-            query=request.url.query,
-            params=dict(request.query_params),
-            prefer=", ".join(request.headers.getlist("prefer")),
-            token=token,
-            if_match=request.headers.get("if-match"),
-        )
-        if request.method in ("POST", "PATCH", "PUT"):
-            raw = await request.body()
-            try:
-                logged.body = json.loads(raw) if raw else None
-            except ValueError:
-                logged.body = raw.decode("utf-8", "replace")
+        logged = await _logged(request, token)
         with self._lock:
             self.requests.append(logged)
         segments = [p for p in request.url.path.split("/") if p]
@@ -695,17 +681,7 @@ class GraphFake(DeliveryLog[Delivery]):
             if not email:
                 message = "Access token is empty." if not token else "Invalid token."
                 raise GraphError(401, "InvalidAuthenticationToken", message)
-            mailbox = email.casefold()
-            with self._lock:
-                if self._in_flight.get(mailbox, 0) >= self.concurrency_limit:
-                    mailbox = None
-                    raise GraphError(
-                        429,
-                        "ApplicationThrottled",
-                        "Application is over its MailboxConcurrency limit.",
-                        {"Retry-After": "1"},
-                    )
-                self._in_flight[mailbox] = self._in_flight.get(mailbox, 0) + 1
+            mailbox = self._enter_mailbox(email.casefold())
             if self.response_delay:
                 await asyncio.sleep(self.response_delay)
             if subscriptions:
@@ -731,6 +707,19 @@ class GraphFake(DeliveryLog[Delivery]):
         logged.status = response.status_code
         return response
 
+    def _enter_mailbox(self, mailbox: str) -> str:
+        """Count a request in flight for ``mailbox``; 429 past the concurrency limit."""
+        with self._lock:
+            if self._in_flight.get(mailbox, 0) >= self.concurrency_limit:
+                raise GraphError(
+                    429,
+                    "ApplicationThrottled",
+                    "Application is over its MailboxConcurrency limit.",
+                    {"Retry-After": "1"},
+                )
+            self._in_flight[mailbox] = self._in_flight.get(mailbox, 0) + 1
+        return mailbox
+
     def _fault(self, path: str, method: str) -> _Fault | None:
         """Raise the first matching fault; an ``applied`` one is returned, to raise later."""
         with self._lock:
@@ -753,24 +742,14 @@ class GraphFake(DeliveryLog[Delivery]):
         return None
 
     def _dispatch(self, request: Request, email: str, body: Any = None) -> Response:
-        parts = [p for p in request.url.path.split("/") if p]
-        if not parts or parts[0].lower() != "v1.0":
-            raise GraphError(400, "BadRequest", "Invalid version.")
-        segments = parts[1:]
+        segments = _me_segments(request.url.path)
         lowered = [s.lower() for s in segments]
-        if not lowered or lowered[0] != "me":
-            raise GraphError(400, "BadRequest", "Resource not found for the segment.")
         account = self.accounts.get(email.casefold())
         if lowered == ["me"] and request.method == "GET":
             if account is None:
                 raise GraphError(404, "Request_ResourceNotFound", "The user does not exist.")
             return JSONResponse(_user_json(account))
-        if account is None or not account.mailbox_enabled:
-            raise GraphError(
-                404,
-                "MailboxNotEnabledForRESTAPI",
-                "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
-            )
+        account = _mailbox(account)
         q = {k.lower(): v for k, v in request.query_params.items()}
         prefer = _prefer(request)
         base = self.link_base or f"{request.url.scheme}://{request.url.netloc}/v1.0"
@@ -780,29 +759,43 @@ class GraphFake(DeliveryLog[Delivery]):
             return self._list_calendars(account, q, prefer, base, request)
         route = self._events_route(account, segments)
         if route is not None:
-            calendar, event_id = route
-            if event_id is None and calendar is not None:
-                return self._list_events(calendar, q, prefer, base, request)
-            event = self._find_event(account, str(event_id), calendar)
-            return JSONResponse(_present(event, prefer, q))
-        # /me/calendar..., /me/calendarView..., /me/calendars/{id}...
-        if lowered[1] == "calendars" and len(lowered) >= 3:
-            calendar = self._calendar(account, segments[2])
-            rest = lowered[3:]
-        elif lowered[1] == "calendar":
-            calendar = self._calendar(account, None)
-            rest = lowered[2:]
-        elif lowered[1] == "calendarview":
-            calendar = self._calendar(account, None)
-            rest = lowered[1:]
-        else:
-            raise GraphError(400, "BadRequest", "Resource not found for the segment.")
+            return self._events_answer(account, route, q, prefer, base, request)
+        calendar, rest = self._calendar_route(account, segments, lowered)
         if not rest:
             return JSONResponse(_select(_calendar_json(calendar, account), q, _CALENDAR_PROPERTIES))
         if rest == ["calendarview"]:
             return self._calendar_view(calendar, q, prefer, base, request)
         if rest == ["calendarview", "delta"]:
             return self._delta(account, calendar, q, prefer, base)
+        raise GraphError(400, "BadRequest", "Resource not found for the segment.")
+
+    def _events_answer(
+        self,
+        account: FakeAccount,
+        route: tuple[FakeCalendar | None, str | None],
+        q: dict[str, str],
+        prefer: dict[str, str],
+        base: str,
+        request: Request,
+    ) -> Response:
+        """GET .../events (a listing) or .../events/{id} (one event)."""
+        calendar, event_id = route
+        if event_id is None and calendar is not None:
+            return self._list_events(calendar, q, prefer, base, request)
+        event = self._find_event(account, str(event_id), calendar)
+        return JSONResponse(_present(event, prefer, q))
+
+    def _calendar_route(
+        self, account: FakeAccount, segments: list[str], lowered: list[str]
+    ) -> tuple[FakeCalendar, list[str]]:
+        """/me/calendar..., /me/calendarView..., /me/calendars/{id}...: the calendar and the
+        path's rest (lower case)."""
+        if lowered[1] == "calendars" and len(lowered) >= 3:
+            return self._calendar(account, segments[2]), lowered[3:]
+        if lowered[1] == "calendar":
+            return self._calendar(account, None), lowered[2:]
+        if lowered[1] == "calendarview":
+            return self._calendar(account, None), lowered[1:]
         raise GraphError(400, "BadRequest", "Resource not found for the segment.")
 
     def _calendar(self, account: FakeAccount, calendar_id: str | None) -> FakeCalendar:
@@ -1621,36 +1614,33 @@ def _pattern_dates(master: dict[str, Any], until: date | None) -> Iterator[date]
     kind = range_.get("type", "noEnd")
     end = date.fromisoformat(range_["endDate"]) if kind == "endDate" else None
     count = int(range_.get("numberOfOccurrences", 0)) if kind == "numbered" else None
-    interval = max(1, int(pattern.get("interval", 1)))
-    if pattern.get("type") == "daily":
-        candidates: Iterator[date] = (
-            start + timedelta(days=n * interval) for n in itertools.count()
-        )
-    else:
-        days = sorted(_WEEKDAYS.index(d.lower()) for d in pattern.get("daysOfWeek", []))
-        if not days:
-            days = [start.weekday()]
-        week_first = _WEEKDAYS.index(str(pattern.get("firstDayOfWeek", "sunday")).lower())
-        week_start = start - timedelta(days=(start.weekday() - week_first) % 7)
-        order = sorted(days, key=lambda d: (d - week_first) % 7)
-
-        def weekly() -> Iterator[date]:
-            for n in itertools.count():
-                monday_ish = week_start + timedelta(weeks=n * interval)
-                for d in order:
-                    yield monday_ish + timedelta(days=(d - week_first) % 7)
-
-        candidates = (d for d in weekly() if d >= start)
-    for emitted, day in enumerate(candidates):
-        if end is not None and day > end:
-            return
-        if count is not None and emitted >= count:
-            return
-        if until is not None and day > until:
-            return
-        if emitted >= _MAX_OCCURRENCES:
+    limit = _MAX_OCCURRENCES if count is None else min(count, _MAX_OCCURRENCES)
+    last = min((d for d in (end, until) if d is not None), default=None)
+    for emitted, day in enumerate(_candidates(pattern, start)):
+        if emitted >= limit or (last is not None and day > last):
             return
         yield day
+
+
+def _candidates(pattern: dict[str, Any], start: date) -> Iterator[date]:
+    """The pattern's days from ``start`` on, without end (daily, or weekly on its days)."""
+    interval = max(1, int(pattern.get("interval", 1)))
+    if pattern.get("type") == "daily":
+        return (start + timedelta(days=n * interval) for n in itertools.count())
+    days = sorted(_WEEKDAYS.index(d.lower()) for d in pattern.get("daysOfWeek", []))
+    if not days:
+        days = [start.weekday()]
+    week_first = _WEEKDAYS.index(str(pattern.get("firstDayOfWeek", "sunday")).lower())
+    week_start = start - timedelta(days=(start.weekday() - week_first) % 7)
+    order = sorted(days, key=lambda d: (d - week_first) % 7)
+
+    def weekly() -> Iterator[date]:
+        for n in itertools.count():
+            monday_ish = week_start + timedelta(weeks=n * interval)
+            for d in order:
+                yield monday_ish + timedelta(days=(d - week_first) % 7)
+
+    return (d for d in weekly() if d >= start)
 
 
 def _zone(name: object) -> tzinfo:
@@ -1974,6 +1964,48 @@ def _json(body: dict[str, Any], prefer: dict[str, str]) -> Response:
         applied.append(f"odata.maxpagesize={prefer['odata.maxpagesize']}")
     headers = {"Preference-Applied": ", ".join(applied)} if applied else None
     return JSONResponse(body, headers=headers)
+
+
+def _me_segments(path: str) -> list[str]:
+    """The segments of a /v1.0/me/... path after the version (400 for any other path)."""
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0].lower() != "v1.0":
+        raise GraphError(400, "BadRequest", "Invalid version.")
+    segments = parts[1:]
+    if not segments or segments[0].lower() != "me":
+        raise GraphError(400, "BadRequest", "Resource not found for the segment.")
+    return segments
+
+
+def _mailbox(account: FakeAccount | None) -> FakeAccount:
+    """The account, if its mailbox can be used over REST."""
+    if account is None or not account.mailbox_enabled:
+        raise GraphError(
+            404,
+            "MailboxNotEnabledForRESTAPI",
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+        )
+    return account
+
+
+async def _logged(request: Request, token: str | None) -> LoggedRequest:
+    """The request as the fake records it (JSON bodies decoded)."""
+    logged = LoggedRequest(
+        method=request.method,
+        path=request.url.path,
+        query=request.url.query,
+        params=dict(request.query_params),
+        prefer=", ".join(request.headers.getlist("prefer")),
+        token=token,
+        if_match=request.headers.get("if-match"),
+    )
+    if request.method in ("POST", "PATCH", "PUT"):
+        raw = await request.body()
+        try:
+            logged.body = json.loads(raw) if raw else None
+        except ValueError:
+            logged.body = raw.decode("utf-8", "replace")
+    return logged
 
 
 def _error_response(exc: GraphError) -> Response:
