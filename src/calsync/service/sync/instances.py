@@ -8,6 +8,7 @@ the last committed cursor.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -16,8 +17,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from calsync.ical.expand import ICalError, expand_resource
-from calsync.providers.base import CalendarChanges
+from calsync.ical.expand import MAX_INSTANCES, BusyInstance, ICalError, expand_resource
+from calsync.providers.base import CalendarChanges, EventResource
 from calsync.service.runtime import Runtime
 from calsync.service.sync import leases
 from calsync.store.db import transaction
@@ -95,11 +96,19 @@ def apply_changes(
     changes: CalendarChanges,
     *,
     is_primary: bool,
+    problems: list[str] | None = None,
 ) -> None:
     """Store one calendar's changes and its new cursor in one transaction.
 
     Only the listed objects are written and expanded. An incremental read only touches the
-    rows of the keys it names, so its cost does not grow with the size of the calendar."""
+    rows of the keys it names, so its cost does not grow with the size of the calendar.
+
+    Recurrences are expanded before the write transaction opens, so that the transaction
+    (which on SQLite holds every other writer) lasts only as long as the writes. A calendar
+    that expands to more than ``MAX_INSTANCES_PER_CALENDAR`` instances keeps those nearest
+    to now; the cut is logged and added to ``problems`` (the connection's sync report)."""
+    upserted = {r.key: r for r in changes.upserted}
+    new_rows = capped_rows(ctx, calendar_id, upserted.values(), problems)
     with transaction(rt.db) as session:
         row = lock_active_connection(session, ctx.connection_id)
         if row is None:
@@ -109,7 +118,6 @@ def apply_changes(
                 "this connection's lease expired during the sync and another worker took it "
                 "over; this run stopped without writing"
             )
-        upserted = {r.key: r for r in changes.upserted}
         gone = set(changes.deleted)
         if changes.full:  # everything stored but not listed is gone
             stored = _stored_keys(session, ctx.connection_id, calendar_id, None)
@@ -134,9 +142,6 @@ def apply_changes(
             session.execute(insert(ImportedObject), added)
         if len(added) < len(rows):  # ORM bulk UPDATE by primary key: one executemany
             session.execute(update(ImportedObject), [row for row in rows if row["key"] in stored])
-        new_rows = []
-        for resource in upserted.values():
-            new_rows.extend(instance_rows(ctx, calendar_id, resource.key, resource.ical))
         if new_rows:
             session.execute(insert(EventInstance), new_rows)
             raise_instance_bound(session, ctx.connection_id, new_rows)
@@ -194,17 +199,68 @@ def _delete_keyed(
         )
 
 
+# At most this many instances of one calendar are stored (one resource: MAX_INSTANCES).
+MAX_INSTANCES_PER_CALENDAR = 200_000
+
+
+def capped_rows(
+    ctx: ExpansionContext,
+    calendar_id: str,
+    resources: Iterable[EventResource],
+    problems: list[str] | None,
+) -> list[dict[str, object]]:
+    """The instance rows of ``resources``, at most ``MAX_INSTANCES_PER_CALENDAR``: when there
+    are more, those nearest to now (the coming ones first, then the most recent past ones)."""
+    rows: list[dict[str, object]] = []
+    for resource in resources:
+        rows.extend(instance_rows(ctx, calendar_id, resource.key, resource.ical))
+    if len(rows) <= MAX_INSTANCES_PER_CALENDAR:
+        return rows
+    now_ms = epoch_ms(utcnow())
+
+    def nearness(row: dict[str, object]) -> tuple[int, int]:
+        start, end = cast(int, row["start_ms"]), cast(int, row["end_ms"])
+        return (0, start) if end >= now_ms else (1, -end)
+
+    rows.sort(key=nearness)
+    note = (
+        f"calendar {calendar_id} expands to {len(rows)} busy instances; the "
+        f"{MAX_INSTANCES_PER_CALENDAR} nearest to now are kept"
+    )
+    log.warning(note, extra={"connection_id": ctx.connection_id})
+    if problems is not None:
+        problems.append(note)
+    return rows[:MAX_INSTANCES_PER_CALENDAR]
+
+
+def _expand(ctx: ExpansionContext, ical: str) -> list[BusyInstance]:
+    """The resource's instances in the stored window. When it holds more than the expander
+    returns (which keeps the earliest), the window is read again from now, so that a dense
+    series that began in the past does not leave the coming weeks free."""
+    busy = expand_resource(
+        ical,
+        window_start=ctx.window_start,
+        window_end=ctx.window_end,
+        owner_emails=ctx.owner_emails,
+        local_tz=ctx.local_tz,
+    )
+    now = utcnow()
+    if len(busy) < MAX_INSTANCES or not ctx.window_start < now < ctx.window_end:
+        return busy
+    return expand_resource(
+        ical,
+        window_start=now,
+        window_end=ctx.window_end,
+        owner_emails=ctx.owner_emails,
+        local_tz=ctx.local_tz,
+    )
+
+
 def instance_rows(
     ctx: ExpansionContext, calendar_id: str, resource_key: str, ical: str
 ) -> list[dict[str, object]]:
     try:
-        busy = expand_resource(
-            ical,
-            window_start=ctx.window_start,
-            window_end=ctx.window_end,
-            owner_emails=ctx.owner_emails,
-            local_tz=ctx.local_tz,
-        )
+        busy = _expand(ctx, ical)
     except ICalError as exc:
         log.warning(
             "unreadable calendar object skipped",

@@ -174,6 +174,7 @@ def _sync_locked(rt: Runtime, connection_id: str, *, export: bool) -> None:
                 names.get(calendar_id, calendar_id),
                 changes,
                 is_primary=calendar_id == primary_id,
+                problems=problems,
             )
         drop_calendars(rt, connection_id, [c for c in stored if c not in wanted])
         if export and not export_held:
