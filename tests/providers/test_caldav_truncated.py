@@ -133,3 +133,31 @@ def test_a_whole_listing_is_read_as_before() -> None:
     known = {f"{CAL}{n}.ics": f'"{n}"' for n in ("a", "b", "c", "d", "e")}
     listed = whole.read_changes(ACCOUNT, "work", "ctag:ctag-1", known)
     assert sorted(listed.deleted) == [f"{CAL}{n}.ics" for n in ("c", "d", "e")]
+
+
+@pytest.mark.parametrize("bad", ["\x0b", "&#11;", "&#x1F;"])
+def test_one_forbidden_character_costs_only_itself(bad: str) -> None:
+    """Red-team finding 11: a single U+000B in one event made the whole REPORT "not
+    well-formed" and 0 of 4 good events were imported. Every event is read now."""
+    good = [_item(f"{CAL}{n}.ics", n) for n in ("a", "b", "c", "d")]
+    broken = _item(f"{CAL}e.ics", "e").replace("SUMMARY:x", f"SUMMARY:tab{bad}bed")
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "PROPFIND":
+            return _server(cut_short=False, sync_token=False)(request)
+        return httpx.Response(207, content=_multistatus(*good, broken))
+
+    changes = _adapter(handle).read_changes(ACCOUNT, "work", None, {})
+    assert sorted(r.key for r in changes.upserted) == [f"{CAL}{n}.ics" for n in "abcde"]
+    [fixed] = [r for r in changes.upserted if r.key.endswith("e.ics")]
+    assert "SUMMARY:tabbed" in fixed.ical
+
+
+def test_xml_broken_otherwise_still_fails() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "PROPFIND":
+            return _server(cut_short=False, sync_token=False)(request)
+        return httpx.Response(207, content=_multistatus(_item(f"{CAL}a.ics", "a"))[:-20])
+
+    with pytest.raises(ProviderError):
+        _adapter(handle).read_changes(ACCOUNT, "work", None, {})

@@ -10,6 +10,7 @@ never a header or a password.
 from __future__ import annotations
 
 import ipaddress
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -158,12 +159,36 @@ def _status_code(element: ET.Element | None) -> int | None:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
-def parse_multistatus(content: bytes) -> Multistatus:
-    """Parse a 207 body; raises ``ValueError`` if it is not a DAV multistatus."""
+# Characters XML 1.0 forbids, raw or as references (``&#11;``), which servers pass through
+# from event text: one of them made a whole REPORT "not well-formed" and lost every event.
+_FORBIDDEN_RAW = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CHARACTER_REF = re.compile(rb"&#(x[0-9a-fA-F]+|[0-9]+);")
+
+
+def _drop_forbidden_ref(match: re.Match[bytes]) -> bytes:
+    digits = match.group(1)
+    code = int(digits[1:], 16) if digits[:1] == b"x" else int(digits)
+    return b"" if code < 0x20 and code not in (0x9, 0xA, 0xD) else match.group(0)
+
+
+def _parse_xml(content: bytes) -> ET.Element:
+    """The document's root; a document that is broken only by characters XML forbids is
+    read without them (each object keeps its other text), anything else raises."""
     try:
-        root = ET.fromstring(content)
+        return ET.fromstring(content)
+    except ET.ParseError as exc:
+        cleaned = _CHARACTER_REF.sub(_drop_forbidden_ref, _FORBIDDEN_RAW.sub(b"", content))
+        if cleaned == content:
+            raise ValueError(f"malformed XML: {exc}") from None
+    try:
+        return ET.fromstring(cleaned)
     except ET.ParseError as exc:
         raise ValueError(f"malformed XML: {exc}") from None
+
+
+def parse_multistatus(content: bytes) -> Multistatus:
+    """Parse a 207 body; raises ``ValueError`` if it is not a DAV multistatus."""
+    root = _parse_xml(content)
     if root.tag != dav("multistatus"):
         raise ValueError(f"expected DAV:multistatus, got {root.tag}")
     responses = []
