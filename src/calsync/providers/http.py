@@ -83,11 +83,13 @@ def new_client(
     auth: httpx.Auth | None = None,
     follow_redirects: bool = False,
     max_redirects: int = 20,
+    on_request: Callable[[httpx.Request], None] | None = None,
 ) -> httpx.Client:
     """A short-lived client on the shared TLS context; a caller-owned ``transport`` (tests, a
     pool) is borrowed, not closed with the client. Without one, each request must be done,
     answer included, within ``EXCHANGE_DEADLINE_FACTOR`` x ``timeout`` (``providers.deadline``):
-    ``timeout`` bounds each read, and a server dripping bytes would otherwise never end."""
+    ``timeout`` bounds each read, and a server dripping bytes would otherwise never end.
+    ``on_request`` sees every request before it is sent, redirects included (it may raise)."""
     return httpx.Client(
         auth=auth,
         transport=(
@@ -99,6 +101,7 @@ def new_client(
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
         headers=dict(headers),
+        event_hooks={"request": [on_request]} if on_request is not None else None,
     )
 
 
@@ -109,9 +112,11 @@ _TRANSPORT_WORDS: tuple[tuple[type[Exception], str], ...] = (
     (httpx.TimeoutException, "timed out"),
     (httpx.TooManyRedirects, "redirected too many times"),
     (httpx.ProxyError, "could not be reached through the proxy"),
-    (httpx.ConnectError, "could not be connected to"),
-    (httpx.RemoteProtocolError, "sent a broken answer or closed the connection"),
-    (httpx.NetworkError, "dropped the connection"),
+    # Connection refused, reset, closed or a broken answer: one wording, so that an answer
+    # never tells which ports of a host are open.
+    (httpx.ConnectError, "could not be reached"),
+    (httpx.RemoteProtocolError, "could not be reached"),
+    (httpx.NetworkError, "could not be reached"),
     (httpx.UnsupportedProtocol, "is at an address calsync cannot request"),
     (httpx.InvalidURL, "is at an address calsync cannot request"),
     (httpx.DecodingError, "sent an answer that cannot be decoded"),

@@ -56,8 +56,23 @@ class CalDavServer:
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
             headers={"User-Agent": "calsync-caldav"},
+            on_request=self._refuse_other_origins,
         ) as client:
             yield DavClient(client)
+
+    def _refuse_other_origins(self, request: httpx.Request) -> None:
+        """Every request of a session, redirects included, stays within the configured
+        server (``dav.within_origin``): refused before anything, credentials included, is
+        sent elsewhere."""
+        url = str(request.url)
+        if not dav.within_origin(self.base_url, url):
+            found = dav.origin(url)
+            where = f"{found[1]}:{found[2]}" if found else "an address calsync cannot use"
+            raise ProviderUnreachable(
+                f"the calendar server at {dav.safe_url(self.base_url)} pointed calsync to "
+                f"another server ({where}); calsync only follows links within the server it "
+                "was configured with, so nothing was sent there"
+            )
 
     def discover(self, client: DavClient) -> dict[str, str]:
         """The account's principal, calendar home and default calendar URLs (its state)."""
@@ -94,8 +109,8 @@ class CalDavServer:
             if not (response.is_redirect and location):
                 break
             target = urljoin(url, location)
-            if not dav.redirect_allowed(url, target):
-                return None
+            if not dav.within_origin(self.base_url, target):
+                return None  # elsewhere: not followed, discovery goes on at the base URL
             url = target
         else:
             return None

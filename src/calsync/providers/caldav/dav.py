@@ -9,7 +9,6 @@ never a header or a password.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -339,17 +338,39 @@ def first_href(responses: list[DavResponse], prop: str, base: str) -> str | None
     return None
 
 
-def redirect_allowed(source: str, target: str) -> bool:
-    """Same scheme (or an upgrade to https) and the same host or registrable domain."""
-    src, dst = urlsplit(source), urlsplit(target)
-    if dst.scheme not in (src.scheme, "https") or not dst.hostname or not src.hostname:
-        return False
-    if src.hostname == dst.hostname:
-        return True
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# iCloud's documented partition hosts (pNN-caldav.icloud.com), which discovery at
+# caldav.icloud.com redirects to and which later requests must use.
+_ICLOUD = "caldav.icloud.com"
+_ICLOUD_PARTITION = re.compile(r"p[0-9]{1,3}-caldav\.icloud\.com")
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, ports made explicit; None for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
     try:
-        ipaddress.ip_address(src.hostname)
-        return False
+        port = parts.port or _DEFAULT_PORTS[parts.scheme]
     except ValueError:
-        pass
-    src_labels, dst_labels = src.hostname.split("."), dst.hostname.split(".")
-    return len(src_labels) >= 2 and src_labels[-2:] == dst_labels[-2:]
+        return None
+    return parts.scheme, parts.hostname.lower(), port
+
+
+def within_origin(configured: str, target: str) -> bool:
+    """Whether calsync may send a request (with the account's credentials) to ``target`` for
+    a provider configured at ``configured``: the same scheme, host and port, or, for iCloud,
+    one of its https partition hosts. Links and redirects to anywhere else are refused, so a
+    calendar server can never send calsync, with the user's password, to another server (a
+    port of localhost, an address on the private network)."""
+    home, there = origin(configured), origin(target)
+    if home is None or there is None:
+        return False
+    if there == home:
+        return True
+    scheme, host, port = there
+    return (
+        home == ("https", _ICLOUD, 443)
+        and (scheme, port) == ("https", 443)
+        and _ICLOUD_PARTITION.fullmatch(host) is not None
+    )
