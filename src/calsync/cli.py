@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from calsync import cli_ops
+from calsync import __version__, cli_ops
 from calsync.domain import Permission
 from calsync.settings import Settings, get_settings
 
@@ -28,6 +28,7 @@ app = typer.Typer(
     "environment variables: 'calsync settings' lists them. Run any command with --help.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(
@@ -46,8 +47,22 @@ ConfigOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"calsync {__version__}")
+        raise typer.Exit()
+
+
+VersionOption = Annotated[
+    bool,
+    typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+]
+
+
 @app.callback()
-def main_options(config: ConfigOption = None) -> None:
+def main_options(config: ConfigOption = None, version: VersionOption = False) -> None:
     if config is not None:
         os.environ["CALSYNC_PROVIDERS_FILE"] = str(config)
         get_settings.cache_clear()

@@ -19,6 +19,7 @@ or tenant ever becomes a label.
     calsync_connections{status}                                   set at scrape
     calsync_database_up                                           set at scrape
     calsync_provider_info{provider, name, kind}                   1 per configured provider
+    calsync_build_info{version}                                   1
     calsync_background_refreshes_total                            stale data re-read off the read
     calsync_data_age_at_read_seconds                              histogram: List Events' data age
     calsync_change_checks_total{provider, outcome}                outcome: CHECK_OUTCOMES
@@ -36,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from calsync import __version__
 from calsync.providers.base import ProviderError, RateLimitedByProvider
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -141,6 +143,14 @@ class Metrics:
             multiprocess_mode=GAUGE_MODE,
         )
 
+        self.build_info = Gauge(
+            "calsync_build_info",
+            "1, labelled with the running calsync's version.",
+            ["version"],
+            registry=r,
+            multiprocess_mode=GAUGE_MODE,
+        )
+        self.build_info.labels(__version__).set(1)
         self.background_refreshes = Counter(
             "calsync_background_refreshes",
             "Refreshes of stale connections that reads started in the background.",

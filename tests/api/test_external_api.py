@@ -457,7 +457,11 @@ def test_token_revoked_after_password_change(api: Api, account: FakeProvider) ->
 def test_health_needs_no_key(api: Api) -> None:
     response = api.client.get("/v1/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    from calsync import __version__
+
+    assert response.json() == {"status": "ok", "database": "ok", "version": __version__}
+    metrics = api.client.get("/metrics").text
+    assert f'calsync_build_info{{version="{__version__}"}} 1.0' in metrics
 
 
 def test_unknown_route_and_method_use_envelope(api: Api) -> None:

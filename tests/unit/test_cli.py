@@ -136,3 +136,13 @@ def test_production_without_redirect_origins_refuses_to_start(
     if refused:
         assert done.returncode == 2
         assert "CALSYNC_OAUTH_REDIRECT_ORIGINS='" in done.stderr  # says what to do
+
+
+def test_version_and_short_help(tmp_path: Path, database_url: str) -> None:
+    from importlib.metadata import version
+
+    printed = run(tmp_path, database_url, "--version")
+    assert printed.returncode == 0 and printed.stdout.strip() == f"calsync {version('calsync')}"
+    for args in (["-h"], ["serve", "-h"], ["api-keys", "create", "-h"]):
+        shown = run(tmp_path, database_url, *args)
+        assert shown.returncode == 0 and "Usage:" in shown.stdout, shown.stderr

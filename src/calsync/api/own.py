@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from calsync import __version__
 from calsync.api import parse, wire
 from calsync.api.calls import Call, serve
 from calsync.errors import ViolationCollector
@@ -24,7 +25,11 @@ router = APIRouter(prefix="/v1")
 async def health(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     up = await run_in_threadpool(database.ping, rt.store)
-    body = {"status": "ok" if up else "degraded", "database": "ok" if up else "down"}
+    body = {
+        "status": "ok" if up else "degraded",
+        "database": "ok" if up else "down",
+        "version": __version__,
+    }
     return JSONResponse(body, status_code=200 if up else 503)
 
 

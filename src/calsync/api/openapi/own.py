@@ -36,13 +36,17 @@ def own_paths() -> dict[str, dict[str, Any]]:
                 tag="Health",
                 security=[],
                 responses={
-                    **ok(ref("Health"), {"status": "ok", "database": "ok"}),
+                    **ok(ref("Health"), {"status": "ok", "database": "ok", "version": "0.1.0"}),
                     "503": {
                         "description": "The database cannot be reached.",
                         "content": {
                             "application/json": {
                                 "schema": ref("Health"),
-                                "example": {"status": "degraded", "database": "down"},
+                                "example": {
+                                    "status": "degraded",
+                                    "database": "down",
+                                    "version": "0.1.0",
+                                },
                             }
                         },
                     },

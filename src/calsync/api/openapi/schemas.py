@@ -323,8 +323,9 @@ SCHEMAS: dict[str, Schema] = {
         {
             "status": {"type": "string", "enum": ["ok", "degraded"]},
             "database": {"type": "string", "enum": ["ok", "down"]},
+            "version": {"type": "string", "description": "calsync's version."},
         },
-        ["status", "database"],
+        ["status", "database", "version"],
     ),
     "ScheduleInput": _object(
         {
