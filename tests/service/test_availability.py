@@ -127,21 +127,21 @@ def _brute_force(
     return slots
 
 
-_interval = st.tuples(st.integers(-20, 200), st.integers(1, 60)).map(lambda p: (p[0], p[0] + p[1]))
+_interval = st.tuples(st.integers(-10, 90), st.integers(1, 40)).map(lambda p: (p[0], p[0] + p[1]))
 _intervals = st.lists(_interval, max_size=6)
 NAMES = ("a", "b", "c", "d")
 
 
 @st.composite
 def _problem(draw: st.DrawFn) -> tuple[SlotRules, list[Group], dict[str, Any], dict[str, Any]]:
-    start = draw(st.integers(0, 30))
+    start = draw(st.integers(0, 10))
     rules = SlotRules(
         start,
-        start + draw(st.integers(1, 150)),
-        duration=draw(st.integers(1, 40)),
-        step=draw(st.integers(1, 25)),
-        buffer_before=draw(st.integers(0, 15)),
-        buffer_after=draw(st.integers(0, 15)),
+        start + draw(st.integers(1, 90)),
+        duration=draw(st.integers(1, 30)),
+        step=draw(st.integers(1, 10)),
+        buffer_before=draw(st.integers(0, 10)),
+        buffer_after=draw(st.integers(0, 10)),
     )
     groups = []
     for _ in range(draw(st.integers(1, 3))):
@@ -152,7 +152,7 @@ def _problem(draw: st.DrawFn) -> tuple[SlotRules, list[Group], dict[str, Any], d
     return rules, groups, busy, windows
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(_problem())
 def test_slot_finder_matches_brute_force(
     problem: tuple[SlotRules, list[Group], dict[str, Any], dict[str, Any]],
