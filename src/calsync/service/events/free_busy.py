@@ -108,10 +108,10 @@ def busy_times(
         readable = []
         for c in connections:
             if _unreadable(c):
-                failed[c.schedule_id].append(c.id)
+                failed[c.schedule_id.lower()].append(c.id)
             else:
                 readable.append(c)
-        owner = {c.id: c.schedule_id for c in readable}
+        owner = {c.id: c.schedule_id.lower() for c in readable}
         rows = stored_busy.instance_rows(
             reads, list(owner), from_ms=from_ms - _DAY_MS, to_ms=to_ms + _DAY_MS
         )
