@@ -13,7 +13,15 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calsync import __version__, logs
-from calsync.api import errors, external, oauth_callback, own, push_routes, sessions_routes
+from calsync.api import (
+    errors,
+    external,
+    free_busy_routes,
+    oauth_callback,
+    own,
+    push_routes,
+    sessions_routes,
+)
 from calsync.api import metrics as http_metrics
 from calsync.api.guard import Guard, origin_of
 from calsync.api.openapi import router as openapi_router
@@ -126,6 +134,7 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
         app.include_router(external.router, prefix=prefix)
     app.include_router(own.router)
     app.include_router(sessions_routes.router)
+    app.include_router(free_busy_routes.router)
     app.include_router(oauth_callback.router)
     app.include_router(push_routes.router)
     app.include_router(dashboard_router.router)

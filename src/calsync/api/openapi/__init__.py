@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from calsync import __version__
+from calsync.api.openapi.availability import AVAILABILITY_SCHEMAS, availability_paths
 from calsync.api.openapi.external import TAG as EXTERNAL_TAG
 from calsync.api.openapi.external import external_paths
 from calsync.api.openapi.own import own_paths
@@ -71,6 +72,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 method: _aliased(op, prefix) if alias else op for method, op in operations.items()
             }
     paths.update(own_paths())
+    paths.update(availability_paths())
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -84,12 +86,15 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             {"name": "Schedules", "description": "The platform's schedules, fed to calsync."},
             {"name": "Sessions", "description": "The platform's sessions, exported by calsync."},
             {"name": "Sync", "description": "How connections are syncing."},
+            {"name": "Availability", "description": "Free/busy and bookable slots."},
             {"name": "Health", "description": "Liveness and database reachability."},
         ],
         "security": SECURITY,
         "paths": paths,
         "components": {
-            "schemas": copy.deepcopy({**SCHEMAS, "SyncReport": SYNC_REPORT}),
+            "schemas": copy.deepcopy(
+                {**SCHEMAS, **AVAILABILITY_SCHEMAS, "SyncReport": SYNC_REPORT}
+            ),
             "securitySchemes": {
                 "apiKey": {
                     "type": "apiKey",
