@@ -38,6 +38,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Checks claimed per check thread at most (each takes a round trip to its server).
+QUEUED_PER_THREAD = 25
 # How often the push-fed connections' freshness is brought forward.
 PUSH_FRESHNESS_EVERY_SECONDS = 5.0
 
@@ -45,7 +47,7 @@ PUSH_FRESHNESS_EVERY_SECONDS = 5.0
 class ChangeChecker:
     """Runs due change checks on its own threads; ``run_once`` is called by the worker's tick."""
 
-    def __init__(self, rt: Runtime, threads: int = 8) -> None:
+    def __init__(self, rt: Runtime, threads: int = 16) -> None:
         self.rt = rt
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(
@@ -72,7 +74,9 @@ class ChangeChecker:
         self._mark_push_fresh(now)
         checks = self._checks()
         with self._guard:
-            free = self.threads - self._in_flight
+            # Claimed checks queue on the threads: enough for a whole tick of them (a tick is a
+            # second in the worker), fewer than can wait out their hold.
+            free = self.threads * QUEUED_PER_THREAD - self._in_flight
         hold = timedelta(seconds=max(self.interval, 3 * self.rt.settings.provider_timeout_seconds))
         with self.rt.store.transaction() as tx:
             claimed = stored.claim_checks(
