@@ -1,7 +1,7 @@
 """Change checks at scale (issue 13): what one worker process spends to keep N CalDAV
 connections fresh when nothing changed, and how many checks per second it sustains.
 
-``python bench/checks.py [--connections 10000] [--seconds 60] [--latency-ms 20] [--threads 8]``
+``python bench/checks.py [--connections 10000] [--seconds 60] [--latency-ms 20] [--threads 16]``
 
 A simulated CalDAV server runs in a subprocess of its own (so its CPU is not counted): it
 answers the change check, a Depth 1 PROPFIND of ``/u<i>/``, with one calendar and its
@@ -135,7 +135,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
 
     from calsync.service.runtime import build_runtime
