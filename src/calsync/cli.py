@@ -292,8 +292,8 @@ def keys_list(
 
     with _transaction() as tx:
         found = api_keys.list_keys(tx, tenant_id=tenant)
-    for k in found:
-        row = {
+    rows = [
+        {
             "id": k.id,
             "tenant": k.tenant_id,
             "identityType": k.identity_type,
@@ -302,7 +302,17 @@ def keys_list(
             "revoked": k.revoked,
             "created": k.created_at.isoformat(),
         }
-        typer.echo(json.dumps(row) if as_json else "  ".join(str(v) for v in row.values()))
+        for k in found
+    ]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+    elif not rows:
+        typer.echo("no API keys yet: create one with 'calsync api-keys create --tenant T'")
+    else:
+        headers = ["id", "tenant", "type", "user", "name", "revoked", "created"]
+        cells = [["-" if v is None else str(v) for v in row.values()] for row in rows]
+        cli_ops.print_table(headers, cells)
 
 
 @keys_app.command("revoke")

@@ -65,6 +65,9 @@ def test_keys_lifecycle(tmp_path: Path, database_url: str) -> None:
     listed = run(tmp_path, database_url, "api-keys", "list", "--json")
     assert info["key"] not in listed.stdout and user_info["key"] not in listed.stdout
     assert len(listed.stdout.strip().splitlines()) == 2
+    table = run(tmp_path, database_url, "api-keys", "list").stdout.splitlines()
+    assert table[0].split() == ["id", "tenant", "type", "user", "name", "revoked", "created"]
+    assert len(table) == 3 and "None" not in "\n".join(table)  # unnamed, no user: "-"
 
     assert run(tmp_path, database_url, "api-keys", "revoke", info["id"]).returncode == 0
     with make_session_factory(engine)() as session:
