@@ -1,5 +1,8 @@
-# calsync: `make run` serves the demo on http://127.0.0.1:8000 (embedded SQLite); `make test` runs everything.
+# calsync: `make run` serves the demo on http://127.0.0.1:8000 (embedded SQLite; `make run PORT=8080`
+# for another port); `make test` runs everything.
 PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -34,7 +37,7 @@ $(RUN_STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(RUN_STAMP)
-	$(BIN)/calsync serve --demo --host 127.0.0.1 --port 8000
+	$(BIN)/calsync serve --demo --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

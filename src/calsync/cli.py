@@ -90,6 +90,27 @@ def _open_redirects_in_production(settings: Settings) -> bool:
     return url.scheme == "https" and not loopback and settings.redirect_origins() is None
 
 
+def _refuse_a_busy_port(host: str, port: int) -> None:
+    """One plain sentence, not a traceback, when something else listens there already."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return  # e.g. an address of another machine: uvicorn says what is wrong
+            typer.echo(
+                f"calsync serve: port {port} on {host} is in use; stop the other program or "
+                "choose another port with --port or CALSYNC_PORT (make run PORT=8080)",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
+
 def _serve_settings(host: str, port: int, *, tls: bool) -> Settings:
     """The settings ``serve`` runs with: unset, the public URL is where it listens (for the
     links it prints and OAuth redirects). Exits when production would accept any OAuth
@@ -113,8 +134,12 @@ def _serve_settings(host: str, port: int, *, tls: bool) -> Settings:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: CALSYNC_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: CALSYNC_PORT, 8000).")
+    ] = None,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     migrate: Annotated[bool, typer.Option(help="Upgrade the database before serving.")] = True,
@@ -157,7 +182,10 @@ def serve(
     if demo and processes > 1:
         typer.echo("calsync serve: --demo serves one process; leave out --processes", err=True)
         raise typer.Exit(2)
+    host = host if host is not None else _settings().host
+    port = port if port is not None else _settings().port
     settings = _serve_settings(host, port, tls=ssl_certfile is not None)
+    _refuse_a_busy_port(host, port)
     logs.configure(settings.log_level)
     with ExitStack() as stack:
         caldav = None

@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     providers_file: Path | None = Field(
         default=None, description="TOML file with [[providers]] entries (CalDAV servers, OAuth)."
     )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `calsync serve` listens on (its --host wins; 0.0.0.0: every one).",
+    )
+    port: int = Field(
+        default=8000, description="Port `calsync serve` listens on (its --port wins)."
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Base URL where browsers and providers reach this service. Unset, "

@@ -149,3 +149,26 @@ def test_version_and_short_help(tmp_path: Path, database_url: str) -> None:
     for args in (["-h"], ["serve", "-h"], ["api-keys", "create", "-h"]):
         shown = run(tmp_path, database_url, *args)
         assert shown.returncode == 0 and "Usage:" in shown.stdout, shown.stderr
+
+
+def test_a_busy_port_is_one_plain_sentence_and_calsync_port_is_read(tmp_path: Path) -> None:
+    env = {**os.environ, "CALSYNC_DATA_DIR": str(tmp_path)}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for args, extra in ((["--port", port], {}), ([], {"CALSYNC_PORT": port})):
+            done = subprocess.run(
+                [sys.executable, "-m", "calsync.cli", "serve", "--no-worker", *args],
+                env={**env, **extra},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 1, done.stderr
+            said = done.stderr.strip()
+            assert said == (
+                f"calsync serve: port {port} on 127.0.0.1 is in use; stop the other program or "
+                "choose another port with --port or CALSYNC_PORT (make run PORT=8080)"
+            )
+            assert "Traceback" not in done.stderr
