@@ -66,6 +66,7 @@ class ProviderKind(StrEnum):
     GOOGLE = "google"
     MICROSOFT = "microsoft"
     CALDAV = "caldav"
+    ICS = "ics"
 
 
 class Permission(StrEnum):

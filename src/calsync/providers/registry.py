@@ -22,7 +22,7 @@ from calsync.domain import (
     ProviderKind,
     SyncToCalendar,
 )
-from calsync.providers import caldav, google, microsoft
+from calsync.providers import caldav, google, ics, microsoft
 from calsync.providers.base import CalendarProvider
 from calsync.providers.kinds import ProviderConfig, ProviderKindSpec, PushReceiver
 from calsync.providers.oauth2 import OAuthClient
@@ -49,7 +49,8 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 
 # The provider kinds, one spec per provider package.
 KINDS: dict[ProviderKind, ProviderKindSpec] = {
-    spec.kind: spec for spec in (google.KIND_SPEC, microsoft.KIND_SPEC, caldav.KIND_SPEC)
+    spec.kind: spec
+    for spec in (google.KIND_SPEC, microsoft.KIND_SPEC, caldav.KIND_SPEC, ics.KIND_SPEC)
 }
 CALDAV_FEATURES = caldav.KIND_SPEC.features
 
