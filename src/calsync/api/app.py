@@ -16,6 +16,7 @@ from calsync import __version__, logs
 from calsync.api import (
     errors,
     external,
+    feeds,
     free_busy_routes,
     oauth_callback,
     own,
@@ -133,6 +134,7 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
     for prefix in EXTERNAL_PREFIXES:
         app.include_router(external.router, prefix=prefix)
     app.include_router(own.router)
+    app.include_router(feeds.router)
     app.include_router(sessions_routes.router)
     app.include_router(free_busy_routes.router)
     app.include_router(oauth_callback.router)

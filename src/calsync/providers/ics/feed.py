@@ -92,18 +92,34 @@ def fetch(
     current = normalise_url(url)
     headers = _conditional_headers(etag, last_modified)
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        # The transport, not a Client: httpx's Client logs each URL, and feed URLs are secret.
+        with httpx.HTTPTransport() as transport:
             for _ in range(MAX_REDIRECTS + 1):
                 check_public(current, allow_private)
-                with client.stream("GET", current, headers=headers) as response:
-                    location = response.headers.get("location")
-                    if response.status_code in _REDIRECTS and location:
-                        current = normalise_url(urljoin(current, location))
-                        continue
-                    return _answer(response)
+                answer = _get_once(transport, current, headers, timeout)
+                if isinstance(answer, Fetched):
+                    return answer
+                current = answer
     except httpx.HTTPError as exc:
         raise ProviderUnreachable("the feed could not be fetched") from exc
     raise FeedRefused("the feed redirects more than 3 times")
+
+
+def _get_once(
+    transport: httpx.HTTPTransport, url: str, headers: dict[str, str], timeout: float
+) -> Fetched | str:
+    """The answer at ``url``, or the (normalised) URL it redirects to."""
+    extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+    request = httpx.Request("GET", url, headers=headers, extensions=extensions)
+    response = transport.handle_request(request)
+    response.request = request
+    try:
+        location = response.headers.get("location")
+        if response.status_code in _REDIRECTS and location:
+            return normalise_url(urljoin(url, location))
+        return _answer(response)
+    finally:
+        response.close()
 
 
 def _answer(response: httpx.Response) -> Fetched:
