@@ -22,6 +22,7 @@ from calsync import __version__
 from calsync.api.openapi.availability import AVAILABILITY_SCHEMAS, availability_paths
 from calsync.api.openapi.external import TAG as EXTERNAL_TAG
 from calsync.api.openapi.external import external_paths
+from calsync.api.openapi.feeds import feed_paths
 from calsync.api.openapi.own import own_paths
 from calsync.api.openapi.schemas import SCHEMAS
 from calsync.api.openapi.sync_report import SYNC_REPORT
@@ -72,6 +73,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 method: _aliased(op, prefix) if alias else op for method, op in operations.items()
             }
     paths.update(own_paths())
+    paths.update(feed_paths())
     paths.update(availability_paths())
     document: dict[str, Any] = {
         "openapi": "3.1.0",
