@@ -19,7 +19,8 @@ def feed_paths() -> dict[str, dict[str, Any]]:
                 "Subscribe a schedule to an iCalendar feed (https:// or webcal://) of an "
                 '`kind = "ics"` provider: import only, the feed is the primary calendar. '
                 "The URL is a secret: stored encrypted, never returned or logged; the "
-                "connection's `externalAccountEmail` shows only the feed's host (`feed at <host>`).",
+                "connection's `externalAccountEmail` shows only the feed's host "
+                "(`feed at <host>`).",
                 tag="Sync",
                 request_body=body(
                     {
