@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     )
     horizon_past_days: int = Field(default=90, description="Imported instances kept back in time.")
     horizon_future_days: int = Field(default=400, description="Imported instances kept ahead.")
+    feed_allow_private: bool = Field(
+        default=False,
+        description="Let iCalendar feeds (`ics` providers) live on loopback, private or "
+        "link-local addresses (tests, private networks); refused by default.",
+    )
     provider_timeout_seconds: float = Field(
         default=10.0,
         description="How long one read from an external calendar server may wait; a whole "

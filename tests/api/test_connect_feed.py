@@ -46,15 +46,12 @@ def feed_base() -> Iterator[str]:
 
 
 @pytest.fixture
-def feed_api(
-    make_runtime: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Api]:
-    monkeypatch.setenv("CALSYNC_FEED_ALLOW_PRIVATE", "true")
+def feed_api(make_runtime: Callable[..., Runtime]) -> Iterator[Api]:
     extra = (
         f'[[providers]]\nid = "{FEED_PROVIDER_ID}"\nname = "Feeds"\nkind = "ics"\n'
         'calendar_type = "OTHER"\n'
     )
-    rt = make_runtime(extra_toml=extra)
+    rt = make_runtime(extra_toml=extra, feed_allow_private=True)
     with TestClient(create_app(rt)) as client:
         yield Api(client, new_key(rt))
 

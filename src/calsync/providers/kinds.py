@@ -50,6 +50,7 @@ class AdapterSettings:
     timeout: float = 10.0
     horizon_past_days: int = 90
     horizon_future_days: int = 400
+    feed_allow_private: bool = False
 
 
 class Signal(Enum):

@@ -92,6 +92,7 @@ def default_adapter_factory(settings: Settings) -> Callable[[ProviderConfig], Ca
         timeout=settings.provider_timeout_seconds,
         horizon_past_days=settings.horizon_past_days,
         horizon_future_days=settings.horizon_future_days,
+        feed_allow_private=settings.feed_allow_private,
     )
 
     def factory(provider: ProviderConfig) -> CalendarProvider:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from calsync.domain import (
     CalendarType,
     ConnectMethod,
@@ -24,13 +22,8 @@ ICS_FEATURES = ProviderFeatures(
 )
 
 
-def allow_private_feeds() -> bool:
-    """``CALSYNC_FEED_ALLOW_PRIVATE=true`` lets feeds live on loopback / private networks."""
-    return os.environ.get("CALSYNC_FEED_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes")
-
-
 def build_adapter(provider: ProviderConfig, settings: AdapterSettings) -> CalendarProvider:
-    return IcsFeedProvider(timeout=settings.timeout, allow_private=allow_private_feeds())
+    return IcsFeedProvider(timeout=settings.timeout, allow_private=settings.feed_allow_private)
 
 
 KIND_SPEC = ProviderKindSpec(
