@@ -124,3 +124,15 @@ def test_export_config_is_refused(feed_api: Api, feed_base: str) -> None:
     response = feed_api.patch(f"{EXT}/connections/{connection['id']}/sync-config", update)
     assert response.status_code in (400, 428), response.text
     assert TOKEN not in response.text
+
+
+def test_connect_by_credentials_on_a_feed_provider_is_refused(feed_api: Api) -> None:
+    schedule_id = _schedule(feed_api)
+    body = {
+        "providerId": FEED_PROVIDER_ID,
+        "scheduleId": schedule_id,
+        "email": "ada@example.com",
+        "password": "x",
+    }
+    response = feed_api.post(f"{EXT}/connections:connectByCredentials", body)
+    assert response.status_code == 428, response.text

@@ -12,6 +12,7 @@ from calsync.domain import (
     ConnectMethod,
     Identity,
     Permission,
+    ProviderKind,
     lifecycle,
 )
 from calsync.errors import (
@@ -65,6 +66,8 @@ def connect_by_credentials(
         rt, identity, schedule_id, provider_id, ConnectMethod.CREDENTIALS
     )
 
+    if provider.kind == ProviderKind.ICS:
+        raise NotSupportedByProvider("a calendar feed is connected with connectFeed")
     adapter = rt.providers.adapter(provider)
     credentials = Credentials(username=email, password=password)
     try:
