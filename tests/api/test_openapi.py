@@ -235,4 +235,7 @@ def test_served_at_openapi_json_and_fastapi_docs_are_off(runtime: Runtime) -> No
         assert response.headers["content-type"].startswith("application/json")
         served = response.json()
         assert served == openapi_document(runtime.settings.public_url)
-        assert client.get("/docs").status_code == 404
+        # No Swagger UI (it would load scripts from a CDN): /docs leads to the document.
+        docs = client.get("/docs", follow_redirects=False)
+        assert docs.status_code == 307 and docs.headers["location"] == "/openapi.json"
+        assert client.get("/redoc").status_code == 404

@@ -23,7 +23,7 @@ from calsync.service.runtime import Runtime
 from calsync.service.sync.run import sync_connection_quietly
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ExportTarget, OAuthAttempt
-from tests.conftest import FAKE_PROVIDER_ID, TENANT, new_key, random_guid
+from tests.conftest import FAKE_PROVIDER_ID, TENANT, Api, new_key, random_guid
 from tests.dashboard.helpers import (
     add_connection,
     add_schedule,
@@ -417,3 +417,11 @@ def test_a_refused_bookings_calendar_says_what_to_do(world: World) -> None:
         "exported; choose where bookings go to try again." in text
     )
     assert "403 Forbidden" in text  # under "Technical details"
+
+
+def test_the_root_leads_to_the_dashboard_and_docs_to_the_api_document(api: Api) -> None:
+    root = api.client.get("/", follow_redirects=False)
+    assert root.status_code == 307 and root.headers["location"] == "/dashboard"
+    docs = api.client.get("/docs", follow_redirects=False)
+    assert docs.status_code == 307 and docs.headers["location"] == "/openapi.json"
+    assert api.client.get("/docs").json()["openapi"].startswith("3.")

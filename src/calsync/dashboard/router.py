@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from calsync.dashboard import auth_routes, connection_routes, schedule_routes, week_routes
 from calsync.dashboard.pages import STATIC_DIR
@@ -15,6 +15,18 @@ for part in (auth_routes, schedule_routes, connection_routes, week_routes):
 
 STATIC_FILES = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
 MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+
+
+@router.get("/")
+async def root() -> Response:
+    """A browser at the service's address lands on the dashboard (it signs in from there)."""
+    return RedirectResponse("/dashboard", status_code=307)
+
+
+@router.get("/docs")
+async def docs() -> Response:
+    """The API's documentation is its OpenAPI document."""
+    return RedirectResponse("/openapi.json", status_code=307)
 
 
 @router.get("/dashboard/static/{name}")
