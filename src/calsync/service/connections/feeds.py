@@ -15,8 +15,7 @@ from calsync.service.connections.connect import check_connect, upsert_connection
 from calsync.service.connections.view import to_view
 from calsync.service.runtime import Runtime
 from calsync.service.views import ConnectionView
-from calsync.store.db import transaction
-from calsync.store.models import Connection
+from calsync.store import connections as stored_connections
 
 
 def connect_feed(
@@ -48,7 +47,7 @@ def connect_feed(
         caller_user_id=owner_user_id or identity.user_id,
         caller_app_id=identity.app_id,
     )
-    with transaction(rt.db) as session:
-        row = session.get(Connection, connection_id)
-        assert row is not None
-        return to_view(rt, row)
+    with rt.store.reading() as tx:
+        record = stored_connections.get(tx, connection_id)
+    assert record is not None
+    return to_view(rt, record)
