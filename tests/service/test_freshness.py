@@ -4,12 +4,15 @@ the store and refreshed behind the answer, once at a time (``service.sync.refres
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from calsync.api.app import create_app
 from calsync.service.runtime import Runtime
 from calsync.store.db import transaction
 from calsync.store.models import Connection
@@ -21,11 +24,19 @@ from tests.api.test_external_api import (
     import_calendars,
     make_schedule,
 )
-from tests.conftest import EXT, Api, settle
+from tests.conftest import EXT, Api, new_key, settle
 from tests.fakes import FakeProvider
 
 WINDOW = {"from": "2026-12-01T00:00:00Z", "to": "2026-12-31T00:00:00Z", "fieldsets": "OWN_PI"}
 HEADER = "X-Calsync-Fresh-As-Of"
+
+
+@pytest.fixture
+def api(runtime: Runtime) -> Iterator[Api]:
+    """The API without the in-process worker: its syncs (an export right after the first
+    sync, say) would move freshAsOf while a test ages the data by hand."""
+    with TestClient(create_app(runtime, worker=False)) as client:
+        yield Api(client, new_key(runtime))
 
 
 @pytest.fixture
