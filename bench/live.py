@@ -294,6 +294,37 @@ def events_url(
     return f"{EXT}/events?{urlencode(q)}"
 
 
+def _connect(http: httpx.Client, account: Account) -> str:
+    """connectByCredentials, asked once more on failure (e.g. the database restarting)."""
+    body = {
+        "scheduleId": account.schedule_id,
+        "providerId": PROVIDER_ID,
+        "email": account.user,
+        "password": account.password,
+    }
+    r = http.post(f"{EXT}/connections:connectByCredentials", json=body)
+    if r.status_code != 200:
+        time.sleep(2)
+        r = http.post(f"{EXT}/connections:connectByCredentials", json=body)
+    if r.status_code != 200:
+        raise RuntimeError(f"connectByCredentials -> {r.status_code}: {r.text[:300]}")
+    return str(r.json()["connection"]["id"])
+
+
+def _synced(http: httpx.Client, connection_id: str, late: bool) -> bool:
+    """Whether the connection is SYNCED; an unreadable answer counts as not yet (unless
+    ``late``), an ERROR fails the run."""
+    r = http.get(f"{EXT}/connections/{connection_id}")
+    if r.status_code != 200:
+        if late:
+            raise RuntimeError(f"GET connection -> {r.status_code}: {r.text[:300]}")
+        return False
+    status = r.json()["connection"]["status"]
+    if status == "ERROR":
+        raise RuntimeError(f"connection {connection_id} failed to sync")
+    return bool(status == "SYNCED")
+
+
 def connect_accounts(http: httpx.Client, world: DavWorld, timeout_s: float = 300) -> float:
     """Schedules + connectByCredentials for every account, then let calsync sync them (the
     first List Events asks for it; the syncs finish in the server's background pool)."""
@@ -309,47 +340,16 @@ def connect_accounts(http: httpx.Client, world: DavWorld, timeout_s: float = 300
             },
         )
         r.raise_for_status()
-        r = http.post(
-            f"{EXT}/connections:connectByCredentials",
-            json={
-                "scheduleId": account.schedule_id,
-                "providerId": PROVIDER_ID,
-                "email": account.user,
-                "password": account.password,
-            },
-        )
-        if r.status_code != 200:  # one retry (e.g. the database restarting)
-            time.sleep(2)
-            r = http.post(
-                f"{EXT}/connections:connectByCredentials",
-                json={
-                    "scheduleId": account.schedule_id,
-                    "providerId": PROVIDER_ID,
-                    "email": account.user,
-                    "password": account.password,
-                },
-            )
-        if r.status_code != 200:
-            raise RuntimeError(f"connectByCredentials -> {r.status_code}: {r.text[:300]}")
-        connection_ids.append(r.json()["connection"]["id"])
+        connection_ids.append(_connect(http, account))
     world.schedule_ids = [a.schedule_id for a in world.accounts]
     url = events_url(world.schedule_ids, world.week_start, 100)
     http.get(url + "&partialFailure=true", timeout=120)  # triggers the first syncs
     deadline = time.monotonic() + timeout_s
     pending = set(connection_ids)
     while pending:
-        for cid in list(pending):
-            r = http.get(f"{EXT}/connections/{cid}")
-            if r.status_code != 200:  # e.g. the database restarting: ask again
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"GET connection -> {r.status_code}: {r.text[:300]}")
-                continue
-            status = r.json()["connection"]["status"]
-            if status == "SYNCED":
-                pending.discard(cid)
-            elif status == "ERROR":
-                raise RuntimeError(f"connection {cid} failed to sync")
-        if pending and time.monotonic() > deadline:
+        late = time.monotonic() > deadline
+        pending = {cid for cid in pending if not _synced(http, cid, late)}
+        if pending and late:
             raise RuntimeError(f"{len(pending)} connections still not synced")
         if pending:
             time.sleep(0.5)

@@ -59,6 +59,24 @@ def _timed(http: httpx.Client, url: str, count: int) -> list[float]:
     return times
 
 
+def _measure(clients: dict[str, httpx.Client], url: str, args: argparse.Namespace) -> None:
+    """Interleaved blocks of the same call on every server; p50 / p90 and stale/fresh."""
+    for client in clients.values():
+        _timed(client, url, 10)  # warm-up (the stale servers' first refreshes start here)
+    times: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(BLOCKS):
+        for name, client in clients.items():
+            times[name] += _timed(client, url, args.requests // BLOCKS)
+    for tree in ("baseline", "shipped"):
+        p50 = {}
+        for label in ("fresh", "stale"):
+            ordered = sorted(times[f"{tree}-{label}"])
+            p50[label] = statistics.median(ordered)
+            p90 = ordered[int(len(ordered) * 0.9)]
+            print(f"{tree:8s} {label}: p50 {p50[label]:8.2f} ms, p90 {p90:8.2f} ms")
+        print(f"{tree:8s} stale/fresh p50: {p50['stale'] / p50['fresh']:.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="0eccd06")
@@ -89,21 +107,7 @@ def main() -> int:
                 )
             seconds = live.connect_accounts(clients[f"{tree}-fresh"], world)
             print(f"{tree}: {args.calendars} accounts connected and synced in {seconds:.1f} s")
-        url = live.events_url(world.schedule_ids, world.week_start, 100)
-        for client in clients.values():
-            _timed(client, url, 10)  # warm-up (the stale servers' first refreshes start here)
-        times: dict[str, list[float]] = {name: [] for name in servers}
-        for _ in range(BLOCKS):
-            for name, client in clients.items():
-                times[name] += _timed(client, url, args.requests // BLOCKS)
-        for tree in trees:
-            p50 = {}
-            for label in ("fresh", "stale"):
-                ordered = sorted(times[f"{tree}-{label}"])
-                p50[label] = statistics.median(ordered)
-                p90 = ordered[int(len(ordered) * 0.9)]
-                print(f"{tree:8s} {label}: p50 {p50[label]:8.2f} ms, p90 {p90:8.2f} ms")
-            print(f"{tree:8s} stale/fresh p50: {p50['stale'] / p50['fresh']:.2f}x")
+        _measure(clients, live.events_url(world.schedule_ids, world.week_start, 100), args)
     finally:
         for client in clients.values():
             client.close()
