@@ -137,6 +137,23 @@ def _events_check() -> Any:
     return check
 
 
+def _warm_up(
+    targets: dict[str, tuple[Server, load.Client]],
+    urls: list[str],
+    series: dict[str, list[str]],
+    cfg: Config,
+    checks: dict[str, Any],
+) -> None:
+    """One checked call, then ``cfg.warmup`` requests of each series, on every target."""
+    for name, (_srv, http) in targets.items():
+        first = http.get(urls[0])
+        if first.status_code != 200:
+            raise RuntimeError(f"List Events -> {first.status_code}: {first.text[:300]}")
+        http.run_block(urls[: cfg.warmup], cfg.concurrency, checks[name])
+        http.run_block(series["health"][: cfg.warmup], cfg.concurrency, None)
+        http.run_block(series["providers"][: cfg.warmup], cfg.concurrency, None)
+
+
 def http_bench(
     servers: dict[str, Server],
     key: str,
@@ -169,13 +186,7 @@ def http_bench(
     seq = {name: {k: load.Samples() for k in sequential} for name in targets}
     checks = {name: _events_check() for name in targets}
     try:
-        for name, (_srv, http) in targets.items():
-            first = http.get(urls[0])
-            if first.status_code != 200:
-                raise RuntimeError(f"List Events -> {first.status_code}: {first.text[:300]}")
-            http.run_block(urls[: cfg.warmup], cfg.concurrency, checks[name])
-            http.run_block(series["health"][: cfg.warmup], cfg.concurrency, None)
-            http.run_block(series["providers"][: cfg.warmup], cfg.concurrency, None)
+        _warm_up(targets, urls, series, cfg, checks)
         started = time.perf_counter()
         for b in range(cfg.blocks):
             for name, (srv, http) in targets.items():
@@ -360,6 +371,35 @@ def run_backend(
     return out
 
 
+def _print_http(b: dict[str, Any], concurrency: int) -> None:
+    """Benchmark 1's rows of one database."""
+    say(
+        f"  1. List Events over HTTP, {concurrency} concurrent keep-alive "
+        "requests, vs GET /v1/health of the same server (interleaved)"
+    )
+    say(
+        f"  {'code':18s} {'p50 ms':>7s} {'p99 ms':>7s} {'req/s':>7s} | {'health p50':>10s} "
+        f"{'p99':>6s} {'req/s':>7s} | {'ratio':>6s} | {'c=1 p50':>7s} | "
+        f"{'CPU ms/req ev/hl':>17s} | {'client':>6s} | p50<10 / >=40%"
+    )
+    for variant, h in b["http"].items():
+        e, hh = h["events"], h["health"]
+        cpu = (
+            f"{e['server_cpu_ms_per_req'] + e['db_cpu_ms_per_req']:.2f} / "
+            f"{hh['server_cpu_ms_per_req'] + hh['db_cpu_ms_per_req']:.2f}"
+        )
+        say(
+            f"  {variant:18s} {e['p50_ms']:7.2f} {e['p99_ms']:7.2f} {e['rps']:7.1f} | "
+            f"{hh['p50_ms']:10.2f} "
+            f"{hh['p99_ms']:6.2f} {hh['rps']:7.1f} | {h['rps_ratio']:6.1%} | "
+            f"{h['events_sequential']['p50_ms']:7.2f} | {cpu:>17s} | "
+            f"{e.get('client_cpu_ms_per_req', 0):6.2f} | "
+            f"{'PASS' if h['goal_p50'] else 'fail'} / "
+            f"{'PASS' if h['goal_rps_ratio'] else 'fail'}"
+            + (f"  errors={e['errors']}" if e["errors"] else "")
+        )
+
+
 def print_table(results: dict[str, Any]) -> None:
     live_r = results["live"]
     say("")
@@ -376,31 +416,7 @@ def print_table(results: dict[str, Any]) -> None:
             continue
         g = b["generation"]
         say(f"\n[{name}] {g['instances']:,} instances; generated in {g['seconds']} s")
-        say(
-            f"  1. List Events over HTTP, {results['config']['concurrency']} concurrent keep-alive "
-            "requests, vs GET /v1/health of the same server (interleaved)"
-        )
-        say(
-            f"  {'code':18s} {'p50 ms':>7s} {'p99 ms':>7s} {'req/s':>7s} | {'health p50':>10s} "
-            f"{'p99':>6s} {'req/s':>7s} | {'ratio':>6s} | {'c=1 p50':>7s} | "
-            f"{'CPU ms/req ev/hl':>17s} | {'client':>6s} | p50<10 / >=40%"
-        )
-        for variant, h in b["http"].items():
-            e, hh = h["events"], h["health"]
-            cpu = (
-                f"{e['server_cpu_ms_per_req'] + e['db_cpu_ms_per_req']:.2f} / "
-                f"{hh['server_cpu_ms_per_req'] + hh['db_cpu_ms_per_req']:.2f}"
-            )
-            say(
-                f"  {variant:18s} {e['p50_ms']:7.2f} {e['p99_ms']:7.2f} {e['rps']:7.1f} | "
-                f"{hh['p50_ms']:10.2f} "
-                f"{hh['p99_ms']:6.2f} {hh['rps']:7.1f} | {h['rps_ratio']:6.1%} | "
-                f"{h['events_sequential']['p50_ms']:7.2f} | {cpu:>17s} | "
-                f"{e.get('client_cpu_ms_per_req', 0):6.2f} | "
-                f"{'PASS' if h['goal_p50'] else 'fail'} / "
-                f"{'PASS' if h['goal_rps_ratio'] else 'fail'}"
-                + (f"  errors={e['errors']}" if e["errors"] else "")
-            )
+        _print_http(b, results["config"]["concurrency"])
         say(
             "  auth floor (GET .../providers) as a share of health's req/s: "
             + ", ".join(f"{v} {h['providers_rps_ratio']:.0%}" for v, h in b["http"].items())
@@ -470,6 +486,73 @@ def run_sync_benches(name: str, out: dict[str, Any], cfg: Config) -> None:
             backend.close()
 
 
+def _results_header(args: argparse.Namespace, cfg: Config, baseline: Path | None) -> dict[str, Any]:
+    """What the run is: its configuration, the machine, the goals, the command."""
+    return {
+        "config_name": "quick" if args.quick else "full",
+        "config": asdict(cfg),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_start": round(os.getloadavg()[0], 2),
+        },
+        "goals": {
+            "p50_ms": GOAL_P50_MS,
+            "rps_ratio": GOAL_RPS_RATIO,
+            "store_speedup": GOAL_STORE_SPEEDUP,
+        },
+        "backends": {},
+        "baseline": None if baseline is None else args.baseline,
+        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
+    }
+
+
+def _attempts(
+    name: str,
+    args: argparse.Namespace,
+    cfg: Config,
+    world: live.DavWorld,
+    live_result: dict[str, Any],
+    baseline: Path | None,
+    extra_processes: list[int],
+    clients: list[str],
+) -> dict[str, Any]:
+    """One database's benchmarks 1 and 2."""
+    result: dict[str, Any] = {}
+    # A second attempt on a fresh database if the first one fails (on a shared machine
+    # other test suites restart PostgreSQL now and then); the failure is recorded.
+    failures: list[str] = []
+    for _attempt in range(2):
+        backend = None
+        try:
+            backend = (
+                backends.postgres_backend() if name == "postgres" else backends.sqlite_backend()
+            )
+            result = (
+                {}
+                if args.sync_only
+                else run_backend(
+                    backend, cfg, world, live_result, baseline, extra_processes, clients
+                )
+            )
+            break
+        except Exception as exc:  # keep going: the other database's numbers still count
+            import traceback
+
+            traceback.print_exc()
+            failures.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+            say(f"  attempt failed: {failures[-1]}")
+            result = {"skipped": "failed: " + " | ".join(failures)}
+        finally:
+            if backend is not None:
+                backend.close()
+            world.schedule_ids = []
+    if failures and "skipped" not in result:
+        result["retried_after"] = failures
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -512,24 +595,7 @@ def main() -> int:
     cfg = QUICK if args.quick else FULL
     out_path = args.out or BENCH / ("results-quick.json" if args.quick else "results.json")
     started = time.perf_counter()
-    results: dict[str, Any] = {
-        "config_name": "quick" if args.quick else "full",
-        "config": asdict(cfg),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "loadavg_start": round(os.getloadavg()[0], 2),
-        },
-        "goals": {
-            "p50_ms": GOAL_P50_MS,
-            "rps_ratio": GOAL_RPS_RATIO,
-            "store_speedup": GOAL_STORE_SPEEDUP,
-        },
-        "backends": {},
-        "baseline": None if baseline is None else args.baseline,
-        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
-    }
+    results = _results_header(args, cfg, baseline)
     if os.getloadavg()[0] > 0.7:
         say(f"warning: load average {os.getloadavg()[0]:.2f} before the run; numbers will be noisy")
     say(f"starting Radicale with {cfg.calendars} calendars x {cfg.events_per_calendar} events ...")
@@ -554,38 +620,9 @@ def main() -> int:
                     say(f"  SKIPPED: {message}")
                     results["backends"][name] = {"skipped": message}
                     continue
-            # A second attempt on a fresh database if the first one fails (on a shared machine
-            # other test suites restart PostgreSQL now and then); the failure is recorded.
-            failures: list[str] = []
-            for _attempt in range(2):
-                backend = None
-                try:
-                    backend = (
-                        backends.postgres_backend()
-                        if name == "postgres"
-                        else backends.sqlite_backend()
-                    )
-                    results["backends"][name] = (
-                        {}
-                        if args.sync_only
-                        else run_backend(
-                            backend, cfg, world, live_result, baseline, extra_processes, clients
-                        )
-                    )
-                    break
-                except Exception as exc:  # keep going: the other database's numbers still count
-                    import traceback
-
-                    traceback.print_exc()
-                    failures.append(f"{type(exc).__name__}: {str(exc)[:300]}")
-                    say(f"  attempt failed: {failures[-1]}")
-                    results["backends"][name] = {"skipped": "failed: " + " | ".join(failures)}
-                finally:
-                    if backend is not None:
-                        backend.close()
-                    world.schedule_ids = []
-            if failures and "skipped" not in results["backends"][name]:
-                results["backends"][name]["retried_after"] = failures
+            results["backends"][name] = _attempts(
+                name, args, cfg, world, live_result, baseline, extra_processes, clients
+            )
             if not args.skip_sync and "skipped" not in results["backends"][name]:
                 run_sync_benches(name, results["backends"][name], cfg)
     finally:
