@@ -44,6 +44,19 @@ QUEUED_PER_THREAD = 25
 PUSH_FRESHNESS_EVERY_SECONDS = 5.0
 
 
+def adapter_feature(rt: Runtime, provider: ProviderConfig, name: str) -> Any:
+    """The provider's adapter's ``change_check`` or ``push``: None when it has none or cannot
+    be built here (a provider left unconfigured, whose connections the sync reports on)."""
+    try:
+        return getattr(rt.providers.adapter(provider), name, None)
+    except Exception as exc:  # any failure to build it means: no such feature here
+        log.info(
+            "provider has no adapter here",
+            extra={"provider_id": provider.id, "reason": str(exc)[:200]},
+        )
+        return None
+
+
 class ChangeChecker:
     """Runs due change checks on its own threads; ``run_once`` is called by the worker's tick."""
 
@@ -110,18 +123,9 @@ class ChangeChecker:
         return out
 
     def _feature(self, provider: ProviderConfig, name: str) -> Any:
-        """The adapter's ``change_check`` or ``push`` (None when it has none or cannot be built:
-        a provider left unconfigured, whose connections the sync reports on)."""
         key = (provider.id, name)
         if key not in self._features:
-            try:
-                self._features[key] = getattr(self.rt.providers.adapter(provider), name, None)
-            except Exception as exc:  # any failure to build it means: no such feature here
-                log.info(
-                    "provider has no adapter here",
-                    extra={"provider_id": provider.id, "reason": str(exc)[:200]},
-                )
-                self._features[key] = None
+            self._features[key] = adapter_feature(self.rt, provider, name)
         return self._features[key]
 
     def _mark_push_fresh(self, now: datetime) -> None:

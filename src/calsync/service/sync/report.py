@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from calsync.domain import ConnectionStatus, ErrorReason, Identity
 from calsync.service.connections.manage import READ, load_connection
 from calsync.service.runtime import Runtime
+from calsync.service.sync.checks import adapter_feature
 from calsync.service.views import CalendarSyncView, ExportSyncView, FreshnessView, SyncReport
 from calsync.store import checks as stored_checks
 from calsync.store import connections as stored_connections
@@ -102,12 +103,7 @@ def _freshness(rt: Runtime, connection_id: str, provider_id: str) -> FreshnessVi
 
 def _has_change_check(rt: Runtime, provider_id: str) -> bool:
     provider = rt.providers.get(provider_id)
-    if provider is None:
-        return False
-    try:
-        return getattr(rt.providers.adapter(provider), "change_check", None) is not None
-    except Exception:  # a provider that cannot be built here has no change check
-        return False
+    return provider is not None and adapter_feature(rt, provider, "change_check") is not None
 
 
 def _export_view(session: Session, connection_id: str) -> ExportSyncView | None:
