@@ -24,6 +24,8 @@ or tenant ever becomes a label.
     calsync_data_age_at_read_seconds                              histogram: List Events' data age
     calsync_change_checks_total{provider, outcome}                outcome: CHECK_OUTCOMES
     calsync_change_visible_seconds{kind}                          histogram: notice to commit
+    calsync_webhook_attempts_total{status}                        status: a DeliveryStatus
+    calsync_webhook_delivered_seconds                             histogram: message to delivery
 """
 
 from __future__ import annotations
@@ -174,6 +176,19 @@ class Metrics:
             "From a push notification or change check that announced a change to the commit "
             "of the sync that stored it, by provider kind.",
             ["kind"],
+            buckets=VISIBLE_BUCKETS,
+            registry=r,
+        )
+
+        self.webhook_attempts = Counter(
+            "calsync_webhook_attempts",
+            "Webhook delivery attempts by the delivery's status after them.",
+            ["status"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "calsync_webhook_delivered_seconds",
+            "From a webhook message's creation (the commit of its change) to its delivery.",
             buckets=VISIBLE_BUCKETS,
             registry=r,
         )

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         description="Let iCalendar feeds (`ics` providers) live on loopback, private or "
         "link-local addresses (tests, private networks); refused by default.",
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks use http:// URLs and hosts on loopback, private or "
+        "link-local addresses (tests, private networks); refused by default.",
+    )
+    webhook_threads: int = Field(
+        default=8, description="Webhook deliveries one worker sends at the same time."
+    )
     provider_timeout_seconds: float = Field(
         default=10.0,
         description="How long one read from an external calendar server may wait; a whole "

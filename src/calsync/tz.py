@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -27,3 +27,13 @@ def zone(name: str) -> ZoneInfo:
 def epoch_ms(value: datetime) -> int:
     """An aware datetime as epoch milliseconds (instance and session bounds in the store)."""
     return int(value.timestamp() * 1000)
+
+
+def from_epoch_ms(value: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime (the inverse of ``epoch_ms``)."""
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def utcnow() -> datetime:
+    """Now, aware, in UTC (every stored time is)."""
+    return datetime.now(UTC)

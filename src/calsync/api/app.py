@@ -22,6 +22,7 @@ from calsync.api import (
     own,
     push_routes,
     sessions_routes,
+    webhooks,
 )
 from calsync.api import metrics as http_metrics
 from calsync.api.guard import Guard, origin_of
@@ -137,6 +138,7 @@ def create_app(runtime: Runtime, *, worker: bool = True) -> FastAPI:
     app.include_router(feeds.router)
     app.include_router(sessions_routes.router)
     app.include_router(free_busy_routes.router)
+    app.include_router(webhooks.router)
     app.include_router(oauth_callback.router)
     app.include_router(push_routes.router)
     app.include_router(dashboard_router.router)

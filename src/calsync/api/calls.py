@@ -62,6 +62,7 @@ async def serve(
     work: Callable[[Call], dict[str, Any]],
     *,
     quick: Callable[[Call], dict[str, Any] | None] | None = None,
+    status_code: int = 200,
 ) -> JSONResponse:
     """Authenticate the caller (through the key cache of ``service.auth``), then run ``work``
     and encode its answer in a worker thread; errors propagate to the handlers of
@@ -103,4 +104,4 @@ async def serve(
         call = Call(rt=rt, identity=identity, query=query, body=body, headers=headers)
         return encode_json(work(call))
 
-    return EncodedJSON(await run_in_threadpool(run), headers=headers)
+    return EncodedJSON(await run_in_threadpool(run), status_code=status_code, headers=headers)

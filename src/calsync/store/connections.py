@@ -11,6 +11,7 @@ from sqlalchemy import update as sql_update
 
 from calsync.domain import ConnectionStatus
 from calsync.domain.lifecycle import NOTIFICATION_COALESCE, Lifecycle
+from calsync.store.announcements import announce_status
 from calsync.store.models import Connection
 from calsync.store.rows import lock_active_connection
 from calsync.store.unit import Tx
@@ -53,9 +54,11 @@ def lifecycle_of(row: Connection) -> Lifecycle:
 
 
 def set_lifecycle(row: Connection, state: Lifecycle) -> None:
-    """Write a transition's result onto a row the caller holds (the row's transaction commits)."""
+    """Write a transition's result onto a row the caller holds (the row's transaction commits),
+    and the ``connection.status_changed`` message it causes, if any, in the same transaction."""
     for name in LIFECYCLE_FIELDS:
         setattr(row, name, getattr(state, name))
+    announce_status(row)
 
 
 def record_of(row: Connection) -> ConnectionRecord:

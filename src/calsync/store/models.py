@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from calsync.tz import utcnow as utcnow  # re-exported: store modules take it from here
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores naive UTC, returns aware UTC, whatever the backend does with zones."""
@@ -55,10 +57,6 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
     }
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class ApiKey(Base):
@@ -131,6 +129,13 @@ class Connection(Base):
     fresh_as_of: Mapped[datetime | None] = mapped_column()
     # When the cheap change check is due (None: the connection has none).
     next_check_at: Mapped[datetime | None] = mapped_column(index=True)
+    # What the last connection.status_changed message said (migration 0012); None: nothing
+    # announced yet (a new connection is CONNECTED, which needs no message).
+    announced_status: Mapped[str | None] = mapped_column(String(20), default="CONNECTED")
+    announced_error_reason: Mapped[str | None] = mapped_column(String(40), default="UNDEFINED")
+    # The span of busy times changed by syncs and not yet announced (busy_times.changed).
+    changed_from_ms: Mapped[int | None] = mapped_column(BigInteger)
+    changed_to_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ConnectionCalendar(Base):
@@ -372,3 +377,51 @@ class PendingRetirement(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Webhook(Base):
+    """A tenant's subscription to calsync's change messages (``/v1/webhooks``). ``secret`` is
+    encrypted; during a rotation ``previous_secret`` signs too, until ``previous_secret_until``.
+    ``failing_since``: the first failed attempt since the last success (5 days of it disable)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_until: Mapped[datetime | None] = mapped_column()
+    failing_since: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One message to one webhook: the outbox row and its delivery log. ``id`` is the message
+    id (header ``webhook-id``). ``round_start``: ``attempts`` when the current retry schedule
+    began (a redelivery starts a new round). ``next_attempt_at`` None: nothing more to do; a
+    claimed delivery has it pushed ahead, so a worker killed mid-attempt retries it later."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    round_start: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)

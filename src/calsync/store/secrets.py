@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
-from calsync.store.models import Connection, OAuthAttempt, PendingRetirement
+from calsync.store.models import Connection, OAuthAttempt, PendingRetirement, Webhook
 from calsync.store.unit import Tx
 
 # Every column that holds SecretBox output, with its table's primary key. A test checks that
@@ -22,6 +22,8 @@ ENCRYPTED_COLUMNS: tuple[tuple[Column, Column], ...] = (
     (Connection.id, Connection.secret),
     (OAuthAttempt.state_hash, OAuthAttempt.code_verifier),
     (PendingRetirement.connection_id, PendingRetirement.secret),
+    (Webhook.id, Webhook.secret),
+    (Webhook.id, Webhook.previous_secret),
 )
 
 

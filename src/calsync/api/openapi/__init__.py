@@ -26,6 +26,7 @@ from calsync.api.openapi.feeds import feed_paths
 from calsync.api.openapi.own import own_paths
 from calsync.api.openapi.schemas import SCHEMAS
 from calsync.api.openapi.sync_report import SYNC_REPORT
+from calsync.api.openapi.webhooks import WEBHOOK_SCHEMAS, webhook_paths
 
 OPENAPI_PATH = "/openapi.json"
 router = APIRouter()
@@ -75,6 +76,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     paths.update(own_paths())
     paths.update(feed_paths())
     paths.update(availability_paths())
+    paths.update(webhook_paths())
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -89,13 +91,14 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             {"name": "Sessions", "description": "The platform's sessions, exported by calsync."},
             {"name": "Sync", "description": "How connections are syncing."},
             {"name": "Availability", "description": "Free/busy and bookable slots."},
+            {"name": "Webhooks", "description": "Signed messages when busy times change."},
             {"name": "Health", "description": "Liveness and database reachability."},
         ],
         "security": SECURITY,
         "paths": paths,
         "components": {
             "schemas": copy.deepcopy(
-                {**SCHEMAS, **AVAILABILITY_SCHEMAS, "SyncReport": SYNC_REPORT}
+                {**SCHEMAS, **AVAILABILITY_SCHEMAS, **WEBHOOK_SCHEMAS, "SyncReport": SYNC_REPORT}
             ),
             "securitySchemes": {
                 "apiKey": {

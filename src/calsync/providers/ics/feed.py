@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from calsync.addresses import resolves_public
 from calsync.providers.base import ProviderError, ProviderUnreachable
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -51,13 +50,11 @@ def check_public(url: str, allow_private: bool) -> None:
     host = urlsplit(url).hostname or ""
     port = urlsplit(url).port or 443
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        public = resolves_public(host, port)
     except OSError as exc:
         raise ProviderUnreachable("the feed's host name could not be resolved") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global:
-            raise FeedRefused("the feed address points at a private or local network")
+    if not public:
+        raise FeedRefused("the feed address points at a private or local network")
 
 
 def _read_capped(response: httpx.Response) -> bytes:

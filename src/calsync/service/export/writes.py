@@ -10,7 +10,9 @@ from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
+from calsync.domain.webhooks import EventType
 from calsync.providers.base import (
     AccountRef,
     AuthRejected,
@@ -26,6 +28,7 @@ from calsync.providers.base import (
 )
 from calsync.service.export.event import export_event, export_uid
 from calsync.service.runtime import Runtime
+from calsync.store import webhooks
 from calsync.store.db import transaction
 from calsync.store.models import (
     Connection,
@@ -33,6 +36,7 @@ from calsync.store.models import (
     PlatformSession,
     utcnow,
 )
+from calsync.store.unit import Tx
 
 T = TypeVar("T")
 # An event the provider refused on its own (not a rate limit or an outage: those stop the run
@@ -161,6 +165,8 @@ def _record_writes(
                 # retry is tried again by the next run; anything else the provider refused.
                 wait = ""
                 if m is not None and not isinstance(result, (ProviderUnreachable, StaleEvent)):
+                    if m.refused_revision != s.revision:  # announced once per revision
+                        _announce_refusal(session, connection_id, s.session_id, str(result))
                     m.refusals += 1
                     m.retry_at = utcnow() + refusal_wait(m.refusals)
                     m.refused_revision = s.revision
@@ -168,6 +174,20 @@ def _record_writes(
                 report.problems.append(f"session {s.session_id}: {result}{wait}")
     if fatal is not None:
         raise fatal
+
+
+def _announce_refusal(session: Session, connection_id: str, session_id: str, reason: str) -> None:
+    """An ``export.refused`` message, in the transaction that records the refusal."""
+    connection = session.get(Connection, connection_id)
+    if connection is None:
+        return
+    data: dict[str, object] = {
+        "connectionId": connection_id,
+        "scheduleId": connection.schedule_id,
+        "sessionId": session_id,
+        "reason": reason,
+    }
+    webhooks.enqueue(Tx(session), connection.tenant_id, EventType.EXPORT_REFUSED, data, utcnow())
 
 
 def delete_chunk(

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from calsync.providers.base import AuthRejected, ChangeCheck, ProviderError, RateLimitedByProvider
@@ -30,12 +30,9 @@ from calsync.service.runtime import Runtime
 from calsync.store import checks as stored
 from calsync.store import connections as stored_connections
 from calsync.store.connections import mark_notified
+from calsync.tz import utcnow
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # Checks claimed per check thread at most (each takes a round trip to its server).

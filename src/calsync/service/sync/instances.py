@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, delete, func, insert, select, update
@@ -21,6 +21,7 @@ from calsync.ical.expand import MAX_INSTANCES, BusyInstance, ICalError, expand_r
 from calsync.providers.base import CalendarChanges, EventResource
 from calsync.service.runtime import Runtime
 from calsync.service.sync import leases
+from calsync.store import announcements
 from calsync.store.db import transaction
 from calsync.store.models import (
     Connection,
@@ -31,6 +32,7 @@ from calsync.store.models import (
     utcnow,
 )
 from calsync.store.rows import lock_active_connection
+from calsync.store.unit import Tx
 from calsync.tz import epoch_ms, zone
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ class ExpansionContext:
     window_start: datetime
     window_end: datetime
     horizon_day: str
+    # A webhook takes busy_times.changed: work out what each write changes (else skip it).
+    track_changes: bool = False
 
 
 def horizon(rt: Runtime, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -85,6 +89,7 @@ def expansion_context(
         window_start=start,
         window_end=end,
         horizon_day=now.date().isoformat(),
+        track_changes=announcements.tracks_busy_changes(Tx(session), row.tenant_id),
     )
 
 
@@ -125,6 +130,8 @@ def apply_changes(
         else:
             stored = _stored_keys(session, ctx.connection_id, calendar_id, [*upserted, *gone])
         touched = gone | set(upserted)
+        if ctx.track_changes:
+            _note_changes(session, ctx, calendar_id, touched, new_rows)
         _delete_keyed(session, EventInstance, EventInstance.resource_key, ctx, calendar_id, touched)
         _delete_keyed(session, ImportedObject, ImportedObject.key, ctx, calendar_id, gone & stored)
         rows = [
@@ -156,6 +163,52 @@ def apply_changes(
 
 
 _BATCH = 500  # keys per IN (...) list
+_Busy = tuple[str, str, int, int, bool]  # resource key, instance key, start, end, all day
+
+
+def _note_changes(
+    session: Session,
+    ctx: ExpansionContext,
+    calendar_id: str,
+    touched: set[str],
+    new_rows: list[dict[str, object]],
+) -> None:
+    """Widen the connection's unannounced span (busy_times.changed) by every instance of the
+    ``touched`` objects that is added, removed or moved by this write, old and new times."""
+    keys = sorted(touched)
+    old: set[_Busy] = set()
+    for start in range(0, len(keys), _BATCH):
+        old.update(
+            cast(_Busy, tuple(r))
+            for r in session.execute(
+                select(
+                    EventInstance.resource_key,
+                    EventInstance.instance_key,
+                    EventInstance.start_ms,
+                    EventInstance.end_ms,
+                    EventInstance.all_day,
+                ).where(
+                    EventInstance.connection_id == ctx.connection_id,
+                    EventInstance.calendar_id == calendar_id,
+                    EventInstance.resource_key.in_(keys[start : start + _BATCH]),
+                )
+            )
+        )
+    new: set[_Busy] = {
+        cast(
+            _Busy,
+            (r["resource_key"], r["instance_key"], r["start_ms"], r["end_ms"], r["all_day"]),
+        )
+        for r in new_rows
+    }
+    changed = old ^ new
+    if changed:
+        announcements.widen_changed_span(
+            Tx(session),
+            ctx.connection_id,
+            min(b[2] for b in changed),
+            max(b[3] for b in changed),
+        )
 
 
 def _stored_keys(
@@ -291,6 +344,7 @@ def drop_calendars(rt: Runtime, connection_id: str, calendar_ids: list[str]) -> 
     if not calendar_ids:
         return
     with transaction(rt.db) as session:
+        _note_span_of(session, connection_id, EventInstance.calendar_id.in_(calendar_ids))
         for model in (EventInstance, ImportedObject, ConnectionCalendar):
             session.execute(
                 delete(model).where(
@@ -303,6 +357,8 @@ def reexpand_connection(rt: Runtime, session: Session, row: Connection) -> None:
     """Rebuild a connection's instances from its stored resources (e.g. after the schedule's
     time zone changed, which moves all-day events)."""
     ctx = expansion_context(rt, session, row)
+    if ctx.track_changes:
+        _note_span_of(session, row.id)
     session.execute(delete(EventInstance).where(EventInstance.connection_id == row.id))
     resources = session.scalars(
         select(ImportedObject).where(ImportedObject.connection_id == row.id)
@@ -313,6 +369,20 @@ def reexpand_connection(rt: Runtime, session: Session, row: Connection) -> None:
     if new_rows:
         session.execute(insert(EventInstance), new_rows)
         raise_instance_bound(session, row.id, new_rows)
+    if ctx.track_changes:
+        _note_span_of(session, row.id)
+        announcements.announce_busy_change(Tx(session), row.id)
+
+
+def _note_span_of(session: Session, connection_id: str, *where: Any) -> None:
+    """Widen the unannounced span by the span of the connection's instances (``where``)."""
+    lo, hi = session.execute(
+        select(func.min(EventInstance.start_ms), func.max(EventInstance.end_ms)).where(
+            EventInstance.connection_id == connection_id, *where
+        )
+    ).one()
+    if lo is not None and hi is not None:
+        announcements.widen_changed_span(Tx(session), connection_id, int(lo), int(hi))
 
 
 def raise_instance_bound(

@@ -33,10 +33,12 @@ from calsync.service.export.reconcile import ExportBlocked, export_connection
 from calsync.service.runtime import Runtime
 from calsync.service.sync import leases
 from calsync.service.sync.instances import apply_changes, drop_calendars, expansion_context
+from calsync.store import announcements
 from calsync.store.connections import lifecycle_of, set_lifecycle
 from calsync.store.db import transaction
 from calsync.store.models import Connection, ConnectionCalendar, ImportedObject, utcnow
 from calsync.store.rows import lock_active_connection
+from calsync.store.unit import Tx
 
 log = logging.getLogger(__name__)
 PRIMARY_STATE_KEY = "primary_calendar_id"
@@ -336,6 +338,9 @@ def _record(rt: Runtime, connection_id: str, outcome: _Revoked | _Failed | _Succ
             poll = timedelta(seconds=rt.settings.poll_interval_seconds)
             set_lifecycle(row, lifecycle.sync_succeeded(state, outcome.run, now=now, poll=poll))
             _remember_calendars(row, outcome.primary_id, outcome.gone)
+        # What this run's writes changed (also a failed run's: its finished calendars are
+        # stored), as one busy_times.changed message, in this transaction.
+        announcements.announce_busy_change(Tx(session), connection_id, now)
     if isinstance(outcome, _Succeeded):
         _change_visible(rt, connection_id, outcome.run.started)
         log.info(

@@ -17,6 +17,7 @@ from calsync.service.sync import leases
 from calsync.service.sync.checks import ChangeChecker
 from calsync.service.sync.push import ensure_channels
 from calsync.service.sync.run import sync_connection_quietly
+from calsync.service.webhooks.delivery import Deliverer
 from calsync.store import connections as stored_connections
 from calsync.store.unit import DatabaseError
 
@@ -34,6 +35,7 @@ class Worker:
         self._per_provider: dict[str, threading.BoundedSemaphore] = {}
         self._thread: threading.Thread | None = None
         self.checker = ChangeChecker(rt)
+        self.deliverer = Deliverer(rt)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="calsync-worker", daemon=True)
@@ -48,6 +50,7 @@ class Worker:
         self._pool.shutdown(wait=True)
         with contextlib.suppress(DatabaseError):
             self.checker.stop()
+        self.deliverer.stop()
 
     def run_once(self) -> int:
         """Claim what is due (as many as there are free threads) and start syncing it."""
@@ -67,6 +70,7 @@ class Worker:
             self.rt.work_available.clear()
             try:
                 self.run_once()
+                self.deliverer.run_once()  # webhook messages, on threads of their own
                 self.checker.run_once()
                 retire_due(self.rt)  # disconnect clean-ups left by a crash or waiting to retry
             except DatabaseError as exc:  # database restarting: wait and try again
